@@ -1,0 +1,315 @@
+"""Sites: the validated description of every cluster a workflow may use.
+
+A site is one Parsl executor on one cluster. Sites come from a `sites.yaml`
+written by the user (this module) or from the PW API (`pwgen.sources.pw`); both
+produce the same `Site` models, so everything downstream has one input shape.
+
+    sites:
+      - label: cluster_a          # executor label: apps use executors=["cluster_a"]
+        scheduler: slurm          # slurm | pbspro | local
+        host: 10.0.0.5
+        user: alice
+        partition: compute
+"""
+
+import difflib
+import keyword
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pwgen.errors import SitesError
+
+Scheduler = Literal["slurm", "pbspro", "local"]
+ExecutorKind = Literal["htex", "mpi", "flux"]
+EnvMethod = Literal["conda", "venv", "wheelhouse"]
+
+# Group names the inventory uses; a host with the same name confuses Ansible.
+RESERVED_LABELS = frozenset({"all", "ungrouped", "sites"})
+_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# Values that end up in ssh argv or scheduler directives: no spaces, no leading
+# dash (an ssh option), no shell metacharacters.
+_HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%-]+$")
+_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$")
+_PROXY_JUMP = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*@)?[A-Za-z0-9_.:\[\]-]+(,.+)?$")
+_SCHEDULER_WORD = re.compile(r"^[A-Za-z0-9_.,:+-]+$")
+_WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:[0-5]\d:[0-5]\d$")
+
+
+def _seconds_to_walltime(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted `01:00:00` as the integer 3600: turn it back."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        hours, rest = divmod(value, 3600)
+        return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    return value
+
+
+Walltime = Annotated[
+    str,
+    BeforeValidator(_seconds_to_walltime),
+    Field(pattern=_WALLTIME.pattern, description="HH:MM:SS or D-HH:MM:SS"),
+]
+
+
+def _lines(value: Any) -> Any:
+    """worker_init may be one multi-line string or a list of lines."""
+    if isinstance(value, str):
+        return tuple(line for line in value.splitlines() if line.strip())
+    return value
+
+
+class _Model(BaseModel):
+    # strict: YAML already yields real ints, bools and strings; "yes" is not a number.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class EnvSpec(_Model):
+    """How the pinned Parsl environment is built on the site."""
+
+    method: EnvMethod = "wheelhouse"
+    prefix: str = Field("~/.pwgen/envs", min_length=1)
+    extra_packages: tuple[str, ...] = ()
+
+
+# Settings that only make sense for a remote cluster.
+_REMOTE_ONLY = ("host", "user", "identity_file", "proxy_jump", "partition", "account", "qos")
+
+
+class Site(_Model):
+    """One cluster and the executor that runs on it."""
+
+    label: str = Field(description="executor label; a Python identifier and Ansible host name")
+    scheduler: Scheduler
+    host: str | None = None
+    user: str | None = None
+    port: int = Field(22, ge=1, le=65535)
+    identity_file: str | None = None
+    proxy_jump: str | None = None
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    walltime: Walltime = "01:00:00"
+    nodes_per_block: int = Field(1, ge=1)
+    init_blocks: int = Field(1, ge=0)
+    min_blocks: int = Field(0, ge=0)
+    max_blocks: int = Field(1, ge=1)
+    cores_per_worker: float = Field(1.0, gt=0)
+    max_workers_per_node: int | None = Field(None, ge=1)
+    executor: ExecutorKind = "htex"
+    env: EnvSpec = EnvSpec()
+    worker_init: Annotated[tuple[str, ...], BeforeValidator(_lines)] = ()
+    workdir: str | None = None
+
+    @field_validator("label")
+    @classmethod
+    def _check_label(cls, label: str) -> str:
+        if not _LABEL.match(label) or keyword.iskeyword(label):
+            raise ValueError(
+                f"{label!r} is not a valid label (a Python identifier: letters, digits, "
+                "underscores, not starting with a digit, at most 63 characters)"
+            )
+        if label in RESERVED_LABELS:
+            raise ValueError(f"{label!r} is reserved for an inventory group")
+        return label
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, host: str | None) -> str | None:
+        if host is not None and (not _HOST.match(host) or host.startswith("-")):
+            raise ValueError(f"{host!r} is not a host name or IP address")
+        return host
+
+    @field_validator("user")
+    @classmethod
+    def _check_user(cls, user: str | None) -> str | None:
+        if user is not None and not _USER.match(user):
+            raise ValueError(f"{user!r} is not a user name")
+        return user
+
+    @field_validator("proxy_jump")
+    @classmethod
+    def _check_proxy_jump(cls, jump: str | None) -> str | None:
+        if jump is not None and (not _PROXY_JUMP.match(jump) or " " in jump):
+            raise ValueError(f"{jump!r} is not [user@]host[:port][,...]")
+        return jump
+
+    @field_validator("partition", "account", "qos")
+    @classmethod
+    def _check_scheduler_word(cls, word: str | None) -> str | None:
+        if word is not None and not _SCHEDULER_WORD.match(word):
+            raise ValueError(f"{word!r} has characters a scheduler directive cannot hold")
+        return word
+
+    @field_validator("worker_init")
+    @classmethod
+    def _check_worker_init(cls, lines: tuple[str, ...]) -> tuple[str, ...]:
+        for line in lines:
+            if "\n" in line:
+                raise ValueError("each worker_init entry must be a single line")
+        return lines
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> "Site":
+        if self.scheduler == "local":
+            given = [name for name in _REMOTE_ONLY if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{given[0]} is not used by a local site (scheduler: local)")
+        elif self.host is None:
+            raise ValueError(f"a {self.scheduler} site needs a host")
+        if self.min_blocks > self.max_blocks:
+            raise ValueError(f"min_blocks ({self.min_blocks}) > max_blocks ({self.max_blocks})")
+        if self.init_blocks > self.max_blocks:
+            raise ValueError(f"init_blocks ({self.init_blocks}) > max_blocks ({self.max_blocks})")
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        return self.scheduler == "local"
+
+
+class SitesFile(_Model):
+    """The top level of a sites.yaml."""
+
+    sites: list[Site] = Field(min_length=1)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_sites(path: Path) -> list[Site]:
+    """Read and validate a sites.yaml; any problem raises one SitesError naming file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SitesError(f"{path}: sites file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SitesError(f"{path}: cannot read sites file: {err}") from None
+    return parse_sites(text, source=str(path))
+
+
+def parse_sites(text: str, source: str = "sites.yaml") -> list[Site]:
+    """Validate the text of a sites file; `source` names it in error messages."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise SitesError(f"{where}: YAML syntax error: {err.problem}") from None
+    except yaml.YAMLError as err:
+        raise SitesError(f"{source}: YAML error: {err}") from None
+    if root is not None:
+        _refuse_duplicate_keys(root, source)
+    if not isinstance(data, dict):
+        raise SitesError(f"{source}: expected a mapping with a 'sites:' list at the top level")
+    sites = validate_sites(data, source, root)
+    return sites
+
+
+def validate_sites(data: dict[str, Any], source: str, root: yaml.Node | None = None) -> list[Site]:
+    """Validate already-parsed data (from YAML or the PW API) into sites."""
+    try:
+        sites = SitesFile.model_validate(data).sites
+    except ValidationError as err:
+        raise SitesError(_describe(err, source, root)) from None
+    _refuse_duplicate_labels(sites, source, root)
+    return sites
+
+
+def _refuse_duplicate_labels(sites: Sequence[Site], source: str, root: yaml.Node | None) -> None:
+    seen: dict[str, int] = {}
+    for index, site in enumerate(sites):
+        if site.label in seen:
+            where = _where(source, root, ("sites", index, "label"))
+            raise SitesError(
+                f"{where}: sites[{index}].label: duplicate label {site.label!r} "
+                f"(also sites[{seen[site.label]}])"
+            )
+        seen[site.label] = index
+
+
+def _refuse_duplicate_keys(node: yaml.Node, source: str) -> None:
+    """PyYAML silently keeps the last of two equal keys; a typo'd copy would be lost."""
+    if isinstance(node, yaml.MappingNode):
+        keys: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in keys:
+                line = key_node.start_mark.line + 1
+                raise SitesError(f"{source}:{line}: duplicate key {key!r}")
+            keys.add(key)
+            _refuse_duplicate_keys(value_node, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_duplicate_keys(item, source)
+
+
+def _describe(err: ValidationError, source: str, root: yaml.Node | None) -> str:
+    """The first validation error as `file:line: path: message`, plus a count of the rest."""
+    errors = err.errors(include_url=False)
+    first = errors[0]
+    loc = tuple(first["loc"])
+    path = _dotted(loc)
+    if first["type"] == "extra_forbidden":
+        message = f"unknown key {loc[-1]!r}{_suggestion(loc)}"
+    elif first["type"] == "missing":
+        message = "required key is missing"
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] not in ("value_error", "assertion_error"):
+            message += f" (got {first['input']!r})"
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    prefix = f"{path}: " if path else ""
+    return f"{_where(source, root, loc)}: {prefix}{message}{more}"
+
+
+def _suggestion(loc: tuple[Any, ...]) -> str:
+    model: type[BaseModel] = EnvSpec if "env" in loc[:-1] else Site
+    if len(loc) == 1:
+        model = SitesFile
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def _where(source: str, root: yaml.Node | None, loc: tuple[Any, ...]) -> str:
+    line = _line_of(root, loc) if root is not None else None
+    return f"{source}:{line}" if line else source
+
+
+def _line_of(node: yaml.Node, loc: tuple[Any, ...]) -> int | None:
+    """Follow a validation path through the YAML node tree to the line it points at."""
+    line = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [(k, v) for k, v in node.value if k.value == part]
+            if not match:
+                return line
+            key_node, node = match[0]
+            line = key_node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
