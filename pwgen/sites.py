@@ -80,7 +80,8 @@ class EnvSpec(_Model):
 
     method: EnvMethod = "wheelhouse"
     prefix: str = Field("~/.pwgen/envs", min_length=1)
-    extra_packages: tuple[str, ...] = ()
+    # strict=False only to accept YAML lists as tuples (items stay strict strings).
+    extra_packages: tuple[str, ...] = Field((), strict=False)
 
 
 # Settings that only make sense for a remote cluster.
@@ -109,7 +110,7 @@ class Site(_Model):
     max_workers_per_node: int | None = Field(None, ge=1)
     executor: ExecutorKind = "htex"
     env: EnvSpec = EnvSpec()
-    worker_init: Annotated[tuple[str, ...], BeforeValidator(_lines)] = ()
+    worker_init: Annotated[tuple[str, ...], BeforeValidator(_lines)] = Field((), strict=False)
     workdir: str | None = None
 
     @field_validator("label")

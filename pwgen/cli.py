@@ -1,0 +1,134 @@
+"""The `pwgen` command line: typer commands only, each calling one step of the data flow.
+
+Exit codes: 0 success, 1 the workflow itself failed, 2 bad input (one line on
+stderr, never a traceback), 130 interrupted.
+"""
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pwgen import __version__
+from pwgen.errors import PwgenError
+
+app = typer.Typer(
+    name="pwgen",
+    help="Run one Parsl workflow across several HPC clusters at once.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Newer typer vendors its own click; reach its exception classes through a public name.
+_UsageError: type[Exception] = typer.BadParameter.__base__  # type: ignore[assignment]
+_ClickException: type[Exception] = _UsageError.__base__  # type: ignore[assignment]
+
+SitesOption = Annotated[
+    Path,
+    typer.Option("--sites", "-s", help="Sites file (YAML).", envvar="PWGEN_SITES"),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pwgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Run one Parsl workflow across several HPC clusters at once."""
+
+
+@app.command()
+def inventory(
+    source: Annotated[
+        str, typer.Option("--from", help="`pw` (the PW API, key in $PW_API_KEY) or a sites file.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Inventory file to write.")] = Path(
+        "inventory/pwgen.yml"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+) -> None:
+    """Turn sites into an Ansible inventory (written atomically)."""
+    from pwgen.inventory import write_inventory
+    from pwgen.sources import load_source
+
+    loaded = load_source(source)
+    write_inventory(loaded.sites, output, loaded.name)
+    if as_json:
+        report = {
+            "inventory": str(output),
+            "sites": [site.label for site in loaded.sites],
+            "skipped": [asdict(skipped) for skipped in loaded.skipped],
+        }
+        typer.echo(json.dumps(report, indent=2))
+        return
+    from pwgen.report import print_sites, warn_skipped
+
+    warn_skipped(loaded.skipped)
+    print_sites(loaded.sites, title=f"{output} ({len(loaded.sites)} sites from {loaded.name})")
+
+
+@app.command()
+def config(
+    sites: SitesOption = Path("sites.yaml"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Config module to write.")] = Path(
+        "parsl_config.py"
+    ),
+) -> None:
+    """Write a readable Parsl config module (`config`) for the sites."""
+    from pwgen.configgen import render_config
+    from pwgen.fileio import atomic_write
+    from pwgen.sites import load_sites
+
+    atomic_write(output, render_config(load_sites(sites), source=str(sites)))
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def run(
+    workflow: Annotated[Path, typer.Argument(help="The workflow script to run.")],
+    args: Annotated[
+        list[str] | None, typer.Argument(help="Arguments for the workflow (after --).")
+    ] = None,
+    sites: SitesOption = Path("sites.yaml"),
+) -> None:
+    """Run a workflow on the sites; its apps name sites by label in executors=[...]."""
+    from pwgen.run import run_workflow
+    from pwgen.sites import load_sites
+
+    loaded = load_sites(sites)
+    code = run_workflow(workflow, args or [], loaded, str(sites))
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console entry point: maps every user error to one line and an exit code."""
+    try:
+        # Without standalone mode click returns the code of `typer.Exit` instead of exiting.
+        code = app(standalone_mode=False)
+    except PwgenError as err:
+        _fail(str(err), err.exit_code)
+    except _UsageError as err:
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx else ""
+        _fail(f"{err.format_message()}{hint}", 2)  # type: ignore[attr-defined]
+    except _ClickException as err:
+        _fail(err.format_message(), err.exit_code)  # type: ignore[attr-defined]
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted", 130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"pwgen: error: {' '.join(message.split())}", err=True)
+    sys.exit(code)

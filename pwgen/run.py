@@ -1,0 +1,166 @@
+"""`pwgen run`: load the generated config, run the user's workflow, tear everything down.
+
+The workflow runs in this process, as `python workflow.py` would run it (same
+`__main__`, `sys.argv` and `sys.path[0]`), with a DataFlowKernel already loaded
+from the generated config. Whatever happens in the workflow (an exception,
+`sys.exit`, Ctrl-C, SIGTERM), the DFK is cleaned up before pwgen exits, which
+stops every interchange and cancels every block.
+"""
+
+import json
+import platform
+import runpy
+import secrets
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pwgen import __version__
+from pwgen.configgen import load_config_module, render_config
+from pwgen.errors import WorkflowError
+from pwgen.fileio import atomic_write
+from pwgen.sites import Site
+
+STATE_DIR = Path(".pwgen")
+EXIT_WORKFLOW_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class RunRecord:
+    """What a run did; written as `manifest.json` in the run directory."""
+
+    run_id: str
+    workflow: str
+    args: list[str]
+    sites: list[dict[str, Any]]
+    parsl_version: str
+    python_version: str
+    pwgen_version: str = __version__
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    exit_code: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def new_run_dir(state_dir: Path) -> tuple[str, Path]:
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    run_dir = state_dir / "runs" / run_id
+    run_dir.mkdir(parents=True, mode=0o700)
+    return run_id, run_dir
+
+
+def run_workflow(
+    workflow: Path,
+    args: Sequence[str],
+    sites: Sequence[Site],
+    sites_source: str,
+    state_dir: Path = STATE_DIR,
+) -> int:
+    """Run `workflow` on `sites`; returns the exit code the CLI should exit with."""
+    _check_workflow(workflow)
+    import parsl  # slow import: only when a run really starts
+
+    run_id, run_dir = new_run_dir(state_dir)
+    record = RunRecord(
+        run_id=run_id,
+        workflow=str(workflow),
+        args=list(args),
+        sites=[site.model_dump(mode="json") for site in sites],
+        parsl_version=parsl.__version__,
+        python_version=platform.python_version(),
+    )
+    config_path = run_dir / "parsl_config.py"
+    atomic_write(
+        config_path, render_config(sites, source=sites_source, run_dir=str(run_dir / "runinfo"))
+    )
+    config = load_config_module(config_path).config
+
+    exit_code = EXIT_WORKFLOW_FAILED
+    clock = time.monotonic()
+    try:
+        with _sigterm_as_exit():
+            dfk = parsl.load(config)
+            record.timings["load"] = time.monotonic() - clock
+            try:
+                exit_code = _run_script(workflow, args)
+                if exit_code == 0:
+                    dfk.wait_for_current_tasks()
+            finally:
+                clock = time.monotonic()
+                dfk.cleanup()
+                parsl.clear()
+                record.timings["cleanup"] = time.monotonic() - clock
+    except KeyboardInterrupt:
+        print("pwgen: interrupted; sites torn down", file=sys.stderr)
+        exit_code = EXIT_INTERRUPTED
+    finally:
+        record.finished = time.time()
+        record.exit_code = exit_code
+        atomic_write(run_dir / "manifest.json", json.dumps(asdict(record), indent=2) + "\n")
+    return exit_code
+
+
+def _check_workflow(workflow: Path) -> None:
+    if not workflow.is_file():
+        raise WorkflowError(f"{workflow}: workflow script not found")
+    try:
+        compile(workflow.read_bytes(), str(workflow), "exec")
+    except SyntaxError as err:
+        raise WorkflowError(f"{workflow}:{err.lineno}: not valid Python: {err.msg}") from None
+    except (OSError, ValueError) as err:
+        raise WorkflowError(f"{workflow}: cannot read workflow script: {err}") from None
+
+
+def _run_script(workflow: Path, args: Sequence[str]) -> int:
+    """Run the script as `__main__`; its exceptions become exit code 1 with its traceback."""
+    saved_argv, saved_path0 = sys.argv[:], sys.path[0]
+    sys.argv = [str(workflow), *args]
+    sys.path[0] = str(workflow.resolve().parent)
+    try:
+        runpy.run_path(str(workflow), run_name="__main__")
+        return 0
+    except SystemExit as exit_:
+        return _exit_code_of(exit_)
+    except KeyboardInterrupt:
+        raise
+    except Exception:
+        # The workflow's own error: show its traceback without pwgen's frames.
+        error_type, error, tb = sys.exc_info()
+        while tb is not None and tb.tb_frame.f_code.co_filename != str(workflow):
+            tb = tb.tb_next
+        traceback.print_exception(error_type, error, tb)
+        print(f"pwgen: workflow {workflow} failed", file=sys.stderr)
+        return EXIT_WORKFLOW_FAILED
+    finally:
+        sys.argv, sys.path[0] = saved_argv, saved_path0
+
+
+def _exit_code_of(exit_: SystemExit) -> int:
+    if exit_.code is None:
+        return 0
+    if isinstance(exit_.code, int):
+        return exit_.code
+    print(exit_.code, file=sys.stderr)
+    return EXIT_WORKFLOW_FAILED
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt so the same teardown runs as for Ctrl-C."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,55 @@
+"""Shared test helpers: run the real `pwgen` console script, find leftover Parsl processes."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PWGEN = BIN / "pwgen"
+
+
+def run_pwgen(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `pwgen` as a user would, capturing its output."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PW_", "PWGEN_"))}
+    full_env.update(env or {})
+    return subprocess.run(
+        [str(PWGEN), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def parsl_processes() -> list[str]:
+    """Live (non-zombie) interchange and worker-pool processes on this machine."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        markers = ("parsl: ", "interchange.py", "process_worker_pool")
+        if state != "Z" and any(marker in cmdline for marker in markers):
+            found.append(f"{proc.name}: {cmdline}")
+    return found
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """Bad input: exit 2, exactly one line on stderr naming the problem, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("pwgen: error: "), lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])

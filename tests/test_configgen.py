@@ -1,0 +1,96 @@
+"""The generated parsl_config.py: readable, valid Python, and a real Parsl Config."""
+
+import ast
+from pathlib import Path
+
+import pytest
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor, MPIExecutor
+from parsl.launchers import SimpleLauncher, SingleNodeLauncher
+from parsl.providers import LocalProvider
+
+from pwgen.configgen import Call, load_config_module, pyrepr, render_config
+from pwgen.errors import ConfigError
+from pwgen.sites import parse_sites
+
+SITES = parse_sites(
+    """\
+sites:
+  - {label: fast, scheduler: local, cores_per_worker: 0.5, max_workers_per_node: 3,
+     max_blocks: 2, worker_init: ["export A=1", "export B='two'"]}
+  - {label: wide, scheduler: local, executor: mpi, max_workers_per_node: 2}
+"""
+)
+FLUX = parse_sites("sites:\n  - {label: flux_here, scheduler: local, executor: flux}\n")
+
+
+def _load(tmp_path: Path, source: str) -> Config:
+    path = tmp_path / "parsl_config.py"
+    path.write_text(source)
+    config = load_config_module(path).config
+    assert isinstance(config, Config)
+    return config
+
+
+def test_every_local_executor_kind_becomes_the_parsl_class(tmp_path: Path) -> None:
+    source = render_config(SITES, source="sites.yaml", run_dir="somewhere/runinfo")
+    ast.parse(source)
+    config = _load(tmp_path, source)
+    fast, wide = config.executors
+    assert config.run_dir == "somewhere/runinfo" and config.strategy_period == 1
+
+    assert type(fast) is HighThroughputExecutor and fast.label == "fast"
+    assert fast.address == "127.0.0.1" and fast.encrypted is True
+    assert (fast.cores_per_worker, fast.max_workers_per_node) == (0.5, 3)
+    assert isinstance(fast.provider, LocalProvider)
+    assert isinstance(fast.provider.launcher, SingleNodeLauncher)
+    assert fast.provider.max_blocks == 2
+    assert fast.provider.worker_init == "export A=1\nexport B='two'"
+
+    assert type(wide) is MPIExecutor and wide.encrypted is True
+    assert wide.max_workers_per_block == 2
+    assert isinstance(wide.provider.launcher, SimpleLauncher)
+
+
+def test_flux_site_needs_flux_where_the_config_loads(tmp_path: Path) -> None:
+    # FluxExecutor looks for `flux` on PATH when constructed; Flux is not installable here.
+    source = render_config(FLUX, source="sites.yaml")
+    assert "site_flux_here = FluxExecutor(\n    label='flux_here'," in source
+    with pytest.raises(ConfigError, match="Cannot find Flux installation in PATH"):
+        _load(tmp_path, source)
+
+
+def test_module_is_readable(tmp_path: Path) -> None:
+    source = render_config(SITES[:1], source="my/sites.yaml")
+    assert "from my/sites.yaml" in source
+    assert "# Site fast: htex on this machine" in source
+    assert "site_fast = HighThroughputExecutor(\n    label='fast',\n" in source
+    assert "executors=[site_fast]" in source
+    # Only what is used gets imported.
+    assert "MPIExecutor" not in source and "SimpleLauncher" not in source
+
+
+def test_remote_site_without_facts_is_refused() -> None:
+    remote = parse_sites("sites:\n  - {label: far, scheduler: slurm, host: h}\n")
+    with pytest.raises(ConfigError, match=r"site 'far' \(slurm\): no facts .* `pwgen provision`"):
+        render_config(remote, source="s")
+
+
+def test_pyrepr_nests_calls() -> None:
+    text = pyrepr(Call("A", {"x": 1, "b": Call("B", {"y": "z"}), "c": Call("C")}))
+    assert text == "A(\n    x=1,\n    b=B(\n        y='z',\n    ),\n    c=C(),\n)"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("x = (", "cannot load config: SyntaxError"),
+        ("raise RuntimeError('boom')", "cannot load config: RuntimeError: boom"),
+        ("value = 1", "defines no `config`"),
+    ],
+)
+def test_broken_config_module_is_one_error(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "parsl_config.py"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_config_module(path)

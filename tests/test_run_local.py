@@ -1,0 +1,112 @@
+"""End to end on the local site: `pwgen run` with real Parsl, and nothing left running."""
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from helpers import PWGEN, REPO, parsl_processes, run_pwgen
+
+pytestmark = pytest.mark.e2e
+
+LOCAL_SITES = REPO / "examples" / "sites.local.yaml"
+
+
+def _assert_nothing_left_running() -> None:
+    deadline = time.monotonic() + 10
+    while parsl_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert parsl_processes() == []
+
+
+@pytest.fixture(autouse=True)
+def _no_parsl_before() -> None:
+    assert parsl_processes() == [], "a previous test left Parsl processes"
+
+
+def _workflow(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "workflow.py"
+    path.write_text("import sys\nfrom parsl import bash_app, python_app\n\n" + body)
+    return path
+
+
+def test_hello_example_runs_and_cleans_up(tmp_path: Path) -> None:
+    result = run_pwgen(
+        "run",
+        str(REPO / "examples" / "hello.py"),
+        "--sites",
+        str(LOCAL_SITES),
+        "--",
+        "7",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    for x in range(7):
+        assert f"square({x}) = {x * x}  [worker " in result.stdout
+    assert "sum of squares 0..6 = 91" in result.stdout
+    assert "hello from " in result.stdout and ", pwgen" in result.stdout
+    _assert_nothing_left_running()
+
+    (run_dir,) = (tmp_path / ".pwgen" / "runs").iterdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["exit_code"] == 0 and manifest["args"] == ["7"]
+    assert [site["label"] for site in manifest["sites"]] == ["local"]
+    assert manifest["finished"] >= manifest["started"]
+    assert "HighThroughputExecutor(" in (run_dir / "parsl_config.py").read_text()
+
+
+def test_workflow_args_and_exit_code_pass_through(tmp_path: Path) -> None:
+    workflow = _workflow(
+        tmp_path,
+        "@python_app(executors=['local'])\ndef echo(x):\n    return x\n\n"
+        "print('argv', echo(sys.argv[1:]).result())\nsys.exit(3)\n",
+    )
+    result = run_pwgen(
+        "run", str(workflow), "--sites", str(LOCAL_SITES), "--", "a", "--b", cwd=tmp_path
+    )
+    assert result.returncode == 3, result.stderr
+    assert "argv ['a', '--b']" in result.stdout
+    _assert_nothing_left_running()
+
+
+def test_failing_workflow_exits_1_with_its_own_traceback(tmp_path: Path) -> None:
+    workflow = _workflow(
+        tmp_path,
+        "@python_app(executors=['local'])\ndef divide(x):\n    return 1 / x\n\n"
+        "divide(0).result()\n",
+    )
+    result = run_pwgen("run", str(workflow), "--sites", str(LOCAL_SITES), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "ZeroDivisionError" in result.stderr
+    assert "pwgen/run.py" not in result.stderr  # the user's frames only
+    assert f"pwgen: workflow {workflow} failed" in result.stderr
+    _assert_nothing_left_running()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_run_tears_down_workers(tmp_path: Path, signum: int) -> None:
+    workflow = _workflow(
+        tmp_path,
+        "@bash_app(executors=['local'])\ndef nap():\n    return 'sleep 300'\n\n"
+        "future = nap()\nprint('started', flush=True)\nfuture.result()\n",
+    )
+    proc = subprocess.Popen(
+        [str(PWGEN), "run", str(workflow), "--sites", str(LOCAL_SITES)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 30
+    while not parsl_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert parsl_processes(), "the workflow never started a worker pool"
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted; sites torn down" in stderr
+    _assert_nothing_left_running()
