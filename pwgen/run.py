@@ -138,6 +138,9 @@ def _run_script(workflow: Path, args: Sequence[str]) -> int:
             tb = tb.tb_next
         traceback.print_exception(error_type, error, tb)
         print(f"pwgen: workflow {workflow} failed", file=sys.stderr)
+        if "already been loaded" in str(error):
+            hint = "pwgen: hint: `pwgen run` loads the config itself; remove parsl.load()"
+            print(hint, file=sys.stderr)
         return EXIT_WORKFLOW_FAILED
     finally:
         sys.argv, sys.path[0] = saved_argv, saved_path0
