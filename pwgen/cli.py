@@ -14,6 +14,7 @@ import typer
 
 from pwgen import __version__
 from pwgen.errors import PwgenError
+from pwgen.lab.cli import app as lab_app
 
 app = typer.Typer(
     name="pwgen",
@@ -22,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(lab_app, name="lab")
 
 # Newer typer vendors its own click; reach its exception classes through a public name.
 _UsageError: type[Exception] = typer.BadParameter.__base__  # type: ignore[assignment]

@@ -1,0 +1,120 @@
+"""What of a lab is alive: per site, its login address, daemons and Slurm's view."""
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rich import box
+from rich.table import Table
+
+from pwgen.lab import daemons, nodes
+from pwgen.lab.errors import LabError
+from pwgen.lab.state import LabState, SiteRecord
+
+
+@dataclass(frozen=True)
+class SiteStatus:
+    label: str
+    login_ip: str
+    user: str
+    nodes_up: int  # holders alive
+    nodes: int
+    sshd: bool
+    munged: int  # nodes whose munged runs
+    slurmctld: bool
+    slurmd: int  # compute nodes whose slurmd runs
+    compute_nodes: int
+    sinfo: str
+
+    @property
+    def healthy(self) -> bool:
+        return (
+            self.nodes_up == self.nodes
+            and self.sshd
+            and self.munged == self.nodes
+            and self.slurmctld
+            and self.slurmd == self.compute_nodes
+        )
+
+
+def site_status(site: SiteRecord) -> SiteStatus:
+    def running(daemon: daemons.Daemon) -> list[bool]:
+        return [
+            daemons.pid_of(node, daemon) is not None
+            for node in site.nodes
+            if node.role in daemon.roles
+        ]
+
+    login_up = nodes.holder_alive(site.login)
+    return SiteStatus(
+        label=site.label,
+        login_ip=site.login_ip,
+        user=site.user,
+        nodes_up=sum(nodes.holder_alive(node) for node in site.nodes),
+        nodes=len(site.nodes),
+        sshd=all(running(daemons.SSHD)),
+        munged=sum(running(daemons.MUNGED)),
+        slurmctld=all(running(daemons.SLURMCTLD)),
+        slurmd=sum(running(daemons.SLURMD)),
+        compute_nodes=len(site.computes),
+        sinfo=sinfo_summary(site) if login_up else "login node down",
+    )
+
+
+def sinfo_summary(site: SiteRecord) -> str:
+    """`compute*: 2 idle; debug: 2 idle`, from sinfo on the login node."""
+    try:
+        out = nodes.run_in(site.login, ["sinfo", "-h", "-o", "%P %D %T"], timeout=10)
+    except LabError as err:
+        return f"sinfo failed: {err}"
+    groups: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        partition, count, state = line.split()
+        groups.setdefault(partition, []).append(f"{count} {state}")
+    return "; ".join(f"{part}: {', '.join(states)}" for part, states in groups.items())
+
+
+def collect(state: LabState) -> list[SiteStatus]:
+    return [site_status(site) for site in state.sites]
+
+
+def as_json(state: LabState, statuses: list[SiteStatus]) -> dict[str, Any]:
+    return {
+        "state_dir": state.state_dir,
+        "prefix": state.prefix,
+        "subnet": state.subnet,
+        "sites": [{**asdict(status), "healthy": status.healthy} for status in statuses],
+    }
+
+
+def _mark(ok: bool) -> str:
+    return "[green]up[/]" if ok else "[red]down[/]"
+
+
+def _count(up: int, total: int) -> str:
+    color = "green" if up == total else "red"
+    return f"[{color}]{up}/{total}[/]"
+
+
+def table(state: LabState, statuses: list[SiteStatus]) -> Table:
+    grid = Table(
+        title=f"pwgen lab {state.prefix} ({state.subnet}) in {state.state_dir}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in ("site", "login", "nodes", "sshd", "munged", "slurmctld", "slurmd"):
+        grid.add_column(column, no_wrap=True)
+    grid.add_column("sinfo")
+    for status in statuses:
+        grid.add_row(
+            status.label,
+            status.login_ip,
+            _count(status.nodes_up, status.nodes),
+            _mark(status.sshd),
+            _count(status.munged, status.nodes),
+            _mark(status.slurmctld),
+            _count(status.slurmd, status.compute_nodes),
+            status.sinfo.replace(": ", " ").replace("; ", "\n"),
+        )
+    return grid

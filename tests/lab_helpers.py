@@ -1,0 +1,106 @@
+"""Helpers for the lab tests: ssh through the lab's own ssh_config, probes inside nodes.
+
+Every probe targets lab addresses only; the lab's `unreachable` route keeps a
+failed one on this machine.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pwgen.lab.system import missing_packages
+
+
+def skip_reason() -> str | None:
+    """Why the lab tests cannot run here, or None."""
+    if sys.platform != "linux" or os.geteuid() != 0:
+        return "the lab needs root on Linux (network namespaces, users, daemons)"
+    if shutil.which("dpkg-query") is None:
+        return "the lab needs a Debian machine"
+    missing = missing_packages()
+    if missing:
+        return f"missing Debian packages (pwgen lab up --install): {' '.join(missing)}"
+    return None
+
+
+def lab_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The lab CLI as its own process (needed for `ssh`, which execs)."""
+    code = "from pwgen.lab.cli import app; app()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def ssh(state_dir: Path, site: str, command: str, timeout: float = 60) -> str:
+    """Run a shell command on a site's login node as the site user; return stdout."""
+    done = subprocess.run(
+        ["ssh", "-F", str(state_dir / "ssh_config"), site, command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, f"ssh {site} {command!r}: {done.stderr}"
+    return done.stdout
+
+
+def sbatch_and_wait(
+    state_dir: Path, site: str, partition: str, count: int
+) -> list[tuple[int, str]]:
+    """Submit `count` jobs that print their hostname; wait for all; (job id, hostname) each."""
+    script = (
+        f"ids=$(for i in $(seq {count}); do "
+        f"sbatch --parsable -p {partition} -o out.%j --wrap hostname; done | tr '\\n' ,); "
+        "ids=${ids%,}; "
+        # Poll squeue quickly: `sbatch --wait` polls every few seconds.
+        'for i in $(seq 300); do [ -z "$(squeue -h -j $ids 2>/dev/null)" ] && break; '
+        "sleep 0.1; done; "
+        'for id in ${ids//,/ }; do echo "$id $(cat out.$id)"; rm -f out.$id; done'
+    )
+    lines = ssh(state_dir, site, script).split()  # the site user's shell is bash
+    return [(int(lines[i]), lines[i + 1]) for i in range(0, len(lines), 2)]
+
+
+def tcp_probe(netns: str, host: str, port: int) -> str:
+    """Connect from inside a node's namespace: 'ok' or the error (1 s timeout)."""
+    code = (
+        "import socket\n"
+        "try:\n"
+        f"    socket.create_connection(({host!r}, {port}), timeout=1).close(); print('ok')\n"
+        "except OSError as err:\n"
+        "    print(type(err).__name__, err)\n"
+    )
+    done = subprocess.run(
+        # Root in the node's network namespace only: this very Python works there.
+        ["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def lab_status(state_dir: Path) -> dict[str, Any]:
+    done = lab_cli("status", "--json", "--state-dir", str(state_dir))
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
