@@ -8,7 +8,7 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,6 +24,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(lab_app, name="lab")
+
+STATE_DIR = Path(".pwgen")
 
 # Newer typer vendors its own click; reach its exception classes through a public name.
 _UsageError: type[Exception] = typer.BadParameter.__base__  # type: ignore[assignment]
@@ -111,6 +113,62 @@ def run(
     loaded = load_sites(sites)
     code = run_workflow(workflow, args or [], loaded, str(sites))
     raise typer.Exit(code)
+
+
+@app.command()
+def provision(
+    sites: SitesOption = Path("sites.yaml"),
+    limit: Annotated[
+        list[str] | None, typer.Option("--limit", help="Only this site (repeatable).")
+    ] = None,
+    known_hosts: Annotated[
+        list[Path] | None,
+        typer.Option("--known-hosts", help="Trust the host keys in this file (repeatable)."),
+    ] = None,
+    accept_new_host_keys: Annotated[
+        bool,
+        typer.Option(help="Record unknown host keys on first contact (changed keys still fail)."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+) -> None:
+    """Install the pinned Parsl env, relay and Flux on every site and gather its facts."""
+    from pwgen.provision import provision as run_provision
+    from pwgen.sites import load_sites
+    from pwgen.ssh import known_hosts_near, prepare_ssh
+
+    chosen = select_sites(load_sites(sites), limit or [])
+    trusted = known_hosts_near(sites) + list(known_hosts or [])
+    ssh = prepare_ssh(chosen, STATE_DIR, trusted, accept_new_host_keys)
+    if as_json:
+        reports = run_provision(chosen, STATE_DIR, ssh)
+        typer.echo(json.dumps({label: asdict(r) for label, r in reports.items()}, indent=2))
+    else:
+        reports = _provision_with_progress(run_provision, chosen, ssh)
+    if any(report.failed for report in reports.values()):
+        raise typer.Exit(1)
+
+
+def _provision_with_progress(run_provision: Any, chosen: Any, ssh: Any) -> Any:
+    from rich.live import Live
+
+    from pwgen.report import print_failures, print_table, progress_table, summary_table
+
+    with Live(refresh_per_second=8, transient=True) as live:
+        reports = run_provision(
+            chosen, STATE_DIR, ssh, on_update=lambda r: live.update(progress_table(r))
+        )
+    print_table(summary_table(reports))
+    print_failures(reports)
+    return reports
+
+
+def select_sites(all_sites: list[Any], labels: list[str]) -> list[Any]:
+    """The sites named by --limit (all when none), refusing unknown labels."""
+    known = {site.label for site in all_sites}
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise PwgenError(f"--limit {unknown[0]}: no such site (sites: {', '.join(sorted(known))})")
+    return [site for site in all_sites if not labels or site.label in labels]
 
 
 def main() -> None:

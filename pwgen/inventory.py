@@ -51,6 +51,8 @@ def site_hostvars(site: Site) -> dict[str, Any]:
     hostvars["pwgen_env_method"] = site.env.method
     hostvars["pwgen_env_prefix"] = site.env.prefix
     hostvars["pwgen_env_extra_packages"] = list(site.env.extra_packages)
+    if site.env.python:
+        hostvars["pwgen_env_python"] = site.env.python
     hostvars["pwgen_worker_init"] = list(site.worker_init)
     return hostvars
 

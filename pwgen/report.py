@@ -1,12 +1,15 @@
 """Rich tables and warnings shown by the CLI (stdout for results, stderr for warnings)."""
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from pwgen.sites import Site
+
+if TYPE_CHECKING:
+    from pwgen.provision import SiteReport
 
 _out = Console(highlight=False)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -33,3 +36,53 @@ def warn_skipped(skipped: Sequence[Any]) -> None:
     if skipped:
         listed = ", ".join(f"{item.name} ({item.reason})" for item in skipped)
         _err.print(f"pwgen: warning: skipped {len(skipped)} cluster(s): {listed}", markup=False)
+
+
+def progress_table(reports: Mapping[str, "SiteReport"]) -> Table:
+    """One row per site while provisioning: its current task and counters."""
+    table = Table(title="provisioning", title_justify="left")
+    for column in ("site", "state", "ok", "changed", "current task"):
+        table.add_column(column)
+    for report in reports.values():
+        style = {"failed": "red", "done": "green"}.get(report.state, "")
+        table.add_row(
+            report.label,
+            f"[{style}]{report.state}[/]" if style else report.state,
+            str(report.ok),
+            str(report.changed),
+            report.error or report.task,
+        )
+    return table
+
+
+def summary_table(reports: Mapping[str, "SiteReport"]) -> Table:
+    """After provisioning: what each site now runs."""
+    table = Table(title="sites", title_justify="left")
+    for column in ("site", "env", "parsl", "python", "partitions", "changed"):
+        table.add_column(column)
+    for report in reports.values():
+        facts = report.facts or {}
+        python = (facts.get("python") or {}).get("version", "")
+        partitions = ", ".join(
+            p.get("name", "") + ("*" if p.get("default") else "")
+            for p in facts.get("partitions") or []
+        )
+        table.add_row(
+            report.label,
+            str(report.env.get("hash", "")),
+            str(facts.get("parsl_version") or ""),
+            str(python),
+            partitions,
+            str(report.changed) if not report.failed else "[red]failed[/]",
+        )
+    return table
+
+
+def print_table(table: Table) -> None:
+    _out.print(table)
+
+
+def print_failures(reports: Mapping[str, "SiteReport"]) -> None:
+    for report in reports.values():
+        if report.failed:
+            _err.print(f"pwgen: error: site {report.label}: {report.error}", markup=False)

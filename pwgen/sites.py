@@ -80,6 +80,8 @@ class EnvSpec(_Model):
 
     method: EnvMethod = "wheelhouse"
     prefix: str = Field("~/.pwgen/envs", min_length=1)
+    # The site's interpreter for wheelhouse/venv envs; default: pythonX.Y of the controller.
+    python: str | None = Field(None, min_length=1)
     # strict=False only to accept YAML lists as tuples (items stay strict strings).
     extra_packages: tuple[str, ...] = Field((), strict=False)
 

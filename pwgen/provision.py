@@ -1,0 +1,184 @@
+"""`pwgen provision`: run the provisioning playbook on every site with ansible-runner.
+
+Sites provision in parallel (one Ansible fork each, pipelining, the shared
+ControlMaster of `pwgen.ssh`). Progress and results come from runner events:
+`runner_on_start` names each site's current task, `runner_on_ok` carries the
+facts (read from events: ansible-runner's fact cache is empty with ansible-core
+2.19), failures name the site, task and message. One failing site does not hide
+the others' results.
+
+ansible-runner writes the whole environment of ansible-playbook into its
+artifacts, so it runs in a private 0700 directory that is removed afterwards,
+with secrets (the PW API key and the like) scrubbed from that environment.
+"""
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pwgen.errors import PwgenError
+from pwgen.fileio import atomic_write
+from pwgen.inventory import build_inventory
+from pwgen.sites import Site
+from pwgen.ssh import SshSetup
+
+# Playbooks and roles sit next to the package in a checkout (and an editable install).
+ASSETS = Path(__file__).resolve().parent.parent
+FACTS_DIR = "facts"
+WHEELHOUSE_DIR = "wheelhouse"
+_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+
+
+class ProvisionError(PwgenError):
+    """Provisioning cannot start (missing playbooks, no remote site, ...)."""
+
+
+@dataclass
+class SiteReport:
+    """What happened on one site, updated as events arrive."""
+
+    label: str
+    task: str = "waiting"
+    ok: int = 0
+    changed: int = 0
+    failed: bool = False
+    error: str | None = None
+    facts: dict[str, Any] | None = None
+    env: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        if self.failed:
+            return "failed"
+        return "done" if self.task == "done" else "running"
+
+
+OnUpdate = Callable[[Mapping[str, SiteReport]], None]
+
+
+def provision(
+    sites: Sequence[Site],
+    state_dir: Path,
+    ssh: SshSetup,
+    playbook: str = "provision.yml",
+    on_update: OnUpdate | None = None,
+) -> dict[str, SiteReport]:
+    """Run `playbooks/<playbook>` on the remote sites; write their facts; return reports."""
+    remote = [site for site in sites if not site.is_local]
+    if not remote:
+        raise ProvisionError("no remote site to provision (local sites need nothing)")
+    playbook_path = ASSETS / "playbooks" / playbook
+    if not playbook_path.is_file():
+        raise ProvisionError(f"{playbook_path}: playbook not found (install pwgen from a checkout)")
+    reports = {site.label: SiteReport(site.label) for site in remote}
+    handler = _EventHandler(reports, on_update or (lambda _: None))
+    _run_playbook(playbook_path, remote, state_dir, ssh, handler)
+    for report in reports.values():
+        if not report.failed:
+            report.task = "done"
+            _save_facts(state_dir, report)
+    return reports
+
+
+def _inventory(sites: Sequence[Site]) -> dict[str, Any]:
+    """The inventory of `pwgen inventory`, with each host reached by its ssh alias."""
+    inventory = build_inventory(sites)
+    for site in sites:
+        inventory["all"]["children"]["sites"]["hosts"][site.label]["ansible_host"] = site.label
+    return inventory
+
+
+def _run_playbook(
+    playbook: Path, sites: Sequence[Site], state_dir: Path, ssh: SshSetup, handler: "_EventHandler"
+) -> None:
+    from ansible_runner import Runner, RunnerConfig  # slow import: only when provisioning
+
+    private = Path(tempfile.mkdtemp(prefix="pwgen-runner-"))  # mode 0700
+    try:
+        config = RunnerConfig(
+            private_data_dir=str(private),
+            playbook=str(playbook),
+            inventory=_inventory(sites),
+            forks=max(1, len(sites)),
+            extravars={"pwgen_parsl_env_cache": str((state_dir / WHEELHOUSE_DIR).resolve())},
+            envvars={
+                "ANSIBLE_CONFIG": str(ASSETS / "ansible.cfg"),
+                "ANSIBLE_ROLES_PATH": str(ASSETS / "roles"),
+                # Every connection goes through pwgen's ssh config: pinned keys, one master.
+                "ANSIBLE_SSH_ARGS": f"-F {ssh.config}",
+                "ANSIBLE_HOST_KEY_CHECKING": "True",
+                "ANSIBLE_PIPELINING": "True",
+                "ANSIBLE_NOCOLOR": "1",
+            },
+            quiet=True,
+            suppress_env_files=True,
+        )
+        config.prepare()
+        config.env = scrub_secrets(config.env)
+        Runner(config=config, event_handler=handler).run()
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def scrub_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment without anything that looks like a credential (PW_API_KEY, ...)."""
+    kept = {"ANSIBLE_HOST_KEY_CHECKING", "SSH_AUTH_SOCK"}
+    return {k: v for k, v in environ.items() if k in kept or not _SECRET.search(k)}
+
+
+class _EventHandler:
+    """Turns ansible-runner events into per-site reports."""
+
+    def __init__(self, reports: dict[str, SiteReport], on_update: OnUpdate) -> None:
+        self.reports = reports
+        self.on_update = on_update
+
+    def __call__(self, event: Mapping[str, Any]) -> bool:
+        data = event.get("event_data") or {}
+        report = self.reports.get(str(data.get("host", "")))
+        if report is not None:
+            self._apply(event.get("event", ""), data, report)
+            self.on_update(self.reports)
+        return True  # keep the event in artifacts (they are removed with the private dir)
+
+    @staticmethod
+    def _apply(kind: str, data: Mapping[str, Any], report: SiteReport) -> None:
+        result = data.get("res") or {}
+        if kind == "runner_on_start":
+            report.task = str(data.get("task", ""))
+        elif kind == "runner_on_ok":
+            report.ok += 1
+            report.changed += bool(result.get("changed"))
+            _collect_facts(result, report)
+        elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get(
+            "ignore_errors"
+        ):
+            report.failed = True
+            message = result.get("msg") or result.get("stderr") or "failed"
+            report.error = f"{data.get('task', '')}: {' '.join(str(message).split())}"
+
+
+def _collect_facts(result: Mapping[str, Any], report: SiteReport) -> None:
+    """Facts arrive as the module's `pwgen_site_facts` result or as set_fact results."""
+    facts = dict(result.get("ansible_facts") or {})
+    site_facts = result.get("pwgen_site_facts") or facts.pop("pwgen_site_facts", None)
+    if isinstance(site_facts, dict):
+        report.facts = site_facts
+    for name, value in facts.items():
+        if name.startswith("pwgen_parsl_env_"):
+            report.env[name.removeprefix("pwgen_parsl_env_")] = value
+
+
+def _save_facts(state_dir: Path, report: SiteReport) -> None:
+    if report.facts is None:
+        return
+    directory = state_dir / FACTS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    record = {**report.facts, "env": report.env, "gathered_at": time.time()}
+    atomic_write(directory / f"{report.label}.json", json.dumps(record, indent=2) + "\n", 0o600)
