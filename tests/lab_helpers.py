@@ -10,10 +10,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from pwgen.lab.state import LabState
 from pwgen.lab.system import missing_packages
 
 
@@ -104,3 +108,25 @@ def wait_for(check: Callable[[], bool], timeout: float = 10) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+@contextmanager
+def running_lab(
+    prefix: str, subnet: str, state_dir: Path, sites: int = 2, compute_nodes: int = 1
+) -> Iterator[LabState]:
+    """A lab of its own (prefix, range, state dir) for one test module; always taken down."""
+    from pwgen.lab import lifecycle
+    from pwgen.lab.plan import make_options
+    from pwgen.lab.state import load_state
+
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    lifecycle.down(state_dir)  # a run killed half-way left it up
+    try:
+        lifecycle.up(make_options(prefix, subnet, sites, compute_nodes, state_dir))
+        state = load_state(state_dir)
+        assert state is not None
+        yield state
+    finally:
+        lifecycle.down(state_dir)

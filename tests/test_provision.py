@@ -1,0 +1,184 @@
+"""`pwgen provision` on two lab sites: pinned Parsl everywhere, facts, idempotence, failures.
+
+Real sshd, Slurm and Ansible (through ansible-runner); the wheelhouse method, since
+lab sites have no internet.
+"""
+
+import glob
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import parsl
+import pytest
+import yaml
+from helpers import BIN, REPO, run_pwgen
+from lab_helpers import running_lab
+
+from pwgen.lab.state import LabState
+from pwgen.provision import provision
+from pwgen.sites import load_sites
+from pwgen.ssh import prepare_ssh
+
+pytestmark = pytest.mark.lab
+
+PREFIX, SUBNET = "pwpv", "10.254.0.0/16"
+LAB_DIR = Path(tempfile.gettempdir()) / "pwgen-test-provision-lab"
+CONTROLLER_PYTHON = ".".join(platform.python_version_tuple()[:2])
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[LabState]:
+    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=1) as state:
+        yield state
+
+
+@pytest.fixture(scope="module")
+def workdir(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project directory whose .pwgen/ holds one cold provision of both sites."""
+    path = tmp_path_factory.mktemp("project")
+    result = run_pwgen("provision", "--sites", str(LAB_DIR / "sites.yaml"), cwd=path, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return path
+
+
+def _facts(workdir: Path, label: str) -> dict[str, object]:
+    data: dict[str, object] = json.loads(
+        (workdir / ".pwgen" / "facts" / f"{label}.json").read_text()
+    )
+    return data
+
+
+def _remote(workdir: Path, label: str, command: str) -> str:
+    done = subprocess.run(
+        ["ssh", "-F", str(workdir / ".pwgen" / "ssh" / "config"), label, command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_cold_provision_pins_the_controllers_versions(lab: LabState, workdir: Path) -> None:
+    for site in lab.sites:
+        facts = _facts(workdir, site.label)
+        env = facts["env"]
+        assert isinstance(env, dict)
+        python = f"{env['path']}/bin/python"
+        remote = _remote(
+            workdir,
+            site.label,
+            f"{python} -c 'import parsl, sys; print(parsl.__version__, *sys.version_info[:2])'",
+        )
+        assert remote.split() == [parsl.__version__, *CONTROLLER_PYTHON.split(".")]
+        assert facts["parsl_version"] == parsl.__version__
+
+
+def test_facts_match_the_lab(lab: LabState, workdir: Path) -> None:
+    for site in lab.sites:
+        facts = _facts(workdir, site.label)
+        partitions = {p["name"]: p for p in facts["partitions"]}  # type: ignore[union-attr]
+        assert set(partitions) == {"compute", "debug"}
+        assert partitions["compute"]["default"] and not partitions["debug"]["default"]
+        assert partitions["compute"]["nodes"] == 1
+        assert partitions["compute"]["cpus_per_node"] == os.cpu_count()
+        assert facts["internal_address"] == site.login.ip  # what compute nodes reach
+        assert facts["scheduler"] == "slurm"
+
+
+def test_second_provision_changes_nothing(lab: LabState, workdir: Path) -> None:
+    result = run_pwgen(
+        "provision", "--sites", str(LAB_DIR / "sites.yaml"), "--json", cwd=workdir, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    reports = json.loads(result.stdout)
+    assert sorted(reports) == ["lab1", "lab2"]
+    assert {label: r["changed"] for label, r in reports.items()} == {"lab1": 0, "lab2": 0}
+
+
+def test_unreachable_site_fails_alone(lab: LabState, tmp_path: Path) -> None:
+    sites = yaml.safe_load((LAB_DIR / "sites.yaml").read_text())
+    ghost = dict(sites["sites"][0], label="ghost", host=SUBNET.replace("0.0/16", "0.250"))
+    sites["sites"].append(ghost)
+    (tmp_path / "sites.yaml").write_text(yaml.safe_dump(sites))
+    shutil.copy(LAB_DIR / "known_hosts", tmp_path / "known_hosts")
+    result = run_pwgen(
+        "provision", "--sites", "sites.yaml", "--accept-new-host-keys", cwd=tmp_path, timeout=600
+    )
+    assert result.returncode == 1
+    assert "pwgen: error: site ghost:" in result.stderr
+    assert "lab1" not in result.stderr and "lab2" not in result.stderr
+    assert sorted(p.name for p in (tmp_path / ".pwgen" / "facts").iterdir()) == [
+        "lab1.json",
+        "lab2.json",
+    ]
+
+
+def test_secrets_never_reach_runner_artifacts(
+    lab: LabState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "pwt_c2VjcmV0.TopSecretValue42"
+    monkeypatch.setenv("PW_API_KEY", secret)
+    monkeypatch.chdir(tmp_path)
+    sites = load_sites(LAB_DIR / "sites.yaml")[:1]
+    ssh = prepare_ssh(sites, tmp_path / ".pwgen", [LAB_DIR / "known_hosts"])
+    seen: list[str] = []
+
+    def inspect_artifacts(_: object) -> None:
+        for path in glob.glob(f"{tempfile.gettempdir()}/pwgen-runner-*/artifacts/*/*"):
+            if os.path.isfile(path):
+                seen.append(path)
+                assert secret not in Path(path).read_text(errors="replace"), path
+
+    reports = provision(sites, tmp_path / ".pwgen", ssh, on_update=inspect_artifacts)
+    ssh.stop_master("lab1")
+    assert not reports["lab1"].failed, reports["lab1"].error
+    assert any(path.endswith("/command") for path in seen), "artifacts were not inspected"
+    assert not glob.glob(f"{tempfile.gettempdir()}/pwgen-runner-*"), "private dir left behind"
+
+
+def test_sysadmin_runs_the_playbook_without_pwgen(lab: LabState, tmp_path: Path) -> None:
+    inventory = tmp_path / "pwgen.yml"
+    assert (
+        run_pwgen(
+            "inventory", "--from", str(LAB_DIR / "sites.yaml"), "-o", str(inventory), cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    facts_dir = tmp_path / "facts"
+    facts_dir.mkdir()
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+    }
+    done = subprocess.run(
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            str(REPO / "playbooks" / "provision.yml"),
+            "-e",
+            f"ansible_ssh_common_args='-o UserKnownHostsFile={LAB_DIR / 'known_hosts'}'",
+            "-e",
+            f"pwgen_site_facts_controller_dir={facts_dir}",
+            "-e",
+            f"pwgen_parsl_env_cache={tmp_path / 'wheelhouse'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    for label in ("lab1", "lab2"):
+        facts = json.loads((facts_dir / f"{label}.json").read_text())
+        assert facts["parsl_version"] == parsl.__version__
