@@ -12,7 +12,6 @@ artifacts, so it runs in a private 0700 directory that is removed afterwards,
 with secrets (the PW API key and the like) scrubbed from that environment.
 """
 
-import json
 import re
 import shutil
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pwgen.errors import PwgenError
-from pwgen.fileio import atomic_write
+from pwgen.facts import write_facts
 from pwgen.inventory import build_inventory
 from pwgen.sites import Site
 from pwgen.ssh import SshSetup
@@ -176,9 +175,11 @@ def _collect_facts(result: Mapping[str, Any], report: SiteReport) -> None:
 
 
 def _save_facts(state_dir: Path, report: SiteReport) -> None:
+    """`.pwgen/facts/<label>.json`: the module's facts plus the env the run will use."""
     if report.facts is None:
         return
     directory = state_dir / FACTS_DIR
-    directory.mkdir(parents=True, exist_ok=True)
-    record = {**report.facts, "env": report.env, "gathered_at": time.time()}
-    atomic_write(directory / f"{report.label}.json", json.dumps(record, indent=2) + "\n", 0o600)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_facts(
+        directory, report.label, {**report.facts, "env": report.env, "gathered_at": time.time()}
+    )

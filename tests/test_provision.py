@@ -165,7 +165,7 @@ def test_sysadmin_runs_the_playbook_without_pwgen(lab: LabState, tmp_path: Path)
             str(inventory),
             str(REPO / "playbooks" / "provision.yml"),
             "-e",
-            f"ansible_ssh_common_args='-o UserKnownHostsFile={LAB_DIR / 'known_hosts'}'",
+            json.dumps({"ansible_ssh_common_args": f"-o UserKnownHostsFile={LAB_DIR}/known_hosts"}),
             "-e",
             f"pwgen_site_facts_controller_dir={facts_dir}",
             "-e",

@@ -1,0 +1,207 @@
+"""Site facts: what provisioning learned about each remote site, for the config generator.
+
+The `pwgen_site_facts` Ansible module (roles/pwgen_site_facts/library/) gathers them on
+the site's login node; `pwgen provision` (or the role itself, given
+`pwgen_site_facts_controller_dir`) keeps one JSON file per site:
+
+    .pwgen/facts/<label>.json      {"version": 1, "scheduler": "slurm",
+                                    "partitions": [...], "internal_address": "10.0.0.1", ...}
+
+`SiteFacts` mirrors the module's result (its RETURN documentation is the reference).
+
+Unknown keys are ignored rather than refused: a newer role may add facts, and the
+provisioning driver adds its own bookkeeping (`env`, `gathered_at`) to the same file,
+so an older pwgen keeps reading what it knows. Incompatible changes bump `version`,
+which is checked: a file of another version is an error that says to re-provision.
+Known keys are strict (a string where a number belongs is an error, not a coercion):
+the module writes real JSON types.
+"""
+
+import ipaddress
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pwgen.errors import PwgenError
+from pwgen.fileio import atomic_write
+
+FACTS_VERSION = 1
+
+
+class FactsError(PwgenError):
+    """A site's facts file is missing, not JSON, or not what the facts module writes."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+
+Count = Annotated[int, Field(ge=0)]
+
+
+class Partition(_Model):
+    """A Slurm partition or PBS Pro queue.
+
+    `cpus_per_node` and `memory_mb_per_node` are the smallest over the partition's
+    nodes (a block sized with them fits on any of them); None when unknown.
+    `max_time` is `[D-]HH:MM:SS`, None when unlimited.
+    """
+
+    name: str = Field(min_length=1)
+    state: str
+    nodes: Count | None
+    cpus_per_node: Count | None
+    memory_mb_per_node: Count | None
+    default: bool
+    max_time: str | None = None
+    max_time_seconds: Count | None = None
+
+
+class PythonInfo(_Model):
+    """The pinned env's interpreter."""
+
+    path: str
+    version: str
+
+    @property
+    def major_minor(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+
+class GatewayPorts(_Model):
+    """Whether the site's sshd lets `ssh -R` bind a non-loopback address, and how we know."""
+
+    allowed: bool | Literal["unknown"]
+    setting: str | None = None
+    method: str | None = None
+    source: str | None = None
+    reason: str | None = None
+
+
+class SiteFacts(_Model):
+    """Everything the config generator needs to know about one remote site."""
+
+    version: int = FACTS_VERSION
+    scheduler: Literal["slurm", "pbspro"]
+    scheduler_version: str | None = None
+    scheduler_bin_dir: str | None = None
+    partitions: list[Partition]
+    internal_address: str | None
+    internal_address_method: Literal["subnet", "route", "primary"] | None = None
+    internal_interface: str | None = None
+    hostname: str
+    home: str
+    workdir: str
+    arch: str
+    glibc: str | None
+    env_path: str | None = None
+    python: PythonInfo | None
+    parsl_version: str | None
+    worker_pool: str | None
+    relay: str | None
+    gateway_ports: GatewayPorts
+    warnings: list[str] = []
+
+    @field_validator("version")
+    @classmethod
+    def _check_version(cls, version: int) -> int:
+        if version != FACTS_VERSION:
+            raise ValueError(
+                f"facts version {version}, this pwgen reads version {FACTS_VERSION}: "
+                "re-gather them with `pwgen provision`"
+            )
+        return version
+
+    @field_validator("internal_address")
+    @classmethod
+    def _check_address(cls, address: str | None) -> str | None:
+        if address is not None:
+            ipaddress.IPv4Address(address)  # ValueError names the bad value
+        return address
+
+    def default_partition(self) -> Partition | None:
+        """The partition jobs go to when none is named (the first one if none is marked)."""
+        for partition in self.partitions:
+            if partition.default:
+                return partition
+        return self.partitions[0] if self.partitions else None
+
+    def partition(self, name: str | None) -> Partition | None:
+        """The partition called `name`, or the default one when `name` is None."""
+        if name is None:
+            return self.default_partition()
+        return next((p for p in self.partitions if p.name == name), None)
+
+
+# ---------------------------------------------------------------- files
+
+
+def facts_path(directory: Path, label: str) -> Path:
+    return directory / f"{label}.json"
+
+
+def read_facts(directory: Path, label: str) -> SiteFacts:
+    """Load `<directory>/<label>.json`; any problem is one FactsError naming the file."""
+    path = facts_path(directory, label)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FactsError(
+            f"{path}: no facts for site {label!r}; run `pwgen provision` first"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise FactsError(f"{path}: cannot read facts: {err}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise FactsError(
+            f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg}); "
+            "re-gather it with `pwgen provision`"
+        ) from None
+    return validate_facts(data, str(path))
+
+
+def validate_facts(data: Any, source: str) -> SiteFacts:
+    """Validate parsed facts (a file's JSON or a module result); `source` names them."""
+    if not isinstance(data, Mapping):
+        raise FactsError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    try:
+        return SiteFacts.model_validate(dict(data))
+    except ValidationError as err:
+        raise FactsError(_describe(err, source)) from None
+
+
+def write_facts(directory: Path, label: str, data: Mapping[str, Any] | SiteFacts) -> SiteFacts:
+    """Validate and write `<directory>/<label>.json` atomically, mode 0600.
+
+    A mapping is written as given (keys the model does not know are kept), so the
+    provisioning driver can add its own bookkeeping. Returns the validated facts.
+    """
+    path = facts_path(directory, label)
+    if isinstance(data, SiteFacts):
+        facts, record = data, data.model_dump(mode="json")
+    else:
+        facts, record = validate_facts(data, f"facts for site {label!r}"), dict(data)
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, text, mode=0o600)
+    return facts
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    """The first validation error as `source: field: message`, plus a count of the rest."""
+    errors = err.errors(include_url=False)
+    first = errors[0]
+    field = ""
+    for part in first["loc"]:
+        field += f"[{part}]" if isinstance(part, int) else f".{part}" if field else str(part)
+    if first["type"] == "missing":
+        message = "required key is missing"
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] not in ("value_error", "assertion_error"):
+            message += f" (got {first['input']!r})"
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return f"{source}: {field}: {message}{more}" if field else f"{source}: {message}{more}"
