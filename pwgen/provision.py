@@ -12,8 +12,11 @@ artifacts, so it runs in a private 0700 directory that is removed afterwards,
 with secrets (the PW API key and the like) scrubbed from that environment.
 """
 
+import json
+import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -100,10 +103,12 @@ def _run_playbook(
 
     private = Path(tempfile.mkdtemp(prefix="pwgen-runner-"))  # mode 0700
     try:
+        inventory = private / "inventory.json"  # the yaml plugin reads JSON too
+        inventory.write_text(json.dumps(_inventory(sites)))
         config = RunnerConfig(
             private_data_dir=str(private),
             playbook=str(playbook),
-            inventory=_inventory(sites),
+            inventory=str(inventory),
             forks=max(1, len(sites)),
             extravars={"pwgen_parsl_env_cache": str((state_dir / WHEELHOUSE_DIR).resolve())},
             envvars={
@@ -114,13 +119,19 @@ def _run_playbook(
                 "ANSIBLE_HOST_KEY_CHECKING": "True",
                 "ANSIBLE_PIPELINING": "True",
                 "ANSIBLE_NOCOLOR": "1",
+                # The ansible-playbook of this Python's environment, activated or not.
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             },
             quiet=True,
             suppress_env_files=True,
         )
         config.prepare()
         config.env = scrub_secrets(config.env)
-        Runner(config=config, event_handler=handler).run()
+        runner = Runner(config=config, event_handler=handler)
+        runner.run()
+        if runner.status != "successful" and not handler.saw_hosts:
+            # Ansible itself failed (syntax, config): no site got as far as a task.
+            raise ProvisionError(f"ansible-playbook failed: {handler.last_output or runner.status}")
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
@@ -137,11 +148,17 @@ class _EventHandler:
     def __init__(self, reports: dict[str, SiteReport], on_update: OnUpdate) -> None:
         self.reports = reports
         self.on_update = on_update
+        self.saw_hosts = False
+        self.last_output = ""
 
     def __call__(self, event: Mapping[str, Any]) -> bool:
         data = event.get("event_data") or {}
+        stdout = " ".join(str(event.get("stdout") or "").split())
+        if "ERROR" in stdout or "error:" in stdout:
+            self.last_output = stdout[-500:]
         report = self.reports.get(str(data.get("host", "")))
         if report is not None:
+            self.saw_hosts = True
             self._apply(event.get("event", ""), data, report)
             self.on_update(self.reports)
         return True  # keep the event in artifacts (they are removed with the private dir)
