@@ -182,3 +182,18 @@ def test_sysadmin_runs_the_playbook_without_pwgen(lab: LabState, tmp_path: Path)
     for label in ("lab1", "lab2"):
         facts = json.loads((facts_dir / f"{label}.json").read_text())
         assert facts["parsl_version"] == parsl.__version__
+
+
+def test_python_mismatch_fails_with_the_fix(lab: LabState, workdir: Path, tmp_path: Path) -> None:
+    # An interpreter on the site that is not the controller's major.minor.
+    fake = f"/home/{lab.sites[0].user}/oldpython3.9"
+    _remote(workdir, "lab1", f"printf '#!/bin/sh\\necho 3.9\\n' > {fake} && chmod +x {fake}")
+    sites = yaml.safe_load((LAB_DIR / "sites.yaml").read_text())
+    sites["sites"][0]["env"] = {"python": fake}
+    (tmp_path / "sites.yaml").write_text(yaml.safe_dump(sites))
+    shutil.copy(LAB_DIR / "known_hosts", tmp_path / "known_hosts")
+    result = run_pwgen("provision", "--sites", "sites.yaml", "--limit", "lab1", cwd=tmp_path)
+    assert result.returncode == 1
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("pwgen: error:")]
+    assert "site lab1:" in error and "is 3.9" in error
+    assert f"Fix: install python{CONTROLLER_PYTHON}" in error
