@@ -86,3 +86,16 @@ def print_failures(reports: Mapping[str, "SiteReport"]) -> None:
     for report in reports.values():
         if report.failed:
             _err.print(f"pwgen: error: site {report.label}: {report.error}", markup=False)
+
+
+def print_version_table(rows: Sequence[Any]) -> None:
+    """Preflight's site x version table (rows: pwgen.preflight.SiteVersions), on stderr."""
+    table = Table(title="versions", title_justify="left")
+    for column in ("site", "parsl", "python", "controller parsl", "controller python", ""):
+        table.add_column(column)
+    for row in rows:
+        mark = "ok" if row.ok else "[red]MISMATCH[/]"
+        table.add_row(
+            row.label, row.parsl, row.python, row.expected_parsl, row.expected_python, mark
+        )
+    _err.print(table)

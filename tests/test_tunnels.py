@@ -1,0 +1,345 @@
+"""pwgen.tunnels: the worker-port path from compute nodes to a loopback listener here.
+
+Offline: argument checks and the /proc/net/tcp encoding. Lab (marked `lab`, root): a
+provisioned lab of 2 Slurm sites x 2 compute nodes (prefix pwtn, 10.246.0.0/16); a
+token server on the controller's 127.0.0.1:P is read from a COMPUTE node through
+<login internal IP>:P (relay) -> login 127.0.0.1:P (ssh -R) -> the master; nothing
+listens on a wildcard address; a master killed with -9 and a killed relay are
+repaired by the supervisor; close() leaves nothing behind on either side.
+"""
+
+import os
+import re
+import secrets
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from helpers import run_pwgen
+from lab_helpers import running_lab, wait_for
+
+from pwgen.facts import SiteFacts, read_facts
+from pwgen.lab.procs import alive
+from pwgen.lab.state import LabState, SiteRecord
+from pwgen.tunnels import SiteTunnel, TunnelError, _proc_net_tcp
+
+PREFIX, SUBNET = "pwtn", "10.246.0.0/16"
+LAB_DIR = Path(tempfile.gettempdir()) / "pwtn-lab"
+
+
+# --- offline ---------------------------------------------------------------------------
+
+
+def test_proc_net_tcp_encoding() -> None:
+    assert _proc_net_tcp("127.0.0.1", 54100) == "0100007F:D354"
+    assert _proc_net_tcp("10.246.1.1", 22) == "0101F60A:0016"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"internal_address": "0.0.0.0"}, "wildcard"),
+        ({"internal_address": "login.example"}, "does not appear to be an IPv4 or IPv6"),
+        ({"remote_dir": "relative/dir"}, "must be absolute"),
+    ],
+)
+def test_bad_arguments_are_refused(changes: dict[str, str], message: str) -> None:
+    args = {
+        "ssh_config": "/nonexistent",
+        "host": "site",
+        "internal_address": "10.0.0.1",
+        "relay": "/opt/pwgen-relay",
+        "remote_dir": "/home/u/.pwgen/work",
+        **changes,
+    }
+    with pytest.raises((TunnelError, ValueError), match=message):
+        SiteTunnel(**args)
+
+
+def test_unopened_tunnel_has_no_port_and_closes_quietly() -> None:
+    tunnel = SiteTunnel(
+        ssh_config="/nonexistent",
+        host="site",
+        internal_address="10.0.0.1",
+        relay="/opt/pwgen-relay",
+        remote_dir="/r",
+    )
+    with pytest.raises(TunnelError, match="no port yet"):
+        tunnel.verify_path()
+    tunnel.close()  # nothing was started: nothing to stop, no ssh run
+    tunnel.close()
+
+
+# --- lab -------------------------------------------------------------------------------
+
+
+@dataclass
+class Lab:
+    state: LabState
+    project: Path
+    ssh_config: Path
+
+    def site(self, label: str) -> SiteRecord:
+        site = self.state.site(label)
+        assert site is not None
+        return site
+
+    def facts(self, label: str) -> SiteFacts:
+        return read_facts(self.project / ".pwgen" / "facts", label)
+
+    def tunnel(self, label: str, **kwargs: object) -> SiteTunnel:
+        facts = self.facts(label)
+        assert facts.internal_address and facts.relay
+        return SiteTunnel(
+            ssh_config=str(self.ssh_config),
+            host=label,
+            internal_address=facts.internal_address,
+            relay=facts.relay,
+            remote_dir=f"{facts.workdir}/tunnel-test-{secrets.token_hex(3)}",
+            check_interval=0.5,
+            **kwargs,
+        )
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    project = tmp_path_factory.mktemp("tunnels-project")
+    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2) as state:
+        done = run_pwgen("provision", "--sites", str(LAB_DIR / "sites.yaml"), cwd=project)
+        assert done.returncode == 0, done.stdout + done.stderr
+        ssh_config = project / ".pwgen" / "ssh" / "config"
+        try:
+            yield Lab(state, project, ssh_config)
+        finally:
+            for site in state.sites:
+                subprocess.run(
+                    ["ssh", "-F", str(ssh_config), "-O", "exit", site.label],
+                    capture_output=True,
+                    check=False,
+                )
+
+
+class TokenServer:
+    """Listens on 127.0.0.1:port here; sends each client one line: the token."""
+
+    def __init__(self, port: int) -> None:
+        self.token = secrets.token_hex(8)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(16)
+        self.clients = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.clients += 1
+            with conn:
+                conn.sendall(f"{self.token}\n".encode())
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def read_line_from(netns: str, host: str, port: int) -> str:
+    """From inside a node's network namespace: the first line served at host:port."""
+    code = (
+        "import socket\n"
+        "try:\n"
+        f"    s = socket.create_connection(({host!r}, {port}), timeout=2)\n"
+        "    s.settimeout(2)\n"
+        "    print(s.makefile().readline().strip() or 'EOF')\n"
+        "except OSError as err:\n"
+        "    print(type(err).__name__, err)\n"
+    )
+    done = subprocess.run(
+        ["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def listeners(netns: str | None) -> list[dict[str, str]]:
+    """TCP listeners (`ss -ltnpe`) in a namespace (None: the controller's)."""
+    prefix = [] if netns is None else ["ip", "netns", "exec", netns]
+    out = subprocess.run(
+        [*prefix, "ss", "-Hltnpe"], capture_output=True, text=True, check=True
+    ).stdout
+    found = []
+    for line in out.splitlines():
+        fields = line.split()
+        uid = re.search(r"uid:(\d+)", line)
+        found.append(
+            {"local": fields[3], "uid": uid.group(1) if uid else "0", "line": " ".join(fields)}
+        )
+    return found
+
+
+def processes_in(netns: str, marker: str) -> list[str]:
+    """Live processes of a namespace whose command line contains `marker`."""
+    pids = subprocess.run(
+        ["ip", "netns", "pids", netns], capture_output=True, text=True, check=True
+    ).stdout.split()
+    found = []
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline and alive(int(pid)):
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
+def uid_of(user: str) -> str:
+    import pwd
+
+    return str(pwd.getpwnam(user).pw_uid)
+
+
+@pytest.mark.lab
+def test_compute_node_reaches_controller_listener(lab: Lab) -> None:
+    site = lab.site("lab1")
+    tunnel = lab.tunnel("lab1")
+    started = time.monotonic()
+    port = tunnel.open()
+    opened = time.monotonic() - started
+    server = TokenServer(port)
+    try:
+        assert tunnel.health().ok
+        for compute in site.computes:
+            assert read_line_from(compute.netns, tunnel.internal_address, port) == server.token
+        # Nothing on a wildcard address: here, only loopback for P ...
+        here = [entry for entry in listeners(None) if entry["local"].endswith(f":{port}")]
+        assert {entry["local"] for entry in here} == {f"127.0.0.1:{port}"}, here
+        # ... and on the login node: sshd's forward on loopback, the relay on the
+        # internal address, and no listener of the site user on 0.0.0.0/[::]/*.
+        login = listeners(site.login.netns)
+        on_port = {entry["local"] for entry in login if entry["local"].endswith(f":{port}")}
+        assert on_port == {f"127.0.0.1:{port}", f"{tunnel.internal_address}:{port}"}, login
+        user = uid_of(site.user)
+        wildcard = [
+            entry
+            for entry in login
+            if entry["uid"] == user and re.match(r"(0\.0\.0\.0|\[::\]|\*):", entry["local"])
+        ]
+        assert wildcard == []
+        print(f"\ntunnel open (master up, forward, relay, path verified): {opened:.2f} s")
+    finally:
+        server.close()
+        tunnel.close()
+
+
+@pytest.mark.lab
+def test_supervisor_repairs_master_and_relay(lab: Lab) -> None:
+    site = lab.site("lab2")
+    compute = site.computes[0].netns
+    tunnel = lab.tunnel("lab2")
+    port = tunnel.open()
+    server = TokenServer(port)
+    tunnel.start_supervisor()
+    try:
+        # The master dies without a word (its socket stays behind).
+        master = tunnel.master_pid()
+        assert master is not None
+        os.kill(master, signal.SIGKILL)
+        killed = time.monotonic()
+        assert wait_for(lambda: tunnel.health().ok and bool(tunnel.repairs), timeout=5)
+        repaired = time.monotonic() - killed
+        assert tunnel.master_pid() not in (None, master)
+        assert [r.part for r in tunnel.repairs][:2] == ["master", "forward"]
+        assert read_line_from(compute, tunnel.internal_address, port) == server.token
+
+        # The relay dies.
+        before = len(tunnel.repairs)
+        code, _, _ = tunnel.run(f"kill -9 $(cat {tunnel.pidfile})")
+        assert code == 0
+        assert wait_for(lambda: len(tunnel.repairs) > before and tunnel.health().ok, timeout=5)
+        assert tunnel.repairs[-1].part == "relay"
+        assert read_line_from(compute, tunnel.internal_address, port) == server.token
+        print(f"\nmaster killed -9: path repaired in {repaired:.2f} s")
+    finally:
+        server.close()
+        tunnel.close()
+
+
+@pytest.mark.lab
+def test_port_taken_on_login_node_is_skipped(lab: Lab) -> None:
+    site = lab.site("lab1")
+    taken = 54990
+    # Something else (here: a listener of the site user) holds 127.0.0.1:P on the login node.
+    # It exits when its stdin closes, i.e. when the ssh client below is killed.
+    hold = (
+        "import socket, sys; s = socket.socket(); "
+        f"s.bind(('127.0.0.1', {taken})); s.listen(); print(1, flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen(
+        ["ssh", "-F", str(LAB_DIR / "ssh_config"), "lab1", f"exec python3 -c {shlex.quote(hold)}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "1"
+        fixed = lab.tunnel("lab1", port=taken)
+        with pytest.raises(TunnelError, match=r"no usable worker port.*forward refused"):
+            fixed.open()
+        fixed.close()
+        chooser = lab.tunnel("lab1", port_range=(taken, taken + 2))
+        try:
+            assert chooser.open() == taken + 1
+        finally:
+            chooser.close()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert processes_in(site.login.netns, f"--listen {chooser.internal_address}:") == []
+
+
+@pytest.mark.lab
+def test_close_leaves_nothing_running(lab: Lab) -> None:
+    tunnels = [lab.tunnel(label) for label in ("lab1", "lab2")]
+    ports = [tunnel.open() for tunnel in tunnels]
+    for tunnel in tunnels:
+        tunnel.start_supervisor()
+    masters = [tunnel.master_pid() for tunnel in tunnels]
+    assert all(masters)
+    logins = [lab.site(label).login.netns for label in ("lab1", "lab2")]
+    for netns, tunnel in zip(logins, tunnels, strict=True):
+        assert processes_in(netns, f"--listen {tunnel.relay_address} ")
+    for tunnel in tunnels:
+        tunnel.close()
+    for master in masters:
+        assert wait_for(lambda pid=master: not alive(pid), timeout=5)
+    for tunnel in tunnels:
+        assert tunnel.master_pid() is None
+        assert not os.path.exists(tunnel.control_path())
+    for netns, port in zip(logins, ports, strict=True):
+        assert processes_in(netns, "pwgen-relay") == []
+        assert not [e for e in listeners(netns) if e["local"].endswith(f":{port}")]
+    # The relay's pid file is gone; its log stays for the record.
+    check = subprocess.run(
+        ["ssh", "-F", str(LAB_DIR / "ssh_config"), "lab1", "ls", tunnels[0].remote_dir],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert check.stdout.split() == ["relay.log"]
+    assert [t.repairs for t in tunnels] == [[], []]
