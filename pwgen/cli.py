@@ -107,11 +107,18 @@ def run(
     sites: SitesOption = Path("sites.yaml"),
 ) -> None:
     """Run a workflow on the sites; its apps name sites by label in executors=[...]."""
+    from pwgen.preflight import PreflightError
+    from pwgen.report import print_version_table
     from pwgen.run import run_workflow
     from pwgen.sites import load_sites
 
     loaded = load_sites(sites)
-    code = run_workflow(workflow, args or [], loaded, str(sites))
+    try:
+        code = run_workflow(workflow, args or [], loaded, sites, STATE_DIR)
+    except PreflightError as err:
+        if err.rows:
+            print_version_table(err.rows)
+        raise
     raise typer.Exit(code)
 
 

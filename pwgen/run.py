@@ -26,10 +26,13 @@ from pwgen import __version__
 from pwgen.configgen import load_config_module, render_config
 from pwgen.errors import WorkflowError
 from pwgen.fileio import atomic_write
+from pwgen.preflight import check_versions
 from pwgen.sites import Site
+from pwgen.ssh import known_hosts_near, prepare_ssh
 
 STATE_DIR = Path(".pwgen")
 EXIT_WORKFLOW_FAILED = 1
+EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
@@ -48,6 +51,9 @@ class RunRecord:
     finished: float | None = None
     exit_code: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # site -> [parsl, python] as preflight found them; the facts each site was run with.
+    site_versions: dict[str, list[str]] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 def new_run_dir(state_dir: Path) -> tuple[str, Path]:
@@ -61,7 +67,7 @@ def run_workflow(
     workflow: Path,
     args: Sequence[str],
     sites: Sequence[Site],
-    sites_source: str,
+    sites_file: Path,
     state_dir: Path = STATE_DIR,
 ) -> int:
     """Run `workflow` on `sites`; returns the exit code the CLI should exit with."""
@@ -77,12 +83,11 @@ def run_workflow(
         parsl_version=parsl.__version__,
         python_version=platform.python_version(),
     )
-    config_path = run_dir / "parsl_config.py"
-    atomic_write(
-        config_path, render_config(sites, source=sites_source, run_dir=str(run_dir / "runinfo"))
-    )
-    config = load_config_module(config_path).config
-
+    try:
+        config = _prepare(sites, sites_file, state_dir, run_dir, record)
+    except BaseException:
+        _write_manifest(run_dir, record, EXIT_BAD_INPUT)
+        raise
     exit_code = EXIT_WORKFLOW_FAILED
     clock = time.monotonic()
     try:
@@ -90,9 +95,11 @@ def run_workflow(
             dfk = parsl.load(config)
             record.timings["load"] = time.monotonic() - clock
             try:
+                clock = time.monotonic()
                 exit_code = _run_script(workflow, args)
                 if exit_code == 0:
                     dfk.wait_for_current_tasks()
+                record.timings["workflow"] = time.monotonic() - clock
             finally:
                 clock = time.monotonic()
                 dfk.cleanup()
@@ -102,10 +109,45 @@ def run_workflow(
         print("pwgen: interrupted; sites torn down", file=sys.stderr)
         exit_code = EXIT_INTERRUPTED
     finally:
-        record.finished = time.time()
-        record.exit_code = exit_code
-        atomic_write(run_dir / "manifest.json", json.dumps(asdict(record), indent=2) + "\n")
+        _write_manifest(run_dir, record, exit_code)
     return exit_code
+
+
+def _prepare(
+    sites: Sequence[Site], sites_file: Path, state_dir: Path, run_dir: Path, record: RunRecord
+) -> Any:
+    """ssh config, preflight and the generated config; returns the loaded Parsl Config."""
+    remote = [site for site in sites if not site.is_local]
+    ssh = None
+    try:
+        if remote:
+            ssh = prepare_ssh(remote, state_dir, known_hosts_near(sites_file))
+            clock = time.monotonic()
+            versions = check_versions(remote, state_dir, ssh)
+            record.timings["preflight"] = time.monotonic() - clock
+            record.site_versions = {row.label: [row.parsl, row.python] for row in versions}
+            record.facts = {
+                site.label: json.loads((state_dir / "facts" / f"{site.label}.json").read_text())
+                for site in remote
+            }
+        config_path = run_dir / "parsl_config.py"
+        source = render_config(
+            sites, source=str(sites_file), run_dir=str(run_dir / "runinfo"), state_dir=state_dir
+        )
+        atomic_write(config_path, source)
+        # Importing the module constructs the providers: they reach their sites now.
+        return load_config_module(config_path).config
+    except BaseException:
+        if ssh is not None:  # masters the providers or preflight opened
+            for site in remote:
+                ssh.stop_master(site.label)
+        raise
+
+
+def _write_manifest(run_dir: Path, record: RunRecord, exit_code: int) -> None:
+    record.finished = time.time()
+    record.exit_code = exit_code
+    atomic_write(run_dir / "manifest.json", json.dumps(asdict(record), indent=2) + "\n")
 
 
 def _check_workflow(workflow: Path) -> None:
