@@ -2,7 +2,7 @@
 
 The package follows the data flow of the design, one module per step:
 
-    sites.py -> sources/pw.py -> inventory.py -> configgen.py -> run.py
+    sites.py -> sources/pw.py -> inventory.py -> configgen/ -> run.py
 
 `cli.py` holds only the typer commands that call into these modules.
 """

@@ -7,9 +7,10 @@ the controller needs, owned by the executor so that plain Parsl brings it up and
     parsl.load(config)   start():    tunnel up (ControlMaster, -R forward, relay on the
                                      login node; pwgen.tunnels) -> worker_port;
                                      fresh CurveZMQ certs, copied to the site (0700,
-                                     no real server secret); the launch command gets
-                                     -a <login internal IP>, the port, --cert_dir and
-                                     --logdir on the site; then Parsl's start();
+                                     no real server secret; pwgen.certificates);
+                                     the launch command gets -a <login internal
+                                     IP>, the port, --cert_dir and --logdir on the
+                                     site; then Parsl's start();
                                      the tunnel supervisor starts.
     dfk.cleanup()        shutdown(): Parsl's shutdown (the DFK has already scaled in,
                                      i.e. cancelled, the blocks), then any block still
@@ -31,19 +32,16 @@ the site reaches it only through the tunnel. Encryption stays on by default.
 """
 
 import atexit
-import io
 import ipaddress
 import logging
 import os
 import posixpath
 import shlex
 import sys
-import tarfile
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import zmq
 from parsl import curvezmq
 from parsl.data_provider.staging import Staging
 from parsl.errors import ConfigurationError
@@ -58,14 +56,15 @@ from parsl.jobs.states import TERMINAL_STATES, JobStatus
 from parsl.monitoring.radios.base import RadioConfig
 from parsl.providers.base import ExecutionProvider
 
-from pwgen.tunnels import DEFAULT_CHECK_INTERVAL, SiteTunnel, TunnelError
+from pwgen.certificates import certificate_bundle as certificate_bundle  # re-exported
+from pwgen.certificates import ship_certificates
+from pwgen.tunnels import DEFAULT_CHECK_INTERVAL, SiteTunnel
 
 logger = logging.getLogger(__name__)
 
 BlockErrorHandler = bool | Callable[[BlockProviderExecutor, dict[str, JobStatus]], None]
 # Parsl's own default: one shared selector instance.
 _DEFAULT_SELECTOR = RandomManagerSelector()
-_CERT_FILES = ("client.key", "client.key_secret", "server.key")
 # Runs a command in a new session: out of reach of the terminal's Ctrl-C.
 _NEW_SESSION = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
 
@@ -206,17 +205,7 @@ class _SiteExecutor(HighThroughputExecutor):
         cert_dir: str = self.cert_dir or curvezmq.create_certificates(self.logdir)
         self.cert_dir = cert_dir  # type: ignore[assignment]  # Parsl infers None only
         assert self.tunnel is not None
-        quoted = shlex.quote(remote)
-        script = (
-            f"umask 077 && mkdir -p -- {quoted} && chmod 700 -- {quoted} && "
-            f"tar -C {quoted} --no-same-owner -xf - && chmod 600 -- {quoted}/*"
-        )
-        code, _, err = self.tunnel.run(script, stdin=certificate_bundle(cert_dir))
-        if code != 0:
-            raise TunnelError(
-                f"site {self.host!r}: cannot copy the worker certificates to {remote}: "
-                f"{err.strip() or f'exit {code}'}"
-            )
+        ship_certificates(self.tunnel, cert_dir, remote)
         self.remote_cert_dir = remote
         if "{cert_dir}" not in self.launch_cmd:
             logger.warning("%s: launch_cmd has no {cert_dir}: workers get no certs", self.label)
@@ -264,37 +253,6 @@ class _SiteExecutor(HighThroughputExecutor):
         except Exception as err:
             logger.warning("%s: shutdown at exit failed: %s", self.label, err)
             self._teardown_site()
-
-
-def certificate_bundle(cert_dir: str) -> bytes:
-    """A tar of what workers need: the client's keys and the server's PUBLIC key.
-
-    A worker loads `server.key_secret` but uses only its public key, so the copy holds a
-    throwaway secret: the interchange's real secret never leaves the controller.
-    """
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name in _CERT_FILES:
-            with open(os.path.join(cert_dir, name), "rb") as handle:
-                _add_file(tar, name, handle.read())
-        public, _ = zmq.auth.load_certificate(os.path.join(cert_dir, "server.key"))
-        _, throwaway = zmq.curve_keypair()
-        dummy = (
-            "#   Server public key for pwgen workers; the secret key below is a throwaway\n"
-            "metadata\n"
-            "curve\n"
-            f'    public-key = "{public.decode()}"\n'
-            f'    secret-key = "{throwaway.decode()}"\n'
-        )
-        _add_file(tar, "server.key_secret", dummy.encode())
-    return buffer.getvalue()
-
-
-def _add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o600
-    tar.addfile(info, io.BytesIO(data))
 
 
 class SiteHighThroughputExecutor(_SiteExecutor):

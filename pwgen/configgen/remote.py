@@ -1,122 +1,31 @@
-"""Sites (and, for remote sites, their gathered facts) -> a Parsl configuration.
+"""Executors for provisioned remote sites (slurm, pbspro), built from their gathered facts.
 
-The generator writes Python source, `parsl_config.py`, and `pwgen run` loads that
-very source: what the user reads is exactly what runs. Each executor is first
-described as a `Call` (a constructor name and its keyword arguments, each with an
-optional comment saying where its value came from), then rendered into the module
-template.
-
-Remote sites (slurm, pbspro) need what `pwgen provision` left in the state dir
-(`.pwgen/`): `facts/<label>.json` and `ssh/config`. Their executor is pwgen's
-`SiteHighThroughputExecutor` (or `SiteMPIExecutor`) with an `SSHSlurmProvider` /
-`SSHPBSProProvider`: plain Parsl classes whose start/shutdown bring the site's
-tunnel, relay and certificates up and down, so the module works with `parsl.load`.
+What `pwgen provision` left in the state dir (`.pwgen/`): `facts/<label>.json` and
+`ssh/config`. A site's executor is pwgen's `SiteHighThroughputExecutor` (or
+`SiteMPIExecutor`) with an `SSHSlurmProvider` / `SSHPBSProProvider`; every argument
+carries a comment saying whether it came from the sites file, pwgen's default or the
+facts (partition limits, cores and memory per node, the env's activation script).
 """
 
-import importlib.util
 import json
 import math
 import shlex
-import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import jinja2
-
-from pwgen import __version__
+from pwgen.configgen.source import Call, ExecutorSource, Ref
 from pwgen.errors import ConfigError
 from pwgen.facts import FactsError, Partition, SiteFacts, facts_path, read_facts
 from pwgen.sites import Site
 
-# Where each name used in a generated config is imported from.
-IMPORTS: Mapping[str, str] = {
-    "Config": "parsl.config",
-    "HighThroughputExecutor": "parsl.executors",
-    "MPIExecutor": "parsl.executors",
-    "FluxExecutor": "parsl.executors",
-    "LocalProvider": "parsl.providers",
-    "SingleNodeLauncher": "parsl.launchers",
-    "SimpleLauncher": "parsl.launchers",
-    "SrunLauncher": "parsl.launchers",
-    "MpiExecLauncher": "parsl.launchers",
-    "SiteHighThroughputExecutor": "pwgen.executors",
-    "SiteMPIExecutor": "pwgen.executors",
-    "SSHSlurmProvider": "pwgen.providers",
-    "SSHPBSProProvider": "pwgen.providers",
-}
-
-# Short enough that the first result does not wait 5 s for the first block
-# (measured: 3.5 s to first result with 1 s, 7.8 s with Parsl's default 5 s).
-STRATEGY_PERIOD = 1
-DEFAULT_RUN_DIR = ".pwgen/runinfo"
 #: pwgen's state directory (see pwgen.run.STATE_DIR): facts and ssh config live there.
 STATE_DIR = Path(".pwgen")
 #: The module-level name of the ssh config path in a generated config.
 SSH_CONFIG_NAME = "SSH_CONFIG"
 #: Seconds a scheduler command may take on a site (Parsl's 10 s is too short over ssh).
 REMOTE_CMD_TIMEOUT = 30
-_INDENT = "    "
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A bare name in the generated source (a module-level constant)."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class Call:
-    """A constructor call in the generated source: `name(**kwargs)`.
-
-    `comments` maps a keyword to a comment rendered after it (where the value came from).
-    """
-
-    name: str
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    comments: Mapping[str, str] = field(default_factory=dict)
-
-    def names(self) -> set[str]:
-        """Every constructor name used by this call and its nested calls."""
-        found = {self.name}
-        for value in self.kwargs.values():
-            if isinstance(value, Call):
-                found |= value.names()
-        return found
-
-
-@dataclass(frozen=True)
-class ExecutorSource:
-    label: str
-    variable: str
-    summary: str
-    call: Call
-    notes: tuple[str, ...] = ()
-
-    @property
-    def code(self) -> str:
-        return pyrepr(self.call)
-
-
-def pyrepr(value: Any, depth: int = 0) -> str:
-    """Python source for a literal, a `Ref` or a `Call`, one keyword argument per line."""
-    if isinstance(value, Ref):
-        return value.name
-    if isinstance(value, Call):
-        if not value.kwargs:
-            return f"{value.name}()"
-        inner = _INDENT * (depth + 1)
-        lines = []
-        for key, item in value.kwargs.items():
-            comment = value.comments.get(key)
-            lines.append(
-                f"{inner}{key}={pyrepr(item, depth + 1)},{f'  # {comment}' if comment else ''}\n"
-            )
-        return f"{value.name}(\n{''.join(lines)}{_INDENT * depth})"
-    return repr(value)
+FACTS = "facts"
 
 
 @dataclass(frozen=True)
@@ -159,88 +68,13 @@ def provisioned_site(site: Site, state_dir: Path = STATE_DIR) -> ProvisionedSite
     return ProvisionedSite(facts, path, ssh_config, env_path, activate)
 
 
-# ---------------------------------------------------------------- executors
-
-
-def executor_for(
-    site: Site, provisioned: ProvisionedSite | None = None, *, origin: str = "sites.yaml"
-) -> ExecutorSource:
-    """The executor (and provider) a site gets; remote sites need what provisioning wrote.
-
-    `origin` names the sites source in the provenance comments.
-    """
-    if not site.is_local:
-        return _remote_executor(site, provisioned, origin)
-    builders = {"htex": _local_htex, "mpi": _local_mpi, "flux": _local_flux}
-    call = builders[site.executor](site)
-    summary = f"{site.executor} on this machine ({site.scheduler} provider)"
-    return ExecutorSource(site.label, f"site_{site.label}", summary, call)
-
-
-def _local_provider(site: Site, launcher: str) -> Call:
-    return Call(
-        "LocalProvider",
-        {
-            "nodes_per_block": 1,
-            "init_blocks": site.init_blocks,
-            "min_blocks": site.min_blocks,
-            "max_blocks": site.max_blocks,
-            "launcher": Call(launcher),
-            "worker_init": "\n".join(site.worker_init),
-        },
-    )
-
-
-def _local_htex(site: Site) -> Call:
-    kwargs: dict[str, Any] = {
-        "label": site.label,
-        # Workers on this machine: the interchange listens on loopback only.
-        "address": "127.0.0.1",
-        "encrypted": True,
-        "cores_per_worker": site.cores_per_worker,
-    }
-    if site.max_workers_per_node is not None:
-        kwargs["max_workers_per_node"] = site.max_workers_per_node
-    kwargs["provider"] = _local_provider(site, "SingleNodeLauncher")
-    return Call("HighThroughputExecutor", kwargs)
-
-
-def _local_mpi(site: Site) -> Call:
-    return Call(
-        "MPIExecutor",
-        {
-            "label": site.label,
-            "address": "127.0.0.1",
-            # MPIExecutor defaults to unencrypted; pwgen keeps encryption on everywhere.
-            "encrypted": True,
-            "max_workers_per_block": site.max_workers_per_node or 1,
-            "mpi_launcher": "mpiexec",
-            # MPIExecutor requires SimpleLauncher: one worker pool per block.
-            "provider": _local_provider(site, "SimpleLauncher"),
-        },
-    )
-
-
-def _local_flux(site: Site) -> Call:
-    return Call(
-        "FluxExecutor",
-        {"label": site.label, "provider": _local_provider(site, "SingleNodeLauncher")},
-    )
-
-
-# ---------------------------------------------------------------- remote sites
-
-FACTS = "facts"
-
-
 def _from_site(site: Site, name: str, label: str) -> str:
     """Provenance of a site setting: given in the sites source, or its default."""
     return label if name in site.model_fields_set else "default"
 
 
-def _remote_executor(
-    site: Site, provisioned: ProvisionedSite | None, source: str
-) -> ExecutorSource:
+def remote_executor(site: Site, provisioned: ProvisionedSite | None, source: str) -> ExecutorSource:
+    """The site executor of a provisioned remote site; a ConfigError says what is missing."""
     if site.executor == "flux":
         # Flux's client must run next to flux-core with a shared working directory and
         # listens on a random port: a controller-side DFK cannot drive it (DESIGN.md,
@@ -425,76 +259,3 @@ def _remote_provider(
         }
     )
     return Call(name, kwargs, comments)
-
-
-# ---------------------------------------------------------------- module
-
-
-def render_config(
-    sites: Sequence[Site],
-    *,
-    source: str,
-    run_dir: str = DEFAULT_RUN_DIR,
-    state_dir: Path = STATE_DIR,
-) -> str:
-    """The text of a `parsl_config.py` that defines `config` for these sites.
-
-    Remote sites read `<state_dir>/facts/<label>.json`; the module names the absolute
-    `<state_dir>/ssh/config`, so it loads from any working directory.
-    """
-    origin = Path(source).name if source.endswith((".yaml", ".yml")) else "sites"
-    executors = []
-    ssh_config: Path | None = None
-    for site in sites:
-        if site.is_local or site.executor == "flux":
-            executors.append(executor_for(site, origin=origin))
-            continue
-        provisioned = provisioned_site(site, state_dir)
-        ssh_config = provisioned.ssh_config
-        executors.append(executor_for(site, provisioned, origin=origin))
-    names = {"Config"}.union(*(e.call.names() for e in executors))
-    by_module: dict[str, list[str]] = {}
-    for name in sorted(names):
-        by_module.setdefault(IMPORTS[name], []).append(name)
-    return _template().render(
-        version=__version__,
-        source=source,
-        labels=[site.label for site in sites],
-        imports=sorted(by_module.items()),
-        executors=executors,
-        ssh_config_name=SSH_CONFIG_NAME,
-        ssh_config=None if ssh_config is None else str(ssh_config),
-        run_dir=run_dir,
-        strategy_period=STRATEGY_PERIOD,
-    )
-
-
-def _template() -> jinja2.Template:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("pwgen", "templates"),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,  # renders Python source, not HTML
-    )
-    env.filters["pyrepr"] = pyrepr
-    return env.get_template("parsl_config.py.j2")
-
-
-def load_config_module(path: Path) -> ModuleType:
-    """Import a config file the way a user would, returning the module (with `config`)."""
-    spec = importlib.util.spec_from_file_location(f"pwgen_config_{abs(hash(path))}", path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"{path}: not a Python module")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except Exception as err:  # a user-edited config may fail in any way
-        raise ConfigError(f"{path}: cannot load config: {type(err).__name__}: {err}") from None
-    if not hasattr(module, "config"):
-        raise ConfigError(f"{path}: defines no `config`")
-    sys.modules.setdefault(spec.name, module)
-    return module

@@ -1,0 +1,70 @@
+"""Values as Python source: the `Call` and `Ref` an executor is described by, and `pyrepr`.
+
+A generated config is rendered, not assembled by hand: each executor is a `Call` (a
+constructor name and its keyword arguments, each with an optional comment saying where
+its value came from) that `pyrepr` writes one keyword argument per line.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_INDENT = "    "
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A bare name in the generated source (a module-level constant)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Call:
+    """A constructor call in the generated source: `name(**kwargs)`.
+
+    `comments` maps a keyword to a comment rendered after it (where the value came from).
+    """
+
+    name: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    comments: Mapping[str, str] = field(default_factory=dict)
+
+    def names(self) -> set[str]:
+        """Every constructor name used by this call and its nested calls."""
+        found = {self.name}
+        for value in self.kwargs.values():
+            if isinstance(value, Call):
+                found |= value.names()
+        return found
+
+
+@dataclass(frozen=True)
+class ExecutorSource:
+    label: str
+    variable: str
+    summary: str
+    call: Call
+    notes: tuple[str, ...] = ()
+
+    @property
+    def code(self) -> str:
+        return pyrepr(self.call)
+
+
+def pyrepr(value: Any, depth: int = 0) -> str:
+    """Python source for a literal, a `Ref` or a `Call`, one keyword argument per line."""
+    if isinstance(value, Ref):
+        return value.name
+    if isinstance(value, Call):
+        if not value.kwargs:
+            return f"{value.name}()"
+        inner = _INDENT * (depth + 1)
+        lines = []
+        for key, item in value.kwargs.items():
+            comment = value.comments.get(key)
+            lines.append(
+                f"{inner}{key}={pyrepr(item, depth + 1)},{f'  # {comment}' if comment else ''}\n"
+            )
+        return f"{value.name}(\n{''.join(lines)}{_INDENT * depth})"
+    return repr(value)

@@ -1,0 +1,253 @@
+"""The site's ssh ControlMaster: the one connection the forward and remote commands use.
+
+Started here if none runs (a stale control socket removed first), shared by every
+tunnel of this process with the same ControlPath (reference counted: the last user
+stops it), and the way to run a shell snippet on the login node.
+"""
+
+import contextlib
+import logging
+import os
+import re
+import shlex
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from typing import IO
+
+from pwgen.tunnels.errors import TunnelError
+
+logger = logging.getLogger(__name__)
+
+#: Remote commands of the tunnel itself (short shell snippets).
+COMMAND_TIMEOUT = 30
+_MASTER_PID = re.compile(r"Master running \(pid=(\d+)\)")
+
+# One ControlMaster per ControlPath, shared by every tunnel of this process that uses
+# it (two sites on the same login node and user): the last close() stops it.
+_MASTER_USERS: dict[str, int] = {}
+_MASTER_USERS_LOCK = threading.Lock()
+
+
+class ControlMaster:
+    """The ssh ControlMaster of one site `Host` in pwgen's ssh config.
+
+    ssh_config, host
+        pwgen's ssh config (absolute path) and the site's `Host` alias in it.
+    connect_timeout
+        ssh's `ConnectTimeout` in seconds.
+    log_file
+        Local file for the output of a master started here (None: a temporary file).
+    """
+
+    def __init__(
+        self, *, ssh_config: str, host: str, connect_timeout: int, log_file: str | None
+    ) -> None:
+        self.ssh_config = ssh_config
+        self.host = host
+        self.connect_timeout = connect_timeout
+        self.log_file = log_file
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._control_path: str | None = None
+        self._registered = False
+
+    def ssh_base(self) -> list[str]:
+        return [
+            "ssh",
+            "-F",
+            self.ssh_config,
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={self.connect_timeout}",
+        ]
+
+    def control(self, operation: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        """`ssh -O <operation>` on the master (check, exit, forward, cancel)."""
+        argv = ["ssh", "-F", self.ssh_config, "-O", operation, *extra, self.host]
+        return subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            check=False,
+        )
+
+    def pid(self) -> int | None:
+        """The pid of the running master (`ssh -O check`), None if there is none."""
+        try:
+            done = self.control("check")
+        except subprocess.TimeoutExpired:  # a hung master counts as dead
+            return None
+        match = _MASTER_PID.search(done.stderr)
+        return int(match.group(1)) if done.returncode == 0 and match else None
+
+    def alive(self) -> bool:
+        return self.pid() is not None
+
+    def control_path(self) -> str:
+        """The master's socket path, as ssh computes it from the config (`ssh -G`)."""
+        if self._control_path is None:
+            done = subprocess.run(
+                ["ssh", "-F", self.ssh_config, "-G", self.host],
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT,
+                check=False,
+            )
+            found = re.search(r"^controlpath (.+)$", done.stdout, re.MULTILINE)
+            if done.returncode != 0 or found is None or found.group(1) == "none":
+                raise TunnelError(
+                    f"site {self.host!r}: {self.ssh_config} sets no ControlPath for it "
+                    f"({done.stderr.strip() or 'ssh -G'}); the tunnel needs a shared master"
+                )
+            self._control_path = found.group(1)
+        return self._control_path
+
+    def ensure(self) -> str:
+        """Make sure a master runs; returns what was done (for the logs)."""
+        pid = self.pid()
+        if pid is not None:
+            return f"master pid {pid} already running"
+        path = self.control_path()
+        if os.path.exists(path):
+            # Left by a master killed with -9: `ControlMaster yes` would run unmultiplexed.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            logger.info("site %s: removed stale control socket %s", self.host, path)
+        log, start = self._open_log()
+        with log:
+            proc = subprocess.Popen(
+                [
+                    *self.ssh_base(),
+                    "-o",
+                    "ControlMaster=yes",
+                    "-o",
+                    "ControlPersist=no",
+                    "-N",
+                    self.host,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # Ctrl-C on the terminal must not kill it
+            )
+            deadline = time.monotonic() + self.connect_timeout + 5
+            while (pid := self.pid()) is None:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    _stop_process(proc)
+                    log.seek(start)
+                    output = " ".join(log.read().decode(errors="replace").split()[-40:])
+                    raise TunnelError(
+                        f"site {self.host!r}: cannot start the ssh master "
+                        f"(exit {proc.returncode}): {output or 'no output'}"
+                    )
+                time.sleep(0.05)
+        if pid != proc.pid:
+            # Another ssh (a provider's `ControlMaster auto`) became the master first.
+            _stop_process(proc)
+            return f"adopted master pid {pid}"
+        self._proc = proc
+        return f"started master pid {pid}"
+
+    def _open_log(self) -> tuple[IO[bytes], int]:
+        """The file a new master writes to, and where this start's output begins."""
+        if self.log_file is None:
+            return tempfile.TemporaryFile(), 0
+        os.makedirs(os.path.dirname(os.path.abspath(self.log_file)), exist_ok=True)
+        handle = open(self.log_file, "a+b")  # noqa: SIM115 - closed by the caller
+        return handle, handle.tell()
+
+    def reap(self) -> None:
+        """Forget a master started here that has exited."""
+        if self._proc is not None and self._proc.poll() is not None:
+            self._proc = None
+
+    def register(self) -> None:
+        """Count this tunnel as a user of the master of its ControlPath."""
+        if not self._registered:
+            with _MASTER_USERS_LOCK:
+                path = self.control_path()
+                _MASTER_USERS[path] = _MASTER_USERS.get(path, 0) + 1
+            self._registered = True
+
+    def release(self) -> bool:
+        """Unregister; True when this tunnel was the master's last user in this process.
+
+        A tunnel that never registered (never opened) stops no master: it may be
+        someone else's.
+        """
+        if not self._registered:
+            return False
+        self._registered = False
+        with _MASTER_USERS_LOCK:
+            path = self.control_path()
+            _MASTER_USERS[path] -= 1
+            if _MASTER_USERS[path] > 0:
+                return False
+            del _MASTER_USERS[path]
+            return True
+
+    def stop(self) -> None:
+        """`ssh -O exit`, and stop a master started here if it is still running."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.control("exit")
+        if self._proc is not None:
+            _stop_process(self._proc)
+            self._proc = None
+
+    def run(
+        self, command: str, timeout: float = COMMAND_TIMEOUT, stdin: bytes | None = None
+    ) -> tuple[int, str, str]:
+        """Run a bash snippet on the login node through the master: (exit, stdout, stderr).
+
+        Never becomes a master itself (`ControlMaster=no`): a dead master makes this a
+        direct connection, not a new master holding our pipes. Exit 124: the snippet hit
+        `timeout` (stopped on the site); 255: ssh failed or did not answer (killed here).
+        """
+        seconds = max(1, int(timeout))
+        remote = f"timeout -k 2 {seconds} bash -c {shlex.quote(command)}"
+        argv = [*self.ssh_base(), "-o", "ControlMaster=no", self.host, "--", remote]
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate(stdin, timeout=seconds + self.connect_timeout + 3)
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            out, err = _kill_and_drain(proc)
+            code = 255
+            err += f"\npwgen: ssh to {self.host} did not answer within {seconds} s".encode()
+        return code, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def _stop_process(proc: "subprocess.Popen[bytes]") -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _kill_and_drain(proc: "subprocess.Popen[bytes]") -> tuple[bytes, bytes]:
+    """Kill ssh's process group; return what it wrote (a master may hold its pipes)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    try:
+        return proc.communicate(timeout=1)
+    except subprocess.TimeoutExpired as partial:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        return partial.output or b"", partial.stderr or b""
