@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pwgen.errors import PwgenError
 from pwgen.fileio import atomic_write
+from pwgen.validation import first_problem
 
 FACTS_VERSION = 1
 
@@ -192,16 +193,6 @@ def write_facts(directory: Path, label: str, data: Mapping[str, Any] | SiteFacts
 
 def _describe(err: ValidationError, source: str) -> str:
     """The first validation error as `source: field: message`, plus a count of the rest."""
-    errors = err.errors(include_url=False)
-    first = errors[0]
-    field = ""
-    for part in first["loc"]:
-        field += f"[{part}]" if isinstance(part, int) else f".{part}" if field else str(part)
-    if first["type"] == "missing":
-        message = "required key is missing"
-    else:
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] not in ("value_error", "assertion_error"):
-            message += f" (got {first['input']!r})"
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    return f"{source}: {field}: {message}{more}" if field else f"{source}: {message}{more}"
+    problem = first_problem(err)
+    where = f"{source}: {problem.path}" if problem.path else source
+    return f"{where}: {problem.message}{problem.more}"

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from pwgen.errors import SitesError
+from pwgen.validation import first_problem
 
 Scheduler = Literal["slurm", "pbspro", "local"]
 ExecutorKind = Literal["htex", "mpi", "flux"]
@@ -261,21 +262,12 @@ def _refuse_duplicate_keys(node: yaml.Node, source: str) -> None:
 
 def _describe(err: ValidationError, source: str, root: yaml.Node | None) -> str:
     """The first validation error as `file:line: path: message`, plus a count of the rest."""
-    errors = err.errors(include_url=False)
-    first = errors[0]
-    loc = tuple(first["loc"])
-    path = _dotted(loc)
-    if first["type"] == "extra_forbidden":
-        message = f"unknown key {loc[-1]!r}{_suggestion(loc)}"
-    elif first["type"] == "missing":
-        message = "required key is missing"
-    else:
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] not in ("value_error", "assertion_error"):
-            message += f" (got {first['input']!r})"
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    prefix = f"{path}: " if path else ""
-    return f"{_where(source, root, loc)}: {prefix}{message}{more}"
+    problem = first_problem(err)
+    message = problem.message
+    if err.errors()[0]["type"] == "extra_forbidden":
+        message = f"unknown key {problem.loc[-1]!r}{_suggestion(problem.loc)}"
+    prefix = f"{problem.path}: " if problem.path else ""
+    return f"{_where(source, root, problem.loc)}: {prefix}{message}{problem.more}"
 
 
 def _suggestion(loc: tuple[Any, ...]) -> str:
@@ -284,13 +276,6 @@ def _suggestion(loc: tuple[Any, ...]) -> str:
         model = SitesFile
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
-    return text
 
 
 def _where(source: str, root: yaml.Node | None, loc: tuple[Any, ...]) -> str:

@@ -15,7 +15,9 @@ Every ssh user (Ansible via `ssh_args = -F config`, the providers and tunnels of
 a run) connects as `ssh -F config <label>`, so they share one ControlMaster.
 """
 
+import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -142,3 +144,21 @@ def known_hosts_near(sites_file: Path) -> list[Path]:
     """A `known_hosts` next to the sites file (as the lab writes it) is trusted."""
     candidate = sites_file.parent / "known_hosts"
     return [candidate] if candidate.is_file() else []
+
+
+def kill_and_drain(proc: "subprocess.Popen[bytes]") -> tuple[bytes, bytes]:
+    """Kill an ssh client's process group; return what it wrote.
+
+    A client that shares a ControlMaster may never close its pipes (the master holds
+    the write ends), so reading stops after a second instead of waiting for EOF.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    try:
+        return proc.communicate(timeout=1)
+    except subprocess.TimeoutExpired as partial:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        return partial.output or b"", partial.stderr or b""

@@ -44,11 +44,10 @@ import logging
 import os
 import posixpath
 import shlex
-import signal
 import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from parsl.errors import ConfigurationError
@@ -56,6 +55,7 @@ from parsl.providers.cluster_provider import ClusterProvider
 from parsl.providers.errors import ExecutionProviderException, ScriptPathError
 
 from pwgen.errors import PwgenError
+from pwgen.ssh import kill_and_drain
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class RemoteClusterProvider(ClusterProvider):
             stdout, stderr = proc.communicate(stdin, timeout=seconds + self.connect_timeout + 3)
             retcode = proc.returncode
         except subprocess.TimeoutExpired:
-            stdout, stderr = _kill_and_drain(proc)
+            stdout, stderr = kill_and_drain(proc)
             retcode = SSH_FAILED
             note = (
                 f"pwgen: ssh to {self.host} did not answer within {seconds} s "
@@ -278,21 +278,6 @@ class RemoteClusterProvider(ClusterProvider):
                 raise ProviderConnectionError(self.host, stderr or f"exit {retcode}")
             streams.append(stdout)
         return streams[0], streams[1]
-
-
-def _kill_and_drain(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
-    """Kill ssh's process group; return what it wrote. Its pipes may stay open (master)."""
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    try:
-        return proc.communicate(timeout=1)
-    except subprocess.TimeoutExpired as partial:
-        # A ControlMaster still holds the write ends: stop reading instead of waiting.
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-        return partial.output or b"", partial.stderr or b""
 
 
 def _script_path_error(path: str, reason: object) -> ScriptPathError:

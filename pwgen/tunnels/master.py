@@ -10,13 +10,13 @@ import logging
 import os
 import re
 import shlex
-import signal
 import subprocess
 import tempfile
 import threading
 import time
 from typing import IO
 
+from pwgen.ssh import kill_and_drain
 from pwgen.tunnels.errors import TunnelError
 
 logger = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ class ControlMaster:
             out, err = proc.communicate(stdin, timeout=seconds + self.connect_timeout + 3)
             code = proc.returncode
         except subprocess.TimeoutExpired:
-            out, err = _kill_and_drain(proc)
+            out, err = kill_and_drain(proc)
             code = 255
             err += f"\npwgen: ssh to {self.host} did not answer within {seconds} s".encode()
         return code, out.decode(errors="replace"), err.decode(errors="replace")
@@ -237,17 +237,3 @@ def _stop_process(proc: "subprocess.Popen[bytes]") -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def _kill_and_drain(proc: "subprocess.Popen[bytes]") -> tuple[bytes, bytes]:
-    """Kill ssh's process group; return what it wrote (a master may hold its pipes)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    try:
-        return proc.communicate(timeout=1)
-    except subprocess.TimeoutExpired as partial:
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-        return partial.output or b"", partial.stderr or b""
