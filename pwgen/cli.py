@@ -178,6 +178,52 @@ def select_sites(all_sites: list[Any], labels: list[str]) -> list[Any]:
     return [site for site in all_sites if not labels or site.label in labels]
 
 
+@app.command()
+def status(
+    sites: Annotated[
+        Path | None,
+        typer.Option(
+            "--sites",
+            "-s",
+            help="Sites file (YAML); default: sites.yaml if present, else the sites with facts.",
+            envvar="PWGEN_SITES",
+        ),
+    ] = None,
+    last: Annotated[int, typer.Option("--last", "-n", help="How many runs to show.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+) -> None:
+    """Sites (facts, ssh master, tunnels, blocks) and the last runs of this project."""
+    from pwgen.sites import load_sites
+    from pwgen.status import gather_status, print_status, status_json
+
+    if sites is None and Path("sites.yaml").is_file():
+        sites = Path("sites.yaml")
+    report = gather_status(STATE_DIR, load_sites(sites) if sites else None, last)
+    if as_json:
+        typer.echo(json.dumps(status_json(report), indent=2))
+    else:
+        print_status(report)
+
+
+@app.command()
+def teardown(
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Only this run (default: every crashed run).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+) -> None:
+    """Clean up after a crashed run: its interchange here; blocks, relays, certs on the sites."""
+    from pwgen.teardown import print_teardown, teardown_json
+    from pwgen.teardown import teardown as run_teardown
+
+    report = run_teardown(STATE_DIR, run_id)
+    if as_json:
+        typer.echo(json.dumps(teardown_json(report), indent=2))
+    else:
+        print_teardown(report)
+    raise typer.Exit(0 if report.clean else 1)
+
+
 def main() -> None:
     """Console entry point: maps every user error to one line and an exit code."""
     try:

@@ -8,6 +8,7 @@ stops every interchange and cancels every block.
 """
 
 import json
+import os
 import platform
 import runpy
 import secrets
@@ -54,6 +55,8 @@ class RunRecord:
     # site -> [parsl, python] as preflight found them; the facts each site was run with.
     site_versions: dict[str, list[str]] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
+    # Lets `pwgen status`/`teardown` tell a running run from a crashed one.
+    pid: int = field(default_factory=os.getpid)
 
 
 def new_run_dir(state_dir: Path) -> tuple[str, Path]:
@@ -83,6 +86,8 @@ def run_workflow(
         parsl_version=parsl.__version__,
         python_version=platform.python_version(),
     )
+    # Written now (finished: null) and again at the end: a run killed -9 still has one.
+    atomic_write(run_dir / "manifest.json", json.dumps(asdict(record), indent=2) + "\n")
     try:
         config = _prepare(sites, sites_file, state_dir, run_dir, record)
     except BaseException:
