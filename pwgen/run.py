@@ -25,7 +25,7 @@ from typing import Any
 
 from pwgen import __version__
 from pwgen.configgen import load_config_module, render_config
-from pwgen.errors import WorkflowError
+from pwgen.errors import ConfigError, WorkflowError
 from pwgen.fileio import atomic_write
 from pwgen.preflight import check_versions
 from pwgen.sites import Site
@@ -75,6 +75,9 @@ def run_workflow(
 ) -> int:
     """Run `workflow` on `sites`; returns the exit code the CLI should exit with."""
     _check_workflow(workflow)
+    site_side = [site for site in sites if site.executor == "flux" and not site.is_local]
+    if site_side:
+        return _run_site_side(workflow, args, sites, site_side[0], sites_file, state_dir)
     import parsl  # slow import: only when a run really starts
 
     run_id, run_dir = new_run_dir(state_dir)
@@ -116,6 +119,27 @@ def run_workflow(
     finally:
         _write_manifest(run_dir, record, exit_code)
     return exit_code
+
+
+def _run_site_side(
+    workflow: Path,
+    args: Sequence[str],
+    sites: Sequence[Site],
+    site: Site,
+    sites_file: Path,
+    state_dir: Path,
+) -> int:
+    """A flux site runs its workflow on its own login node (pwgen.flux), alone."""
+    if len(sites) > 1:
+        others = ", ".join(s.label for s in sites if s is not site)
+        raise ConfigError(
+            f"site {site.label!r} uses executor flux, so its workflow runs on its own login "
+            f"node: it cannot share a run with {others}; use a sites file with only {site.label!r}"
+        )
+    from pwgen.flux import run_site_side
+
+    ssh = prepare_ssh([site], state_dir, known_hosts_near(sites_file))
+    return run_site_side(site, workflow, args, state_dir, ssh, source=sites_file.name)
 
 
 def _prepare(
