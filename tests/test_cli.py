@@ -236,3 +236,17 @@ def test_inventory_from_pw_unreachable(tmp_path: Path) -> None:
     result = run_pwgen("inventory", "--from", "pw", cwd=tmp_path, env=env)
     assert_one_line_error(result, "cannot reach PW API at http://127.0.0.1:")
     assert not (tmp_path / "inventory").exists()
+
+
+def test_flux_site_cannot_share_a_run(tmp_path: Path) -> None:
+    (tmp_path / "sites.yaml").write_text(
+        "sites:\n"
+        "  - {label: fluxy, scheduler: slurm, host: 192.0.2.1, executor: flux}\n"
+        "  - {label: local, scheduler: local}\n"
+    )
+    (tmp_path / "wf.py").write_text("print('never')\n")
+    result = run_pwgen("run", "wf.py", cwd=tmp_path)
+    assert_one_line_error(
+        result, "site 'fluxy' uses executor flux", "cannot share a run with local"
+    )
+    assert not (tmp_path / ".pwgen").exists()
