@@ -1,0 +1,57 @@
+"""Stopping a run's processes here, on the controller."""
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Sequence
+
+from pwgen.status import LocalProcess, pid_alive
+from pwgen.teardown.model import Action
+
+#: Seconds a TERMed process has before it is KILLed (here and on the sites).
+KILL_AFTER = 3.0
+
+
+def _same_process(proc: LocalProcess) -> bool:
+    """`proc` still runs (not a zombie) and its pid was not reused for another command."""
+    if not pid_alive(proc.pid):
+        return False
+    try:
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as handle:
+            command = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return False
+    return command == proc.command
+
+
+def stop_local(procs: Sequence[LocalProcess], wait: float = KILL_AFTER) -> list[Action]:
+    """TERM the processes, KILL those alive after `wait` s; one Action each."""
+    alive = [proc for proc in procs if _same_process(proc)]
+    for proc in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while any(_same_process(proc) for proc in alive) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    hard = [proc for proc in alive if _same_process(proc)]
+    for proc in hard:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 2
+    while any(_same_process(proc) for proc in hard) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    actions = []
+    for proc in alive:
+        survived = _same_process(proc)
+        signal_name = "KILL" if proc in hard else "TERM"
+        actions.append(
+            Action(
+                proc.run_id,
+                "here",
+                f"stopped {proc.kind} pid {proc.pid} ({signal_name})",
+                ok=not survived,
+                detail=proc.command[:120] if not survived else "still running",
+            )
+        )
+    return actions
