@@ -8,6 +8,7 @@ listens on a wildcard address; a master killed with -9 and a killed relay are
 repaired by the supervisor; close() leaves nothing behind on either side.
 """
 
+import contextlib
 import os
 import re
 import secrets
@@ -151,6 +152,10 @@ class TokenServer:
                 conn.sendall(f"{self.token}\n".encode())
 
     def close(self) -> None:
+        # shutdown() wakes the thread blocked in accept(); close() alone may leave the
+        # listener alive until then, serving the next test that picks the same port.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 
