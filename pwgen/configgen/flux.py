@@ -19,13 +19,12 @@ Every value comes from the sites file, pwgen's defaults or the facts `pwgen prov
 gathered, and says so in a comment, as in the controller-side config.
 """
 
-import math
 import shlex
 from typing import Any
 
 from pwgen import __version__
 from pwgen.configgen import IMPORTS, STRATEGY_PERIOD
-from pwgen.configgen.remote import FACTS, ProvisionedSite, _from_site, _walltime
+from pwgen.configgen.remote import FACTS, ProvisionedSite, _from_site, _walltime, node_shape
 from pwgen.configgen.source import Call, ExecutorSource, pyrepr
 from pwgen.errors import ConfigError
 from pwgen.sites import Site
@@ -88,14 +87,7 @@ def flux_executor(
     comments["nodes_per_block"] = (
         f"{_from_site(site, 'nodes_per_block', source)}: the one Flux instance spans them"
     )
-    if partition.cpus_per_node:
-        provider["cores_per_node"] = partition.cpus_per_node
-        comments["cores_per_node"] = f"{FACTS}: partition {partition.name}"
-    if partition.memory_mb_per_node and partition.memory_mb_per_node >= 1024:
-        provider["mem_per_node"] = math.floor(partition.memory_mb_per_node / 1024)
-        comments["mem_per_node"] = (
-            f"{FACTS}: {partition.memory_mb_per_node} MB per node in {partition.name}, in GB"
-        )
+    node_shape(partition, provider, comments)
     provider["walltime"] = walltime
     comments["walltime"] = f"{walltime_from}; the block lives as long as the workflow"
     provider["launcher"] = Call("SrunLauncher", {"overrides": SRUN_OVERRIDES})

@@ -212,14 +212,7 @@ def _remote_provider(
             if getattr(site, key) is not None:
                 kwargs[key] = getattr(site, key)
                 comments[key] = source
-        if partition.cpus_per_node:
-            kwargs["cores_per_node"] = partition.cpus_per_node
-            comments["cores_per_node"] = f"{FACTS}: partition {partition.name}"
-        if partition.memory_mb_per_node and partition.memory_mb_per_node >= 1024:
-            kwargs["mem_per_node"] = math.floor(partition.memory_mb_per_node / 1024)
-            comments["mem_per_node"] = (
-                f"{FACTS}: {partition.memory_mb_per_node} MB per node in {partition.name}, in GB"
-            )
+        node_shape(partition, kwargs, comments)
     else:
         if site.qos is not None:
             raise ConfigError(f"site {site.label!r}: qos is a Slurm setting; PBS Pro has none")
@@ -259,3 +252,15 @@ def _remote_provider(
         }
     )
     return Call(name, kwargs, comments)
+
+
+def node_shape(partition: Partition, kwargs: dict[str, Any], comments: dict[str, str]) -> None:
+    """A Slurm provider's cores_per_node and mem_per_node (whole GB) from partition facts."""
+    if partition.cpus_per_node:
+        kwargs["cores_per_node"] = partition.cpus_per_node
+        comments["cores_per_node"] = f"{FACTS}: partition {partition.name}"
+    if partition.memory_mb_per_node and partition.memory_mb_per_node >= 1024:
+        kwargs["mem_per_node"] = math.floor(partition.memory_mb_per_node / 1024)
+        comments["mem_per_node"] = (
+            f"{FACTS}: {partition.memory_mb_per_node} MB per node in {partition.name}, in GB"
+        )
