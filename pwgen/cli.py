@@ -8,13 +8,18 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pwgen import __version__
 from pwgen.errors import PwgenError
 from pwgen.lab.cli import app as lab_app
+
+if TYPE_CHECKING:  # the CLI imports the steps lazily, to start fast
+    from pwgen.provision import SiteReport
+    from pwgen.sites import Site
+    from pwgen.ssh import SshSetup
 
 app = typer.Typer(
     name="pwgen",
@@ -150,14 +155,16 @@ def provision(
         reports = run_provision(chosen, STATE_DIR, ssh)
         typer.echo(json.dumps({label: asdict(r) for label, r in reports.items()}, indent=2))
     else:
-        reports = _provision_with_progress(run_provision, chosen, ssh)
+        reports = _provision_with_progress(chosen, ssh)
     if any(report.failed for report in reports.values()):
         raise typer.Exit(1)
 
 
-def _provision_with_progress(run_provision: Any, chosen: Any, ssh: Any) -> Any:
+def _provision_with_progress(chosen: "list[Site]", ssh: "SshSetup") -> "dict[str, SiteReport]":
+    """Provision with a live per-site table, then the summary and any failures."""
     from rich.live import Live
 
+    from pwgen.provision import provision as run_provision
     from pwgen.report import print_failures, print_table, progress_table, summary_table
 
     with Live(refresh_per_second=8, transient=True) as live:
@@ -169,7 +176,7 @@ def _provision_with_progress(run_provision: Any, chosen: Any, ssh: Any) -> Any:
     return reports
 
 
-def select_sites(all_sites: list[Any], labels: list[str]) -> list[Any]:
+def select_sites(all_sites: "list[Site]", labels: list[str]) -> "list[Site]":
     """The sites named by --limit (all when none), refusing unknown labels."""
     known = {site.label for site in all_sites}
     unknown = [label for label in labels if label not in known]
