@@ -130,3 +130,21 @@ def running_lab(
         yield state
     finally:
         lifecycle.down(state_dir)
+
+
+def netns_processes(netns: str, marker: str) -> list[str]:
+    """Live processes of a lab node's namespace whose command line holds `marker`."""
+    from pwgen.lab.procs import alive
+
+    pids = subprocess.run(
+        ["ip", "netns", "pids", netns], capture_output=True, text=True, check=True
+    ).stdout.split()
+    found = []
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline and alive(int(pid)):
+            found.append(f"{pid}: {cmdline}")
+    return found

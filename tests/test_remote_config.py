@@ -33,7 +33,7 @@ import psutil
 import pytest
 import zmq
 from helpers import run_pwgen
-from lab_helpers import running_lab, wait_for
+from lab_helpers import netns_processes, running_lab, wait_for
 from parsl import curvezmq
 from parsl.errors import ConfigurationError
 from parsl.launchers import MpiExecLauncher, SimpleLauncher, SingleNodeLauncher, SrunLauncher
@@ -587,21 +587,6 @@ def lab_ssh(label: str, command: str) -> str:
         check=True,
     )
     return done.stdout
-
-
-def netns_processes(netns: str, marker: str) -> list[str]:
-    pids = subprocess.run(
-        ["ip", "netns", "pids", netns], capture_output=True, text=True, check=True
-    ).stdout.split()
-    found = []
-    for pid in pids:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in cmdline and alive(int(pid)):
-            found.append(cmdline)
-    return found
 
 
 def interchanges_of(project: Path) -> list[str]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from helpers import run_pwgen
-from lab_helpers import running_lab, wait_for
+from lab_helpers import netns_processes, running_lab, wait_for
 
 from pwgen.facts import SiteFacts, read_facts
 from pwgen.lab.procs import alive
@@ -196,22 +196,6 @@ def listeners(netns: str | None) -> list[dict[str, str]]:
     return found
 
 
-def processes_in(netns: str, marker: str) -> list[str]:
-    """Live processes of a namespace whose command line contains `marker`."""
-    pids = subprocess.run(
-        ["ip", "netns", "pids", netns], capture_output=True, text=True, check=True
-    ).stdout.split()
-    found = []
-    for pid in pids:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in cmdline and alive(int(pid)):
-            found.append(f"{pid}: {cmdline}")
-    return found
-
-
 def uid_of(user: str) -> str:
     import pwd
 
@@ -315,7 +299,7 @@ def test_port_taken_on_login_node_is_skipped(lab: Lab) -> None:
     finally:
         holder.kill()
         holder.wait()
-    assert processes_in(site.login.netns, f"--listen {chooser.internal_address}:") == []
+    assert netns_processes(site.login.netns, f"--listen {chooser.internal_address}:") == []
 
 
 @pytest.mark.lab
@@ -328,7 +312,7 @@ def test_close_leaves_nothing_running(lab: Lab) -> None:
     assert all(masters)
     logins = [lab.site(label).login.netns for label in ("lab1", "lab2")]
     for netns, tunnel in zip(logins, tunnels, strict=True):
-        assert processes_in(netns, f"--listen {tunnel.relay_address} ")
+        assert netns_processes(netns, f"--listen {tunnel.relay_address} ")
     for tunnel in tunnels:
         tunnel.close()
     for master in masters:
@@ -337,7 +321,7 @@ def test_close_leaves_nothing_running(lab: Lab) -> None:
         assert tunnel.master_pid() is None
         assert not os.path.exists(tunnel.control_path())
     for netns, port in zip(logins, ports, strict=True):
-        assert processes_in(netns, "pwgen-relay") == []
+        assert netns_processes(netns, "pwgen-relay") == []
         assert not [e for e in listeners(netns) if e["local"].endswith(f":{port}")]
     # The relay's pid file is gone; its log stays for the record.
     check = subprocess.run(
