@@ -175,10 +175,10 @@ def signal_run(name):
 
 
 def cleanup():
-    """Kill the run's leftover processes here; cancel its Slurm jobs."""
-    # The run directory as the kernel (sbatch's WorkDir) and the shell (paths in the
-    # config) name it.
-    here = {os.getcwd(), os.environ.get("PWD") or os.getcwd()}
+    """Cancel the run's Slurm jobs, then kill its leftover processes here."""
+    # Jobs first: killing marked processes can end a job's script before squeue lists
+    # it, and then it would never be cancelled on sites where its nodes keep running.
+    cancel_jobs()
     killed = []
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != os.getpid() and marked(entry):
@@ -189,9 +189,17 @@ def cleanup():
                 pass
     if killed:
         say(f"killed leftover processes {' '.join(killed)}")
+    return 0
+
+
+def cancel_jobs():
+    """scancel this user's jobs whose working directory or script is in the run dir."""
+    # The run directory as the kernel (sbatch's WorkDir) and the shell (paths in the
+    # config) name it.
+    here = {os.getcwd(), os.environ.get("PWD") or os.getcwd()}
     squeue = shutil.which("squeue")
     if squeue is None:
-        return 0
+        return
     listing = subprocess.run(
         [squeue, "-h", "-u", str(os.getuid()), "-o", "%i|%Z|%o"],
         capture_output=True,
@@ -210,8 +218,6 @@ def cleanup():
     if jobs:
         subprocess.run(["scancel", *jobs], timeout=60, check=False)
         say(f"cancelled Slurm jobs {' '.join(jobs)}")
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
