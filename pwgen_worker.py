@@ -1,0 +1,1 @@
+roles/pwgen_relay/files/pwgen_worker.py
