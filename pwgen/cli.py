@@ -110,16 +110,51 @@ def run(
         list[str] | None, typer.Argument(help="Arguments for the workflow (after --).")
     ] = None,
     sites: SitesOption = Path("sites.yaml"),
+    failover: Annotated[
+        bool,
+        typer.Option(
+            help="Move tasks off a failing site to another site their app allows "
+            "(executors=[...] with several sites, or 'all')."
+        ),
+    ] = True,
+    retries: Annotated[
+        int, typer.Option(min=0, help="Retries of a task whose app raised (in place).")
+    ] = 0,
+    queue_wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds a site may keep tasks waiting with no worker connected before "
+            "its tasks move elsewhere and its blocks are cancelled (0: no limit).",
+        ),
+    ] = 600.0,
+    require_all_sites: Annotated[
+        bool, typer.Option(help="Refuse to start when a site is unreachable.")
+    ] = False,
+    avoid_after: Annotated[
+        int, typer.Option(min=1, help="Avoid a site after this many site failures in a row.")
+    ] = 3,
+    cool_down: Annotated[
+        float, typer.Option(min=0, help="Seconds an avoided site is left alone.")
+    ] = 60.0,
 ) -> None:
     """Run a workflow on the sites; its apps name sites by label in executors=[...]."""
     from pwgen.preflight import PreflightError
     from pwgen.report import print_version_table
-    from pwgen.run import run_workflow
+    from pwgen.run import RunOptions, run_workflow
     from pwgen.sites import load_sites
 
     loaded = load_sites(sites)
+    options = RunOptions(
+        failover=failover,
+        retries=retries,
+        queue_wait=queue_wait or None,
+        require_all_sites=require_all_sites,
+        avoid_after=avoid_after,
+        cool_down=cool_down,
+    )
     try:
-        code = run_workflow(workflow, args or [], loaded, sites, STATE_DIR)
+        code = run_workflow(workflow, args or [], loaded, sites, STATE_DIR, options)
     except PreflightError as err:
         if err.rows:
             print_version_table(err.rows)

@@ -32,6 +32,7 @@ the site reaches it only through the tunnel. Encryption stays on by default.
 """
 
 import atexit
+import contextlib
 import ipaddress
 import logging
 import os
@@ -40,12 +41,14 @@ import shlex
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import InvalidStateError
 from typing import Any
 
 from parsl import curvezmq
 from parsl.data_provider.staging import Staging
 from parsl.errors import ConfigurationError
 from parsl.executors import HighThroughputExecutor, MPIExecutor
+from parsl.executors.errors import BadStateException
 from parsl.executors.high_throughput.executor import DEFAULT_INTERCHANGE_LAUNCH_CMD
 from parsl.executors.high_throughput.manager_selector import (
     ManagerSelector,
@@ -177,6 +180,16 @@ class _SiteExecutor(HighThroughputExecutor):
                 self._cancel_leftover_blocks()
             finally:
                 self._teardown_site()
+
+    def set_bad_state_and_fail_all(self, exception: Exception) -> None:
+        """Parsl's, but safe while tasks finish or arrive meanwhile (pwgen's site watch
+        calls it from its own thread): a snapshot of the tasks, done ones skipped."""
+        self._executor_exception = exception
+        self._executor_bad_state.set()
+        for future in list(self._tasks.values()):
+            if not future.done():
+                with contextlib.suppress(InvalidStateError):  # finished just now
+                    future.set_exception(BadStateException(self, exception))  # type: ignore[no-untyped-call]
 
     # --- interchange commands that must not hang once the interchange is gone ------------
 

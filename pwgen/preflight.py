@@ -6,6 +6,9 @@ minutes after the start. Preflight asks every remote site's pinned env, over the
 site's ControlMaster and all sites at once, what it runs now (not what the facts
 said at provisioning: an env may have been changed behind pwgen's back), and
 refuses with a site x version table.
+
+A site that does not answer at all is not a mismatch: `pwgen run` goes on without
+it unless told to require every site (`require_all`).
 """
 
 import platform
@@ -42,6 +45,8 @@ class SiteVersions:
     python: str
     expected_parsl: str
     expected_python: str
+    #: Why the site did not answer (ssh's own message), "" when it did.
+    unreachable: str = ""
 
     @property
     def ok(self) -> bool:
@@ -54,14 +59,23 @@ def controller_versions() -> tuple[str, str]:
     return parsl.__version__, ".".join(platform.python_version_tuple()[:2])
 
 
-def check_versions(sites: Sequence[Site], state_dir: Path, ssh: SshSetup) -> list[SiteVersions]:
-    """Probe every remote site; raise PreflightError (with the table) on any mismatch."""
+def check_versions(
+    sites: Sequence[Site], state_dir: Path, ssh: SshSetup, *, require_all: bool = True
+) -> list[SiteVersions]:
+    """Probe every remote site; raise PreflightError (with the table) on any mismatch.
+
+    An unreachable site is a mismatch only with `require_all`; otherwise its row (with
+    `unreachable` set) is returned for the caller to leave the site out.
+    """
     remote = [site for site in sites if not site.is_local]
     pythons = {site.label: _env_python(state_dir, site.label) for site in remote}
     expected = controller_versions()
     with ThreadPoolExecutor(max_workers=max(1, len(remote))) as pool:
         rows = list(pool.map(lambda s: _probe(s.label, pythons[s.label], ssh, expected), remote))
-    bad = [row for row in rows if not row.ok]
+    unreachable = [row for row in rows if row.unreachable]
+    if unreachable and require_all:
+        raise PreflightError(f"unreachable: {unreachable_reasons(rows)}", rows)
+    bad = [row for row in rows if not row.ok and not row.unreachable]
     if bad:
         names = ", ".join(row.label for row in bad)
         raise PreflightError(
@@ -70,6 +84,11 @@ def check_versions(sites: Sequence[Site], state_dir: Path, ssh: SshSetup) -> lis
             rows,
         )
     return rows
+
+
+def unreachable_reasons(rows: Sequence[SiteVersions]) -> str:
+    """`site: why; site: why` for the unreachable rows."""
+    return "; ".join(f"{row.label}: {row.unreachable}" for row in rows if row.unreachable)
 
 
 def _env_python(state_dir: Path, label: str) -> str:
@@ -90,9 +109,13 @@ def _probe(label: str, python: str, ssh: SshSetup, expected: tuple[str, str]) ->
             check=False,
         )
     except subprocess.TimeoutExpired:
-        return SiteVersions(label, "no answer", "no answer", *expected)
+        why = f"no answer within {PROBE_TIMEOUT} s"
+        return SiteVersions(label, "no answer", "no answer", *expected, unreachable=why)
     words = done.stdout.split()
+    if done.returncode == 255:  # ssh itself failed
+        lines = done.stderr.strip().splitlines()
+        why = lines[-1] if lines else "ssh failed"
+        return SiteVersions(label, "unreachable", "?", *expected, unreachable=why)
     if done.returncode != 0 or len(words) != 2:
-        reason = "unreachable" if done.returncode == 255 else "no parsl"
-        return SiteVersions(label, reason, "?", *expected)
+        return SiteVersions(label, "no parsl", "?", *expected)
     return SiteVersions(label, words[0], words[1], *expected)

@@ -5,9 +5,15 @@ The workflow runs in this process, as `python workflow.py` would run it (same
 from the generated config. Whatever happens in the workflow (an exception,
 `sys.exit`, Ctrl-C, SIGTERM), the DFK is cleaned up before pwgen exits, which
 stops every interchange and cancels every block.
+
+On top of the plain config, a run gets pwgen's failover (pwgen.failover): tasks move
+off failing sites, a site over its queue-wait budget is abandoned, tasks lost in a
+broken tunnel are retried, and a site unreachable at the start is left out (unless
+every site is required). What failover did goes into the manifest.
 """
 
 import json
+import logging
 import os
 import platform
 import runpy
@@ -26,8 +32,9 @@ from typing import Any
 from pwgen import __version__
 from pwgen.configgen import load_config_module, render_config
 from pwgen.errors import ConfigError, WorkflowError
+from pwgen.failover import Failover, SiteWatch, UnavailableExecutor, attach
 from pwgen.fileio import atomic_write
-from pwgen.preflight import check_versions
+from pwgen.preflight import PreflightError, check_versions, unreachable_reasons
 from pwgen.sites import Site
 from pwgen.ssh import known_hosts_near, prepare_ssh
 
@@ -35,6 +42,18 @@ STATE_DIR = Path(".pwgen")
 EXIT_WORKFLOW_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run treats failing sites (the `pwgen run` options of the same names)."""
+
+    failover: bool = True
+    retries: int = 0
+    queue_wait: float | None = 600.0
+    require_all_sites: bool = False
+    avoid_after: int = 3
+    cool_down: float = 60.0
 
 
 @dataclass
@@ -57,6 +76,10 @@ class RunRecord:
     facts: dict[str, Any] = field(default_factory=dict)
     # Lets `pwgen status`/`teardown` tell a running run from a crashed one.
     pid: int = field(default_factory=os.getpid)
+    options: dict[str, Any] = field(default_factory=dict)
+    # site -> why it was left out (unreachable at the start).
+    unavailable_sites: dict[str, str] = field(default_factory=dict)
+    failover: dict[str, Any] = field(default_factory=dict)
 
 
 def new_run_dir(state_dir: Path) -> tuple[str, Path]:
@@ -72,6 +95,7 @@ def run_workflow(
     sites: Sequence[Site],
     sites_file: Path,
     state_dir: Path = STATE_DIR,
+    options: RunOptions = RunOptions(),
 ) -> int:
     """Run `workflow` on `sites`; returns the exit code the CLI should exit with."""
     _check_workflow(workflow)
@@ -88,19 +112,28 @@ def run_workflow(
         sites=[site.model_dump(mode="json") for site in sites],
         parsl_version=parsl.__version__,
         python_version=platform.python_version(),
+        options=asdict(options),
     )
     # Written now (finished: null) and again at the end: a run killed -9 still has one.
     atomic_write(run_dir / "manifest.json", json.dumps(asdict(record), indent=2) + "\n")
     try:
-        config = _prepare(sites, sites_file, state_dir, run_dir, record)
+        config = _prepare(sites, sites_file, state_dir, run_dir, record, options)
     except BaseException:
         _write_manifest(run_dir, record, EXIT_BAD_INPUT)
         raise
+    failover = Failover(
+        enabled=options.failover, threshold=options.avoid_after, cool_down=options.cool_down
+    )
+    config.retries = options.retries
+    config.retry_handler = failover
     exit_code = EXIT_WORKFLOW_FAILED
     clock = time.monotonic()
     try:
-        with _sigterm_as_exit():
+        with _sigterm_as_exit(), _log_to(run_dir / "pwgen.log"):
             dfk = parsl.load(config)
+            attach(failover, dfk)
+            watch = SiteWatch(failover, dfk, queue_wait=options.queue_wait)
+            watch.start()
             record.timings["load"] = time.monotonic() - clock
             try:
                 clock = time.monotonic()
@@ -110,6 +143,7 @@ def run_workflow(
                 record.timings["workflow"] = time.monotonic() - clock
             finally:
                 clock = time.monotonic()
+                watch.stop()
                 dfk.cleanup()
                 parsl.clear()
                 record.timings["cleanup"] = time.monotonic() - clock
@@ -117,6 +151,8 @@ def run_workflow(
         print("pwgen: interrupted; sites torn down", file=sys.stderr)
         exit_code = EXIT_INTERRUPTED
     finally:
+        record.failover = failover.report()
+        _print_failover_summary(record.failover)
         _write_manifest(run_dir, record, exit_code)
     return exit_code
 
@@ -143,34 +179,100 @@ def _run_site_side(
 
 
 def _prepare(
-    sites: Sequence[Site], sites_file: Path, state_dir: Path, run_dir: Path, record: RunRecord
+    sites: Sequence[Site],
+    sites_file: Path,
+    state_dir: Path,
+    run_dir: Path,
+    record: RunRecord,
+    options: RunOptions,
 ) -> Any:
-    """ssh config, preflight and the generated config; returns the loaded Parsl Config."""
+    """ssh config, preflight and the generated config; returns the loaded Parsl Config.
+
+    Sites preflight found unreachable are left out of the generated config and stand
+    in as `UnavailableExecutor`s, so apps naming them still resolve.
+    """
     remote = [site for site in sites if not site.is_local]
     ssh = None
     try:
         if remote:
             ssh = prepare_ssh(remote, state_dir, known_hosts_near(sites_file))
             clock = time.monotonic()
-            versions = check_versions(remote, state_dir, ssh)
+            versions = check_versions(remote, state_dir, ssh, require_all=options.require_all_sites)
             record.timings["preflight"] = time.monotonic() - clock
-            record.site_versions = {row.label: [row.parsl, row.python] for row in versions}
-            record.facts = {
-                site.label: json.loads((state_dir / "facts" / f"{site.label}.json").read_text())
-                for site in remote
+            record.unavailable_sites = {row.label: row.unreachable for row in versions}
+            record.unavailable_sites = {k: v for k, v in record.unavailable_sites.items() if v}
+            record.site_versions = {
+                row.label: [row.parsl, row.python] for row in versions if not row.unreachable
             }
+            _report_unavailable(versions, sites)
+        live = [site for site in sites if site.label not in record.unavailable_sites]
+        record.facts = {
+            site.label: json.loads((state_dir / "facts" / f"{site.label}.json").read_text())
+            for site in live
+            if not site.is_local
+        }
         config_path = run_dir / "parsl_config.py"
         source = render_config(
-            sites, source=str(sites_file), run_dir=str(run_dir / "runinfo"), state_dir=state_dir
+            live, source=str(sites_file), run_dir=str(run_dir / "runinfo"), state_dir=state_dir
         )
         atomic_write(config_path, source)
         # Importing the module constructs the providers: they reach their sites now.
-        return load_config_module(config_path).config
+        config = load_config_module(config_path).config
+        stand_ins = [UnavailableExecutor(k, v) for k, v in record.unavailable_sites.items()]
+        if stand_ins:
+            # Config has no setter for executors; its own check runs again below.
+            config._executors = (*config.executors, *stand_ins)
+            config._validate_executors()
+        return config
     except BaseException:
         if ssh is not None:  # masters the providers or preflight opened
             for site in remote:
                 ssh.stop_master(site.label)
         raise
+
+
+def _report_unavailable(versions: Sequence[Any], sites: Sequence[Site]) -> None:
+    """Warn about sites left out; refuse when none is left."""
+    down = [row for row in versions if row.unreachable]
+    if not down:
+        return
+    if len(down) == len(sites):
+        raise PreflightError(f"no site is reachable: {unreachable_reasons(down)}", versions)
+    names = ", ".join(row.label for row in down)
+    print(
+        f"pwgen: warning: site(s) {names} unreachable ({unreachable_reasons(down)}); "
+        "running on the other sites (--require-all-sites refuses instead)",
+        file=sys.stderr,
+    )
+
+
+def _print_failover_summary(report: dict[str, Any]) -> None:
+    """One line on stderr when failover moved tasks or gave up on a site."""
+    parts = []
+    if report["moves"]:
+        routes = ", ".join(f"{route}: {n}" for route, n in sorted(report["routes"].items()))
+        parts.append(f"{report['moves']} task(s) moved ({routes})")
+    if report["presumed_lost"]:
+        parts.append(f"{report['presumed_lost']} presumed lost in a broken tunnel and retried")
+    parts += [f"site {site} abandoned: {why}" for site, why in report["abandoned"].items()]
+    if parts:
+        print("pwgen: failover: " + "; ".join(parts), file=sys.stderr)
+
+
+@contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    """pwgen's own log records (moves, repairs, abandoned sites) into the run directory."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("pwgen")
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def _write_manifest(run_dir: Path, record: RunRecord, exit_code: int) -> None:

@@ -1,0 +1,35 @@
+"""Failover for `pwgen run`: tasks move off failing sites; see each module for one part.
+
+policy.py       Failover, the retry_handler: site-level failure -> another site
+health.py       SiteHealth: avoid a site after K failures, re-admit after a cool-down
+errors.py       which failures are the site's fault; pwgen's own site failures
+dispatch.py     the submit hook: allowed sites per task, first choice, bash walltime
+watch.py        SiteWatch: queue-wait budget, tasks lost in a broken tunnel
+unavailable.py  the stand-in executor for a site unreachable at the start
+"""
+
+from pwgen.failover.dispatch import attach
+from pwgen.failover.errors import (
+    PresumedLost,
+    QueueWaitExceeded,
+    SiteFailure,
+    SiteUnavailable,
+    is_site_failure,
+)
+from pwgen.failover.health import SiteHealth
+from pwgen.failover.policy import Failover
+from pwgen.failover.unavailable import UnavailableExecutor
+from pwgen.failover.watch import SiteWatch
+
+__all__ = [
+    "Failover",
+    "PresumedLost",
+    "QueueWaitExceeded",
+    "SiteFailure",
+    "SiteHealth",
+    "SiteUnavailable",
+    "SiteWatch",
+    "UnavailableExecutor",
+    "attach",
+    "is_site_failure",
+]

@@ -1,0 +1,79 @@
+"""The submit hook: where a task may go, where it goes first, and how its bash runs.
+
+`attach(failover, dfk)` wraps `dfk.submit` (the call every Parsl app makes) to:
+
+- record the sites the app allows (its `executors=`), which the DFK forgets and
+  `Failover` needs to move the task later;
+- steer the first try away from sites that are avoided, abandoned or in bad state,
+  when the app allows a healthy one (Parsl would pick at random among all);
+- run bash apps that have a `walltime` through `pwgen_worker.run_bash`, which kills
+  the command's process group on timeout (Parsl's runner leaves it running);
+- tell `Failover` when each task reaches its final state.
+"""
+
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from parsl.app.bash import remote_side_bash_executor
+from parsl.app.errors import wrap_error
+
+import pwgen_worker
+from pwgen.failover.policy import INTERNAL_EXECUTOR, Failover
+
+
+def attach(failover: Failover, dfk: Any) -> None:
+    """Route every `dfk.submit` of this DFK through `failover`."""
+    submit = dfk.submit
+
+    def submit_with_failover(
+        func: Callable[..., Any],
+        app_args: Sequence[Any],
+        executors: str | Sequence[str] = "all",
+        cache: bool = False,
+        ignore_for_cache: Sequence[str] | None = None,
+        app_kwargs: dict[str, Any] | None = None,
+        join: bool = False,
+    ) -> Future[Any]:
+        app_kwargs = {} if app_kwargs is None else app_kwargs
+        allowed = _allowed_sites(dfk, executors)
+        first_choice = [label for label in allowed if failover.available(dfk, label)] or allowed
+        with failover.submitting(allowed):
+            future: Future[Any] = submit(
+                with_process_group_kill(func, app_kwargs),
+                app_args,
+                executors=first_choice,
+                cache=cache,
+                ignore_for_cache=ignore_for_cache,
+                app_kwargs=app_kwargs,
+                join=join,
+            )
+        record = future.task_record  # type: ignore[attr-defined]  # an AppFuture
+        failover.record_allowed(record["id"], allowed)
+        future.add_done_callback(functools.partial(_task_done, failover, record))
+        return future
+
+    dfk.submit = submit_with_failover
+
+
+def with_process_group_kill(func: Callable[..., Any], app_kwargs: dict[str, Any]) -> Any:
+    """A bash app's task function, with pwgen's runner when it has a walltime."""
+    inner = getattr(func, "__wrapped__", None)
+    is_bash = isinstance(inner, functools.partial) and inner.func is remote_side_bash_executor
+    if not is_bash or app_kwargs.get("walltime") is None:
+        return func
+    assert isinstance(inner, functools.partial)
+    runner = functools.partial(pwgen_worker.run_bash, *inner.args, **inner.keywords)
+    runner.__name__ = func.__name__  # type: ignore[attr-defined]  # as Parsl names its own
+    return wrap_error(runner)
+
+
+def _allowed_sites(dfk: Any, executors: str | Sequence[str]) -> list[str]:
+    if isinstance(executors, str):  # Parsl accepts only 'all' here
+        return [label for label in dfk.executors if label != INTERNAL_EXECUTOR]
+    return list(executors)
+
+
+def _task_done(failover: Failover, task_record: Any, future: Future[Any]) -> None:
+    failover.task_done(task_record, succeeded=not future.cancelled() and future.exception() is None)

@@ -1,0 +1,201 @@
+"""`SiteWatch`: a background look at every site once a second, for two things Parsl misses.
+
+Queue-wait budget. Parsl's `walltime` counts from the start of execution, so a task
+can wait for ever in a site's queue. When a site has tasks but no worker connected
+for longer than `queue_wait` seconds (its blocks pending, or failing to start), the
+site is abandoned for this run: its executor is put in bad state, which fails its
+waiting tasks with `QueueWaitExceeded` (and `Failover` moves them), and its blocks
+are cancelled. It is not re-admitted: its interchange still holds those tasks and
+Parsl cannot take them back.
+
+Tasks lost in flight. When a site's tunnel breaks (pwgen.tunnels repairs it within
+seconds and the workers reconnect), a task message or result that was inside the
+broken connection is gone, and Parsl would wait for it for ever. After a repair, the
+tasks outstanding on that site are suspects; a suspect is presumed lost when a task
+submitted after it has finished since the repair (the interchange dispatches in
+order, so it got past the suspect) and the grace period has passed (3x the site's
+95th-percentile task duration, at least `min_grace`). It then fails with
+`PresumedLost` and is retried; a late result of the first try is dropped.
+"""
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+from typing import Any
+
+from parsl.jobs.states import TERMINAL_STATES
+
+from pwgen.failover.errors import PresumedLost, QueueWaitExceeded
+from pwgen.failover.policy import INTERNAL_EXECUTOR, Failover
+
+logger = logging.getLogger(__name__)
+
+CHECK_INTERVAL = 1.0
+MIN_GRACE = 10.0
+
+
+@dataclass
+class _InFlight:
+    """One site's in-flight guard state."""
+
+    repairs_seen: int
+    suspects: set[int] = field(default_factory=set)
+    repaired_at: float = 0.0
+    newest_finished: int = -1
+    last_seen: set[int] = field(default_factory=set)
+
+
+class SiteWatch:
+    """Queue-wait budget and in-flight guard for every executor of `dfk`.
+
+    queue_wait
+        Seconds a site may have tasks and no connected worker; None: no budget.
+    """
+
+    def __init__(
+        self,
+        failover: Failover,
+        dfk: Any,
+        *,
+        queue_wait: float | None,
+        interval: float = CHECK_INTERVAL,
+        min_grace: float = MIN_GRACE,
+    ) -> None:
+        if queue_wait is not None and queue_wait <= 0:
+            raise ValueError(f"queue_wait must be positive, not {queue_wait}")
+        self.failover = failover
+        self.dfk = dfk
+        self.queue_wait = queue_wait
+        self.interval = interval
+        self.min_grace = min_grace
+        self._stalled_since: dict[str, float] = {}
+        self._in_flight: dict[str, _InFlight] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pwgen-site-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def check_once(self, now: float) -> None:
+        for label, executor in list(self.dfk.executors.items()):
+            if label == INTERNAL_EXECUTOR or getattr(executor, "bad_state_is_set", True):
+                continue
+            try:
+                if self.queue_wait is not None:
+                    self._check_queue_wait(label, executor, now)
+                self._check_in_flight(label, executor, now)
+            except Exception as err:  # a site that does not answer now may next time
+                logger.warning("site %s: watch check failed: %s", label, err)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.check_once(time.monotonic())
+
+    # --- queue-wait budget --------------------------------------------------------------
+
+    def _check_queue_wait(self, label: str, executor: Any, now: float) -> None:
+        if not executor.tasks or _has_active_worker(executor):
+            self._stalled_since.pop(label, None)
+            return
+        since = self._stalled_since.setdefault(label, now)
+        assert self.queue_wait is not None
+        if now - since >= self.queue_wait:
+            self._abandon(label, executor, now - since)
+
+    def _abandon(self, label: str, executor: Any, waited: float) -> None:
+        reason = (
+            f"no worker connected for {waited:.0f} s with tasks waiting "
+            f"(queue-wait budget {self.queue_wait:g} s); its blocks were cancelled"
+        )
+        logger.warning("site %s: abandoned for this run: %s", label, reason)
+        self.failover.health.abandon(label, reason)  # new tasks go elsewhere from now on
+        executor.set_bad_state_and_fail_all(QueueWaitExceeded(label, reason))
+        _cancel_blocks(label, executor)
+
+    # --- in-flight guard ----------------------------------------------------------------
+
+    def _check_in_flight(self, label: str, executor: Any, now: float) -> None:
+        tunnel = getattr(executor, "tunnel", None)
+        if tunnel is None:
+            return
+        repairs = len(tunnel.repairs)
+        state = self._in_flight.setdefault(label, _InFlight(repairs_seen=repairs))
+        current = _task_ids(executor)
+        if repairs > state.repairs_seen:
+            state.repairs_seen = repairs
+            state.suspects |= current
+            state.repaired_at = now
+            state.newest_finished = -1
+        elif state.suspects:
+            finished = state.last_seen - current
+            if finished:
+                state.newest_finished = max(state.newest_finished, *finished)
+            state.suspects &= current
+            if now - state.repaired_at >= self._grace(label):
+                lost = {tid for tid in state.suspects if tid < state.newest_finished}
+                if lost:
+                    state.suspects -= lost
+                    self._fail_lost(label, executor, lost)
+        state.last_seen = current
+
+    def _grace(self, label: str) -> float:
+        p95 = self.failover.duration_quantile(label, 0.95) or 0.0
+        return max(self.min_grace, 3 * p95)
+
+    def _fail_lost(self, label: str, executor: Any, lost: set[int]) -> None:
+        failed = 0
+        for tid in sorted(lost):
+            future = executor.tasks.get(tid)
+            if future is None or future.done():
+                continue
+            executor.tasks[tid] = Future()  # a late result of this try lands here, unseen
+            try:
+                future.set_exception(
+                    PresumedLost(label, "in flight when its tunnel broke; no result since")
+                )
+                failed += 1
+            except InvalidStateError:  # its result came in just now after all
+                pass
+        if failed:
+            logger.warning("site %s: %d task(s) presumed lost in flight; retried", label, failed)
+            self.failover.note_presumed_lost(failed)
+
+
+def _has_active_worker(executor: Any) -> bool:
+    managers = executor.connected_managers()
+    return any(manager.get("active", True) for manager in managers)
+
+
+def _task_ids(executor: Any) -> set[int]:
+    while True:
+        try:
+            return set(executor.tasks)
+        except RuntimeError:  # the dict changed while we copied it
+            continue
+
+
+def _cancel_blocks(label: str, executor: Any) -> None:
+    provider = executor.provider
+    if provider is None:
+        return
+    status = executor.status_facade
+    jobs = [
+        job
+        for block, job in list(executor.blocks_to_job_id.items())
+        if block not in status or status[block].state not in TERMINAL_STATES
+    ]
+    if not jobs:
+        return
+    try:
+        provider.cancel(jobs)
+    except Exception as err:  # the executor's shutdown tries again
+        logger.warning("site %s: cancelling blocks %s failed: %s", label, jobs, err)
