@@ -19,12 +19,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import pwgen_worker
 from pwgen.errors import PwgenError
 from pwgen.facts import read_facts
 from pwgen.sites import Site
 from pwgen.ssh import SshSetup
 
-_PROBE = "import sys, parsl; print(parsl.__version__, '%d.%d' % sys.version_info[:2])"
+# Parsl, Python major.minor, and pwgen's worker helpers ("-": missing) of the site env.
+_PROBE = """\
+import sys, parsl
+try:
+    import pwgen_worker
+    helpers = pwgen_worker.__version__
+except ImportError:
+    helpers = "-"
+print(parsl.__version__, "%d.%d" % sys.version_info[:2], helpers)
+"""
 PROBE_TIMEOUT = 30
 
 
@@ -47,10 +57,16 @@ class SiteVersions:
     expected_python: str
     #: Why the site did not answer (ssh's own message), "" when it did.
     unreachable: str = ""
+    #: pwgen_worker's version in the env ("-": missing); bash walltime kills need it.
+    worker_helpers: str = pwgen_worker.__version__
 
     @property
     def ok(self) -> bool:
-        return (self.parsl, self.python) == (self.expected_parsl, self.expected_python)
+        return (self.parsl, self.python, self.worker_helpers) == (
+            self.expected_parsl,
+            self.expected_python,
+            pwgen_worker.__version__,
+        )
 
 
 def controller_versions() -> tuple[str, str]:
@@ -77,13 +93,22 @@ def check_versions(
         raise PreflightError(f"unreachable: {unreachable_reasons(rows)}", rows)
     bad = [row for row in rows if not row.ok and not row.unreachable]
     if bad:
-        names = ", ".join(row.label for row in bad)
-        raise PreflightError(
-            f"site(s) {names} do not run the controller's Parsl {expected[0]} on Python "
-            f"{expected[1]}: re-provision with `pwgen provision`",
-            rows,
-        )
+        raise PreflightError(_mismatch_message(bad, expected), rows)
     return rows
+
+
+def _mismatch_message(bad: Sequence[SiteVersions], expected: tuple[str, str]) -> str:
+    versions = [row.label for row in bad if (row.parsl, row.python) != expected]
+    helpers = [row.label for row in bad if row.worker_helpers != pwgen_worker.__version__]
+    parts = []
+    if versions:
+        parts.append(
+            f"site(s) {', '.join(versions)} do not run the controller's Parsl {expected[0]} "
+            f"on Python {expected[1]}"
+        )
+    if helpers:
+        parts.append(f"site(s) {', '.join(helpers)} lack pwgen_worker {pwgen_worker.__version__}")
+    return "; ".join(parts) + ": re-provision with `pwgen provision`"
 
 
 def unreachable_reasons(rows: Sequence[SiteVersions]) -> str:
@@ -116,6 +141,6 @@ def _probe(label: str, python: str, ssh: SshSetup, expected: tuple[str, str]) ->
         lines = done.stderr.strip().splitlines()
         why = lines[-1] if lines else "ssh failed"
         return SiteVersions(label, "unreachable", "?", *expected, unreachable=why)
-    if done.returncode != 0 or len(words) != 2:
+    if done.returncode != 0 or len(words) != 3:
         return SiteVersions(label, "no parsl", "?", *expected)
-    return SiteVersions(label, words[0], words[1], *expected)
+    return SiteVersions(label, words[0], words[1], *expected, worker_helpers=words[2])

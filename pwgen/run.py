@@ -33,6 +33,7 @@ from pwgen import __version__
 from pwgen.configgen import load_config_module, render_config
 from pwgen.errors import ConfigError, WorkflowError
 from pwgen.failover import Failover, SiteWatch, UnavailableExecutor, attach
+from pwgen.failover.watch import cancel_active_blocks
 from pwgen.fileio import atomic_write
 from pwgen.preflight import PreflightError, check_versions, unreachable_reasons
 from pwgen.sites import Site
@@ -144,6 +145,7 @@ def run_workflow(
             finally:
                 clock = time.monotonic()
                 watch.stop()
+                _cancel_blocks_of_bad_executors(dfk)
                 dfk.cleanup()
                 parsl.clear()
                 record.timings["cleanup"] = time.monotonic() - clock
@@ -229,6 +231,12 @@ def _prepare(
             for site in remote:
                 ssh.stop_master(site.label)
         raise
+
+
+def _cancel_blocks_of_bad_executors(dfk: Any) -> None:
+    for label, executor in dfk.executors.items():
+        if getattr(executor, "bad_state_is_set", False):
+            cancel_active_blocks(label, executor)
 
 
 def _report_unavailable(versions: Sequence[Any], sites: Sequence[Site]) -> None:

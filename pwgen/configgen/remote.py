@@ -39,6 +39,11 @@ class ProvisionedSite:
     # The env's activation script (`pwgen-activate`, written by the pwgen_parsl_env role).
     activate: str
 
+# Parsl's defaults (30 s, 120 s) notice a lost site after two minutes; a tunnel repair
+# takes a few seconds, well inside this threshold.
+HEARTBEAT_PERIOD = 5
+HEARTBEAT_THRESHOLD = 30
+
 
 def provisioned_site(site: Site, state_dir: Path = STATE_DIR) -> ProvisionedSite:
     """Read a remote site's facts and ssh config from the state dir; one ConfigError if missing."""
@@ -136,6 +141,8 @@ def remote_executor(site: Site, provisioned: ProvisionedSite | None, source: str
             "internal_address": facts.internal_address,
             "relay": facts.relay,
             "remote_dir": facts.workdir,
+            "heartbeat_period": HEARTBEAT_PERIOD,
+            "heartbeat_threshold": HEARTBEAT_THRESHOLD,
         }
     )
     comments.update(
@@ -146,6 +153,7 @@ def remote_executor(site: Site, provisioned: ProvisionedSite | None, source: str
             "internal_address": f"{FACTS}: login node as compute nodes see it",
             "relay": f"{FACTS}: pwgen-relay on the login node",
             "remote_dir": f"{FACTS}: workdir (per-run logs, certs)",
+            "heartbeat_threshold": "a lost site is noticed in seconds, not minutes",
         }
     )
     kind = "MPIExecutor" if site.executor == "mpi" else "HTEX"

@@ -119,7 +119,7 @@ class SiteWatch:
         logger.warning("site %s: abandoned for this run: %s", label, reason)
         self.failover.health.abandon(label, reason)  # new tasks go elsewhere from now on
         executor.set_bad_state_and_fail_all(QueueWaitExceeded(label, reason))
-        _cancel_blocks(label, executor)
+        cancel_active_blocks(label, executor)
 
     # --- in-flight guard ----------------------------------------------------------------
 
@@ -183,8 +183,10 @@ def _task_ids(executor: Any) -> set[int]:
             continue
 
 
-def _cancel_blocks(label: str, executor: Any) -> None:
-    provider = executor.provider
+def cancel_active_blocks(label: str, executor: Any) -> None:
+    """Cancel the executor's blocks that are not finished (Parsl's cleanup skips an
+    executor in bad state, and would leave them running)."""
+    provider = getattr(executor, "provider", None)
     if provider is None:
         return
     status = executor.status_facade

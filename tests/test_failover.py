@@ -1,0 +1,282 @@
+"""Failover: the policy's decisions (fast, no Parsl processes) and real runs on local sites.
+
+The lab fault-injection runs are in tests/test_failover_lab.py; here two local sites
+(Parsl's LocalProvider) show the plumbing end to end: tasks of a site put in bad
+state mid-run move to the other site, pinned apps fail with the site's error,
+`--no-failover` keeps Parsl's behaviour, walltime kills a bash app's processes.
+"""
+
+import json
+import subprocess
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from helpers import parsl_processes, run_pwgen
+from parsl.app.errors import AppTimeout
+from parsl.executors.errors import BadStateException
+from parsl.executors.high_throughput.errors import ManagerLost
+
+from pwgen.failover import (
+    Failover,
+    PresumedLost,
+    QueueWaitExceeded,
+    SiteHealth,
+    SiteWatch,
+    is_site_failure,
+)
+
+# --- the policy, with the smallest stand-ins Parsl's hook sees -------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _dfk(*labels: str, bad: tuple[str, ...] = ()) -> Any:
+    executors = {label: SimpleNamespace(bad_state_is_set=label in bad) for label in labels}
+    return SimpleNamespace(executors=executors)
+
+
+def _task(dfk: Any, executor: str, task_id: int = 1) -> dict[str, Any]:
+    return {"id": task_id, "executor": executor, "dfk": dfk, "func_name": "app"}
+
+
+def test_application_error_is_retried_in_place_at_a_cost() -> None:
+    failover = Failover()
+    dfk = _dfk("a", "b")
+    failover.record_allowed(1, ["a", "b"])
+    task = _task(dfk, "a")
+    assert failover(ZeroDivisionError("app bug"), task) == 1.0
+    assert task["executor"] == "a"
+    assert failover.report()["moves"] == 0
+
+
+def test_site_failure_moves_the_task_for_free() -> None:
+    failover = Failover()
+    dfk = _dfk("a", "b", "c", bad=("c",))
+    failover.record_allowed(1, ["a", "b", "c"])
+    task = _task(dfk, "a")
+    assert failover(ManagerLost(b"m1", "node1"), task) == 0.0
+    assert task["executor"] == "b"  # c is in bad state
+    report = failover.report()
+    assert report["moves"] == 1 and report["routes"] == {"a->b": 1}
+    assert report["events"][0]["error"].startswith("ManagerLost")
+
+
+def test_pinned_app_is_retried_in_place_then_charged() -> None:
+    failover = Failover(site_retries=2, threshold=10)
+    dfk = _dfk("a", "b")
+    failover.record_allowed(1, ["a"])
+    task = _task(dfk, "a")
+    costs = [failover(ManagerLost(b"m", "n"), task) for _ in range(3)]
+    assert costs == [0.0, 0.0, 1.0] and task["executor"] == "a"
+
+
+def test_nowhere_to_go_fails_the_task() -> None:
+    failover = Failover()
+    dfk = _dfk("a", "b", bad=("a", "b"))
+    failover.record_allowed(1, ["a", "b"])
+    assert (
+        failover(BadStateException(SimpleNamespace(label="a"), RuntimeError("x")), _task(dfk, "a"))
+        > 1e9
+    )
+
+
+def test_disabled_failover_keeps_parsl_behaviour() -> None:
+    failover = Failover(enabled=False)
+    dfk = _dfk("a", "b")
+    failover.record_allowed(1, ["a", "b"])
+    task = _task(dfk, "a")
+    assert failover(ManagerLost(b"m", "n"), task) == 1.0 and task["executor"] == "a"
+    assert failover.report()["site_failures"] == {"a": 1}
+
+
+def test_a_bad_state_executors_own_exception_counts_as_the_sites() -> None:
+    failover = Failover()
+    refusal = RuntimeError("blocks failed")
+    dfk = _dfk("a", "b")
+    dfk.executors["a"].executor_exception = refusal
+    failover.record_allowed(1, ["a", "b"])
+    task = _task(dfk, "a")
+    assert failover(refusal, task) == 0.0 and task["executor"] == "b"
+
+
+def test_health_avoids_after_k_failures_and_readmits_after_cool_down() -> None:
+    clock = Clock()
+    health = SiteHealth(threshold=2, cool_down=30, clock=clock)
+    assert not health.failed("a") and health.healthy("a")
+    assert health.failed("a") and not health.healthy("a")
+    clock.now = 31
+    assert health.healthy("a")
+    assert health.failed("a") and not health.healthy("a")  # the count was kept
+    health.succeeded("a")
+    assert health.healthy("a")
+    health.abandon("a", "queue wait")
+    clock.now = 1e6
+    assert not health.healthy("a") and health.abandoned() == {"a": "queue wait"}
+
+
+def test_site_level_errors() -> None:
+    assert is_site_failure(QueueWaitExceeded("a", "x"))
+    assert is_site_failure(PresumedLost("a", "x"))
+    assert not is_site_failure(AppTimeout("slow"))
+    assert not is_site_failure(ConnectionError("raised by the app"))
+
+
+class _Executor:
+    """What SiteWatch reads of a site executor."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[int, Future[Any]] = {}
+        self.tunnel = SimpleNamespace(repairs=[])
+        self.managers: list[dict[str, Any]] = []
+        self.bad_state_is_set = False
+        self.provider = None
+        self.failed_with: Exception | None = None
+
+    def connected_managers(self) -> list[dict[str, Any]]:
+        return self.managers
+
+    def set_bad_state_and_fail_all(self, exception: Exception) -> None:
+        self.bad_state_is_set = True
+        self.failed_with = exception
+
+
+def test_queue_wait_budget_abandons_a_site_without_workers() -> None:
+    failover = Failover()
+    site = _Executor()
+    site.tasks[0] = Future()
+    watch = SiteWatch(failover, SimpleNamespace(executors={"a": site}), queue_wait=10)
+    watch.check_once(100.0)
+    site.managers = [{"active": True}]
+    watch.check_once(105.0)  # a worker connected: the clock starts again
+    site.managers = []
+    watch.check_once(106.0)
+    watch.check_once(115.0)
+    assert not site.bad_state_is_set
+    watch.check_once(116.5)
+    assert isinstance(site.failed_with, QueueWaitExceeded)
+    assert "queue-wait budget 10 s" in failover.health.abandoned()["a"]
+
+
+def test_tasks_lost_in_a_broken_tunnel_are_failed_for_retry() -> None:
+    failover = Failover()
+    site = _Executor()
+    site.tasks = {tid: Future() for tid in range(4)}
+    watch = SiteWatch(failover, SimpleNamespace(executors={"a": site}), queue_wait=None)
+    watch.check_once(0.0)
+    site.tunnel.repairs.append("master")
+    watch.check_once(1.0)  # suspects: 0..3
+    originals = dict(site.tasks)
+    del site.tasks[3]  # a later task finished after the repair
+    watch.check_once(5.0)
+    assert not any(f.done() for f in originals.values())  # still within the grace period
+    watch.check_once(11.5)
+    for tid in (0, 1, 2):
+        assert isinstance(originals[tid].exception(), PresumedLost)
+        assert site.tasks[tid] is not originals[tid]  # a late result goes nowhere
+    assert failover.report()["presumed_lost"] == 3
+
+
+# --- real runs on two local sites -------------------------------------------------------
+
+SITES_YAML = """\
+sites:
+  - label: a
+    scheduler: local
+    max_workers_per_node: 2
+  - label: b
+    scheduler: local
+    max_workers_per_node: 2
+"""
+
+BAD_STATE_WORKFLOW = """\
+import parsl, time
+from parsl import python_app
+
+@python_app(executors=["a", "b"])
+def nap(i):
+    import time
+    time.sleep(0.2)
+    return i
+
+@python_app(executors=["a"])
+def pinned():
+    return 1
+
+futures = [nap(i) for i in range(40)]
+time.sleep(1)
+parsl.dfk().executors["a"].set_bad_state_and_fail_all(RuntimeError("injected"))
+print("all", sorted(f.result() for f in futures) == list(range(40)))
+print("after", [nap(i).result() for i in range(4)])
+try:
+    pinned().result()
+except Exception as err:
+    print("pinned", type(err).__name__, err)
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    assert parsl_processes() == [], "a previous test left Parsl processes"
+    (tmp_path / "sites.yaml").write_text(SITES_YAML)
+    return tmp_path
+
+
+def _manifest(project: Path) -> dict[str, Any]:
+    (run_dir,) = (project / ".pwgen" / "runs").iterdir()
+    manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text())
+    return manifest
+
+
+@pytest.mark.e2e
+def test_tasks_of_a_broken_site_move_and_are_counted(project: Path) -> None:
+    (project / "wf.py").write_text(BAD_STATE_WORKFLOW)
+    done = run_pwgen("run", "wf.py", "--sites", "sites.yaml", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "all True" in done.stdout and "after [0, 1, 2, 3]" in done.stdout
+    assert "pinned RuntimeError injected" in done.stdout
+    failover = _manifest(project)["failover"]
+    assert failover["moves"] > 0 and set(failover["routes"]) == {"a->b"}
+    assert f"pwgen: failover: {failover['moves']} task(s) moved (a->b:" in done.stderr
+    log = next((project / ".pwgen" / "runs").iterdir()) / "pwgen.log"
+    assert log.read_text().count("moved a -> b") == failover["moves"]
+    assert parsl_processes() == []
+
+
+@pytest.mark.e2e
+def test_no_failover_retries_in_place(project: Path) -> None:
+    (project / "wf.py").write_text(BAD_STATE_WORKFLOW)
+    done = run_pwgen("run", "wf.py", "--sites", "sites.yaml", "--no-failover", cwd=project)
+    assert done.returncode == 1  # tasks on a failed with the injected error
+    assert "RuntimeError: injected" in done.stderr or "BadStateException" in done.stderr
+    failover = _manifest(project)["failover"]
+    assert failover["enabled"] is False and failover["moves"] == 0
+    assert failover["site_failures"]["a"] > 0
+
+
+@pytest.mark.e2e
+def test_walltime_kills_a_bash_apps_process_group(project: Path) -> None:
+    marker = f"sleep 3{time.monotonic_ns() % 1000}.5"
+    (project / "wf.py").write_text(
+        "from parsl import bash_app\n"
+        "from parsl.app.errors import AppTimeout\n\n"
+        "@bash_app(executors=['a'])\n"
+        "def slow(walltime=2):\n"
+        f"    return '{marker} & {marker}; wait'\n\n"
+        "try:\n    slow().result()\n"
+        "except AppTimeout as err:\n    print('AppTimeout', err)\n"
+    )
+    done = run_pwgen("run", "wf.py", "--sites", "sites.yaml", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "AppTimeout App slow exceeded walltime: 2 seconds" in done.stdout
+    left = subprocess.run(["pgrep", "-f", f"^{marker}"], capture_output=True, text=True)
+    assert left.stdout == ""

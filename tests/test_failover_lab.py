@@ -1,0 +1,280 @@
+"""Fault injection on two lab sites: every result arrives once, whatever breaks on site 1.
+
+Each run submits 1,000 short tasks that may run on either site, waits until a tenth
+of them is done, breaks something on lab1, and checks that all 1,000 results come
+back, correct and each exactly once. The faults: the tunnel's ssh master killed, the
+partition drained (blocks stay pending: the queue-wait budget moves the work), the
+site lost (slurmd and worker pools killed), the site down before the run starts.
+Plus walltime: a python and a bash app over their walltime raise AppTimeout, and the
+bash command's processes are gone from the compute node.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import PWGEN, assert_one_line_error, parsl_processes, run_pwgen
+from lab_helpers import netns_processes, running_lab, wait_for
+
+from pwgen.lab import lifecycle
+from pwgen.lab.nodes import run_in
+from pwgen.lab.plan import make_options
+from pwgen.lab.state import LabState, load_state
+
+pytestmark = pytest.mark.lab
+
+PREFIX, SUBNET = "pwfo", "10.237.0.0/16"
+LAB_DIR = Path(tempfile.gettempdir()) / "pwgen-test-failover-lab"
+SITES = str(LAB_DIR / "sites.yaml")
+TASKS = 1000
+
+WORKFLOW = """\
+import concurrent.futures, json, sys
+from parsl import python_app
+
+@python_app(executors=["lab1", "lab2"])
+def square(i, pause):
+    import socket, time
+    time.sleep(pause)
+    return i, i * i, socket.gethostname()
+
+count, pause, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+futures = [square(i, pause) for i in range(count)]
+print("submitted", flush=True)
+done = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+while sum(f.done() for f in futures) < count // 10:
+    concurrent.futures.wait(futures, timeout=0.05)
+print("progress", flush=True)
+results = [f.result() for f in futures]
+for i, squared, host in results:
+    print(f"result {i} {squared} {host}")
+with open(out, "w") as fh:
+    json.dump(results, fh)
+"""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Two provisioned lab sites (2 compute nodes each) and the fault workflow."""
+    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2):
+        path = tmp_path_factory.mktemp("project")
+        done = run_pwgen("provision", "--sites", SITES, cwd=path, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        (path / "squares.py").write_text(WORKFLOW)
+        yield path
+        for label in ("lab1", "lab2"):
+            _ssh(path, "-O", "exit", label)
+
+
+@pytest.fixture(autouse=True)
+def _no_parsl_before() -> None:
+    assert parsl_processes() == [], "a previous test left Parsl processes"
+
+
+def _lab() -> LabState:
+    state = load_state(LAB_DIR)
+    assert state is not None
+    return state
+
+
+def _restore_lab() -> None:
+    """`lab up` again: restarts whatever daemon a test killed."""
+    lifecycle.up(make_options(PREFIX, SUBNET, 2, 2, LAB_DIR))
+
+
+def _ssh(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ssh", "-F", str(project / ".pwgen/ssh/config"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _on_site(project: Path, label: str, command: str) -> str:
+    return _ssh(project, label, command).stdout
+
+
+class Run:
+    """`pwgen run squares.py` in the background; stderr goes to a file."""
+
+    def __init__(self, project: Path, *options: str, pause: float = 0.02) -> None:
+        self.out = project / f"results-{time.monotonic_ns()}.json"
+        self.stderr = self.out.with_suffix(".stderr")
+        with self.stderr.open("w") as err:
+            argv = [str(PWGEN), "run", "squares.py", "--sites", SITES, *options]
+            self.proc = subprocess.Popen(
+                [*argv, "--", str(TASKS), str(pause), str(self.out)],
+                cwd=project,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        self.project = project
+
+    def wait_for_line(self, text: str, timeout: float = 180) -> None:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        for line in self.proc.stdout:
+            if line.strip() == text:
+                return
+            assert time.monotonic() < deadline, f"no {text!r} line in time"
+        raise AssertionError(f"run ended before {text!r}: {self.stderr.read_text()}")
+
+    def finish(self, timeout: float = 400) -> str:
+        try:
+            stdout, _ = self.proc.communicate(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)
+                self.proc.communicate(timeout=60)
+        assert self.proc.returncode == 0, self.stderr.read_text()
+        return stdout
+
+    def run_dir(self) -> Path:
+        runs = self.project / ".pwgen" / "runs"
+        return max(runs.iterdir(), key=lambda p: p.stat().st_mtime)
+
+    def manifest(self) -> dict[str, Any]:
+        manifest: dict[str, Any] = json.loads((self.run_dir() / "manifest.json").read_text())
+        return manifest
+
+
+def _assert_every_result_once(run: Run, stdout: str) -> list[str]:
+    """All TASKS results correct, each printed once; returns the hosts they ran on."""
+    results = json.loads(run.out.read_text())
+    assert sorted(i for i, _, _ in results) == list(range(TASKS))
+    assert all(squared == i * i for i, squared, _ in results)
+    lines = [line for line in stdout.splitlines() if line.startswith("result ")]
+    assert len(lines) == len(set(lines)) == TASKS
+    return [host for _, _, host in results]
+
+
+def _assert_nothing_left(project: Path, labels: tuple[str, ...] = ("lab1", "lab2")) -> None:
+    assert wait_for(lambda: parsl_processes() == [], timeout=20), parsl_processes()
+    for label in labels:
+        assert wait_for(lambda label=label: _on_site(project, label, "squeue -h") == "", 30)
+        live = _on_site(project, label, "ps -eo stat=,args= | grep -v '^Z' || true")
+        assert "pwgen-relay" not in live and "process_worker_pool" not in live, live
+
+
+def test_tunnel_master_killed_mid_run(project: Path) -> None:
+    run = Run(project)
+    run.wait_for_line("progress")
+    check = _ssh(project, "-O", "check", "lab1")
+    pid = int(check.stderr.split("pid=")[1].split(")")[0])
+    os.kill(pid, signal.SIGKILL)
+    stdout = run.finish()
+    hosts = _assert_every_result_once(run, stdout)
+    assert {host.split("-")[0] for host in hosts} == {"lab1", "lab2"}
+    assert "tunnel repaired: master" in (run.run_dir() / "pwgen.log").read_text()
+    _assert_nothing_left(project)
+
+
+def test_drained_partition_moves_work_within_the_queue_wait_budget(project: Path) -> None:
+    login = _lab().site("lab1").login  # type: ignore[union-attr]
+    run_in(login, ["scontrol", "update", "PartitionName=compute", "State=DOWN"])
+    try:
+        run = Run(project, "--queue-wait", "10")
+        stdout = run.finish()
+    finally:
+        run_in(login, ["scontrol", "update", "PartitionName=compute", "State=UP"])
+    hosts = _assert_every_result_once(run, stdout)
+    assert all(host.startswith("lab2-") for host in hosts)
+    failover = run.manifest()["failover"]
+    assert failover["moves"] > 0 and failover["routes"].get("lab1->lab2") == failover["moves"]
+    assert "queue-wait budget 10 s" in failover["abandoned"]["lab1"]
+    _assert_nothing_left(project)  # lab1's pending block was cancelled
+
+
+def test_walltime_kills_python_and_bash_apps(project: Path) -> None:
+    workflow = project / "walltime.py"
+    workflow.write_text(
+        "from parsl import bash_app, python_app\n"
+        "from parsl.app.errors import AppTimeout\n\n"
+        "@bash_app(executors=['lab1'])\n"
+        "def slow_bash(walltime=3):\n"
+        "    return 'sleep 301 & sleep 302; wait'\n\n"
+        "@python_app(executors=['lab1'])\n"
+        "def slow_python(walltime=3):\n"
+        "    import time\n"
+        "    while True:\n"
+        "        time.sleep(0.1)\n\n"
+        "for app in (slow_bash, slow_python):\n"
+        "    try:\n"
+        "        app().result()\n"
+        "    except AppTimeout as err:\n"
+        "        print(app.__name__, 'AppTimeout', err, flush=True)\n"
+    )
+    done = run_pwgen("run", str(workflow), "--sites", SITES, cwd=project, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "slow_bash AppTimeout" in done.stdout and "slow_python AppTimeout" in done.stdout
+    for node in _lab().site("lab1").computes:  # type: ignore[union-attr]
+        assert netns_processes(node.netns, "sleep 30") == []
+    _assert_nothing_left(project)
+
+
+def test_site_down_before_the_run(project: Path) -> None:
+    login = _lab().site("lab1").login  # type: ignore[union-attr]
+    _ssh(project, "-O", "exit", "lab1")
+    run_in(login, ["pkill", "-KILL", "-x", "sshd"], check=False)
+    try:
+        refused = run_pwgen(
+            "run",
+            "squares.py",
+            "--sites",
+            SITES,
+            "--require-all-sites",
+            "--",
+            "1",
+            "0",
+            "x",
+            cwd=project,
+        )
+        assert_one_line_error(refused, "lab1")
+        pinned = project / "pinned.py"
+        pinned.write_text(
+            "from parsl import python_app\n"
+            "@python_app(executors=['lab1'])\n"
+            "def only_lab1():\n    return 1\n\n"
+            "try:\n    only_lab1().result()\n"
+            "except Exception as err:\n    print('pinned:', type(err).__name__, err)\n"
+        )
+        done = run_pwgen("run", str(pinned), "--sites", SITES, cwd=project, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "pinned: SiteUnavailable site lab1:" in done.stdout
+        assert "lab1 unreachable" in done.stderr
+        run = Run(project)
+        stdout = run.finish()
+    finally:
+        _restore_lab()
+    hosts = _assert_every_result_once(run, stdout)
+    assert all(host.startswith("lab2-") for host in hosts)
+    manifest = run.manifest()
+    assert list(manifest["unavailable_sites"]) == ["lab1"]
+    _assert_nothing_left(project, ("lab2",))
+
+
+def test_site_lost_mid_run(project: Path) -> None:
+    """Last: it leaves lab1's Slurm in a state only a new lab fully clears."""
+    run = Run(project, "--queue-wait", "20", pause=0.05)
+    run.wait_for_line("progress")
+    for node in _lab().site("lab1").computes:  # type: ignore[union-attr]
+        for marker in ("slurmd", "process_worker_pool"):
+            for line in netns_processes(node.netns, marker):
+                os.kill(int(line.split(":")[0]), signal.SIGKILL)
+    stdout = run.finish()
+    _assert_every_result_once(run, stdout)
+    failover = run.manifest()["failover"]
+    assert failover["moves"] > 0
+    assert set(failover["routes"]) == {"lab1->lab2"}
+    assert failover["completed"].get("lab2", 0) >= TASKS // 2
+    assert wait_for(lambda: parsl_processes() == [], timeout=20), parsl_processes()
