@@ -1,0 +1,199 @@
+"""Benchmark: a site lost mid-run (issue 6), against the same run undisturbed, side by side.
+
+Brings up a lab of its own (2 sites, 2 compute nodes each, prefix `pwbf`, 10.239.0.0/16)
+in a scratch project, provisions it with the CLI, then runs one workflow twice with
+`pwgen run` (the CLI, as a user would): TASKS short tasks that may run on either site.
+
+1. undisturbed;
+2. when a tenth of the results is in, site lab1 is lost: its compute nodes' slurmd
+   and worker pools are killed (SIGKILL).
+
+Reported: wall time from submission to the last result for both runs and their
+ratio (the slowdown), the time from the failure to the first task moved by failover
+(detection) and to the first moved task completing on lab2, and the number of moves.
+Every result is checked (all present, correct, none twice). The lab is always taken
+down.
+
+    sudo .venv/bin/python bench/failover.py [--tasks 1000] [--pause 0.05] [--queue-wait 20]
+
+How fast a lost site is noticed is set by the heartbeat threshold of the generated
+config (30 s: a lost manager's tasks fail then) and `--queue-wait` (its queued tasks
+move then).
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from pwgen.lab import lifecycle
+from pwgen.lab.plan import make_options
+from pwgen.lab.state import load_state
+
+PREFIX, SUBNET = "pwbf", "10.239.0.0/16"
+PWGEN = Path(sys.executable).parent / "pwgen"
+
+WORKFLOW = """\
+import concurrent.futures, sys, time
+from parsl import python_app
+
+@python_app(executors=["lab1", "lab2"])
+def square(i, pause):
+    import socket, time
+    time.sleep(pause)
+    return i, i * i, socket.gethostname()
+
+count, pause = int(sys.argv[1]), float(sys.argv[2])
+print(f"submitted {time.time():.6f}", flush=True)
+futures = [square(i, pause) for i in range(count)]
+for n, future in enumerate(concurrent.futures.as_completed(futures), 1):
+    i, squared, host = future.result()
+    print(f"done {i} {squared} {host} {time.time():.6f}", flush=True)
+    if n == count // 10:
+        print("progress", flush=True)
+"""
+
+out = Console()
+
+
+@dataclass
+class RunResult:
+    wall: float  # submission -> last result
+    failed_at: float | None
+    done_at: dict[int, float]
+    failover: dict[str, Any]
+
+    def first_move(self) -> float | None:
+        moves = self.failover.get("events", [])
+        if self.failed_at is None or not moves:
+            return None
+        return min(move["at"] for move in moves) - self.failed_at
+
+    def first_moved_done(self) -> float | None:
+        moved = {move["task"] for move in self.failover.get("events", [])}
+        times = [self.done_at[task] for task in moved if task in self.done_at]
+        if self.failed_at is None or not times:
+            return None
+        return min(times) - self.failed_at
+
+
+def lose_site(label: str, state_dir: Path) -> float:
+    """SIGKILL slurmd and the worker pools on the site's compute nodes; the time of it."""
+    state = load_state(state_dir)
+    assert state is not None
+    site = state.site(label)
+    assert site is not None
+    failed_at = time.time()
+    for node in site.computes:
+        pids = subprocess.run(
+            ["ip", "netns", "pids", node.netns], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for pid in pids:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"slurmd" in cmdline or b"process_worker_pool" in cmdline:
+                os.kill(int(pid), signal.SIGKILL)
+    return failed_at
+
+
+def run_once(project: Path, args: argparse.Namespace, state_dir: Path, lose: bool) -> RunResult:
+    argv = [str(PWGEN), "run", "squares.py", "--sites", str(state_dir / "sites.yaml")]
+    argv += ["--queue-wait", str(args.queue_wait), "--", str(args.tasks), str(args.pause)]
+    proc = subprocess.Popen(
+        argv, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    submitted, failed_at, done_at, results = 0.0, None, {}, []
+    for line in proc.stdout:
+        words = line.split()
+        if words[:1] == ["submitted"]:
+            submitted = float(words[1])
+        elif words[:1] == ["done"]:
+            done_at[int(words[1])] = float(words[4])
+            results.append((int(words[1]), int(words[2])))
+        elif words == ["progress"] and lose:
+            failed_at = lose_site("lab1", state_dir)
+    _, stderr = proc.communicate(timeout=600)
+    if proc.returncode != 0:
+        sys.exit(f"bench: pwgen run failed ({proc.returncode}): {stderr}")
+    if sorted(i for i, _ in results) != list(range(args.tasks)) or any(
+        s != i * i for i, s in results
+    ):
+        sys.exit("bench: results missing, wrong or duplicated")
+    runs = project / ".pwgen" / "runs"
+    manifest = json.loads((max(runs.iterdir(), key=os.path.getmtime) / "manifest.json").read_text())
+    return RunResult(max(done_at.values()) - submitted, failed_at, done_at, manifest["failover"])
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--pause", type=float, default=0.05, help="seconds per task")
+    parser.add_argument("--queue-wait", type=float, default=20.0)
+    args = parser.parse_args()
+    state_dir = Path(tempfile.gettempdir()) / "pwgen-bench-failover-lab"
+    project = Path(tempfile.mkdtemp(prefix="pwgen-bench-failover-"))
+    lifecycle.down(state_dir)
+    try:
+        lifecycle.up(make_options(PREFIX, SUBNET, 2, 2, state_dir))
+        done = subprocess.run(
+            [str(PWGEN), "provision", "--sites", str(state_dir / "sites.yaml")],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            sys.exit(f"bench: provision failed: {done.stdout}{done.stderr}")
+        (project / "squares.py").write_text(WORKFLOW)
+        calm = run_once(project, args, state_dir, lose=False)
+        lost = run_once(project, args, state_dir, lose=True)
+    finally:
+        for label in ("lab1", "lab2"):
+            subprocess.run(
+                ["ssh", "-F", str(project / ".pwgen/ssh/config"), "-O", "exit", label],
+                capture_output=True,
+                check=False,
+            )
+        lifecycle.down(state_dir)
+    table = Table(title=f"site lab1 lost mid-run: {args.tasks} tasks of {args.pause} s, 2 sites")
+    for column in (
+        "run",
+        "wall",
+        "vs undisturbed",
+        "failure -> first move",
+        "failure -> first moved task done",
+        "moves",
+    ):
+        table.add_column(column, justify="right")
+    table.add_row("undisturbed", seconds(calm.wall), "1.00x", "-", "-", "0")
+    table.add_row(
+        "lab1 lost",
+        seconds(lost.wall),
+        f"{lost.wall / calm.wall:.2f}x",
+        seconds(lost.first_move()),
+        seconds(lost.first_moved_done()),
+        str(lost.failover.get("moves", 0)),
+    )
+    out.print(table)
+    out.print(f"load average: {os.getloadavg()[0]:.2f} (2 cores); queue-wait {args.queue_wait} s")
+
+
+if __name__ == "__main__":
+    main()
