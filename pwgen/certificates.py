@@ -11,10 +11,22 @@ import tarfile
 
 import zmq
 import zmq.auth
+from parsl import curvezmq
 
 from pwgen.tunnels import SiteTunnel, TunnelError
 
 _CERT_FILES = ("client.key", "client.key_secret", "server.key")
+
+
+def create_private_certificates(base_dir: str) -> str:
+    """Parsl's fresh certificates in `<base_dir>/certificates`, every key file 0600.
+
+    Parsl makes the directory 0700 but pyzmq writes the keys with the umask (0644).
+    """
+    cert_dir = str(curvezmq.create_certificates(base_dir))
+    for name in os.listdir(cert_dir):
+        os.chmod(os.path.join(cert_dir, name), 0o600)
+    return cert_dir
 
 
 def ship_certificates(tunnel: SiteTunnel, cert_dir: str, remote: str) -> None:

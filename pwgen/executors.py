@@ -44,7 +44,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import InvalidStateError
 from typing import Any
 
-from parsl import curvezmq
 from parsl.data_provider.staging import Staging
 from parsl.errors import ConfigurationError
 from parsl.executors import HighThroughputExecutor, MPIExecutor
@@ -60,7 +59,7 @@ from parsl.monitoring.radios.base import RadioConfig
 from parsl.providers.base import ExecutionProvider
 
 from pwgen.certificates import certificate_bundle as certificate_bundle  # re-exported
-from pwgen.certificates import ship_certificates
+from pwgen.certificates import create_private_certificates, ship_certificates
 from pwgen.tunnels import DEFAULT_CHECK_INTERVAL, SiteTunnel
 
 logger = logging.getLogger(__name__)
@@ -215,7 +214,7 @@ class _SiteExecutor(HighThroughputExecutor):
 
     def _ship_certificates(self, remote: str) -> None:
         """Fresh certs for this run, copied to the site without the server's secret key."""
-        cert_dir: str = self.cert_dir or curvezmq.create_certificates(self.logdir)
+        cert_dir: str = self.cert_dir or create_private_certificates(self.logdir)
         self.cert_dir = cert_dir  # type: ignore[assignment]  # Parsl infers None only
         assert self.tunnel is not None
         ship_certificates(self.tunnel, cert_dir, remote)

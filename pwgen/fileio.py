@@ -16,6 +16,8 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise OutputError(f"{path}: directory {directory} does not exist")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory; give the name of a file to write")
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
     except OSError as err:

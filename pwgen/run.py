@@ -31,7 +31,7 @@ from typing import Any
 
 from pwgen import __version__
 from pwgen.configgen import load_config_module, render_config
-from pwgen.errors import ConfigError, WorkflowError
+from pwgen.errors import ConfigError, OutputError, WorkflowError
 from pwgen.failover import Failover, SiteWatch, UnavailableExecutor, attach
 from pwgen.failover.watch import cancel_active_blocks
 from pwgen.fileio import atomic_write
@@ -86,7 +86,10 @@ class RunRecord:
 def new_run_dir(state_dir: Path) -> tuple[str, Path]:
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
     run_dir = state_dir / "runs" / run_id
-    run_dir.mkdir(parents=True, mode=0o700)
+    try:
+        run_dir.mkdir(parents=True, mode=0o700)
+    except OSError as err:
+        raise OutputError(f"{state_dir}: cannot create the run directory: {err.strerror}") from None
     return run_id, run_dir
 
 
@@ -290,12 +293,15 @@ def _write_manifest(run_dir: Path, record: RunRecord, exit_code: int) -> None:
 
 
 def _check_workflow(workflow: Path) -> None:
-    if not workflow.is_file():
+    if not workflow.exists():
         raise WorkflowError(f"{workflow}: workflow script not found")
+    if not workflow.is_file():
+        raise WorkflowError(f"{workflow}: not a regular file: a workflow script is a Python file")
     try:
         compile(workflow.read_bytes(), str(workflow), "exec")
     except SyntaxError as err:
-        raise WorkflowError(f"{workflow}:{err.lineno}: not valid Python: {err.msg}") from None
+        where = f"{workflow}:{err.lineno}" if err.lineno else str(workflow)  # null bytes: None
+        raise WorkflowError(f"{where}: not valid Python: {err.msg}") from None
     except (OSError, ValueError) as err:
         raise WorkflowError(f"{workflow}: cannot read workflow script: {err}") from None
 

@@ -65,7 +65,10 @@ def prepare_ssh(
 ) -> SshSetup:
     """Write `<state>/ssh/config` and merge pinned host keys into `<state>/ssh/known_hosts`."""
     ssh_dir = (state_dir / SSH_DIR).resolve()
-    ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as err:
+        raise SshError(f"{ssh_dir}: cannot create pwgen's ssh directory: {err.strerror}") from None
     CONTROL_DIR.mkdir(exist_ok=True, mode=0o700)
     known_hosts = ssh_dir / "known_hosts"
     _merge_known_hosts(known_hosts, known_hosts_files)

@@ -76,7 +76,8 @@ def test_multisite_example_runs_on_compute_nodes(project: Path) -> None:
     _assert_sites_clean(project)
 
 
-def test_no_wildcard_listener_during_a_run(project: Path) -> None:
+def test_ctrl_c_mid_run_tears_both_sides_down(project: Path) -> None:
+    # Listeners during a run: tests/test_security.py (both sites, sampled all along).
     workflow = project / "slow.py"
     workflow.write_text(
         "from parsl import python_app\n"
@@ -97,14 +98,6 @@ def test_no_wildcard_listener_during_a_run(project: Path) -> None:
         while "process_worker_pool" not in _on_site(project, "lab1", "ps -eo args="):
             assert time.monotonic() < deadline, "no worker pool started on lab1"
             time.sleep(0.5)
-        here = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
-        names = ('"ssh"', '"pwgen"', "python", "parsl:")
-        ours = [line for line in here.splitlines() if any(name in line for name in names)]
-        assert any("127.0.0.1" in line for line in ours), here  # also [::ffff:127.0.0.1]
-        wildcard = ("0.0.0.0:", "[::]:", "*:")
-        assert not [line for line in ours if any(w in line.split()[3] for w in wildcard)]
-        there = _on_site(project, "lab1", "ss -ltnH")
-        assert not [line for line in there.splitlines() if "0.0.0.0:54" in line]
         # Ctrl-C mid-run: everything comes down on both sides.
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pwgen.errors import PwgenError
 from pwgen.status.layout import FACTS_DIR, RUNS_DIR, SSH_CONFIG
 from pwgen.status.probe import Job, relay_pidfile_of
 from pwgen.status.processes import LocalProcess, scan_processes
@@ -97,6 +98,8 @@ def gather_status(
     state_dir: Path, sites: "Sequence[Site] | None" = None, last: int = 10
 ) -> StatusReport:
     """Sites (facts, master, blocks, tunnels), the last `last` runs, orphaned processes."""
+    if last < 0:
+        raise PwgenError(f"--last {last}: the number of runs to show cannot be negative")
     clock = time.monotonic()
     runs_dir = state_dir / RUNS_DIR
     facts_dir = state_dir / FACTS_DIR
@@ -130,7 +133,7 @@ def gather_status(
         state_dir=str(state_dir),
         ssh_config=str(ssh_config) if ssh_config.is_file() else None,
         sites=statuses,
-        runs=runs[: max(0, last)],
+        runs=runs[:last],
         controller=[proc for proc in processes if proc.kind != "controller"],
         elapsed=time.monotonic() - clock,
     )
