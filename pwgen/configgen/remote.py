@@ -39,6 +39,7 @@ class ProvisionedSite:
     # The env's activation script (`pwgen-activate`, written by the pwgen_parsl_env role).
     activate: str
 
+
 # Parsl's defaults (30 s, 120 s) notice a lost site after two minutes; a tunnel repair
 # takes a few seconds, well inside this threshold.
 HEARTBEAT_PERIOD = 5
