@@ -137,6 +137,13 @@ def run(
     cool_down: Annotated[
         float, typer.Option(min=0, help="Seconds an avoided site is left alone.")
     ] = 60.0,
+    monitor: Annotated[
+        bool,
+        typer.Option(
+            help="Record every site's tasks in the run's Parsl monitoring database "
+            "(`pwgen status --run ID` reads it)."
+        ),
+    ] = False,
 ) -> None:
     """Run a workflow on the sites; its apps name sites by label in executors=[...]."""
     from pwgen.preflight import PreflightError
@@ -152,6 +159,7 @@ def run(
         require_all_sites=require_all_sites,
         avoid_after=avoid_after,
         cool_down=cool_down,
+        monitor=monitor,
     )
     try:
         code = run_workflow(workflow, args or [], loaded, sites, STATE_DIR, options)
@@ -232,11 +240,19 @@ def status(
         ),
     ] = None,
     last: Annotated[int, typer.Option("--last", "-n", help="How many runs to show.")] = 10,
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run", help="One run's tasks per site (a run made with --monitor)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
 ) -> None:
     """Sites (facts, ssh master, tunnels, blocks) and the last runs of this project."""
     from pwgen.sites import load_sites
     from pwgen.status import gather_status, print_status, status_json
+
+    if run_id is not None:
+        _run_tasks(run_id, as_json)
+        return
 
     if sites is None and Path("sites.yaml").is_file():
         sites = Path("sites.yaml")
@@ -245,6 +261,19 @@ def status(
         typer.echo(json.dumps(status_json(report), indent=2))
     else:
         print_status(report)
+
+
+def _run_tasks(run_id: str, as_json: bool) -> None:
+    from pwgen.status.render import print_run_tasks
+    from pwgen.status.tasks import read_run_tasks, run_tasks_json
+
+    if not run_id or "/" in run_id or run_id.startswith("."):
+        raise typer.BadParameter(f"{run_id!r} is not a run id (`pwgen status` lists the runs)")
+    tasks = read_run_tasks(STATE_DIR / "runs" / run_id)
+    if as_json:
+        typer.echo(json.dumps(run_tasks_json(tasks), indent=2))
+    else:
+        print_run_tasks(tasks)
 
 
 @app.command()

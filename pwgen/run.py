@@ -40,6 +40,7 @@ from pwgen.sites import Site
 from pwgen.ssh import known_hosts_near, prepare_ssh
 
 STATE_DIR = Path(".pwgen")
+MONITORING_DB = "monitoring.db"  # read by pwgen.status.tasks
 EXIT_WORKFLOW_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -55,6 +56,7 @@ class RunOptions:
     require_all_sites: bool = False
     avoid_after: int = 3
     cool_down: float = 60.0
+    monitor: bool = False
 
 
 @dataclass
@@ -130,6 +132,8 @@ def run_workflow(
     )
     config.retries = options.retries
     config.retry_handler = failover
+    if options.monitor:
+        config.monitoring = _monitoring_hub(run_dir, workflow)
     exit_code = EXIT_WORKFLOW_FAILED
     clock = time.monotonic()
     try:
@@ -234,6 +238,22 @@ def _prepare(
             for site in remote:
                 ssh.stop_master(site.label)
         raise
+
+
+def _monitoring_hub(run_dir: Path, workflow: Path) -> Any:
+    """Parsl monitoring into `<run dir>/monitoring.db`, for every site at once.
+
+    HTEX's radio sends workers' messages back over their existing connection, so no
+    port is added. Interval 0: each try's start and end are recorded, without the
+    per-task resource sampling process (which costs more than a short task).
+    """
+    from parsl.monitoring import MonitoringHub
+
+    return MonitoringHub(
+        logging_endpoint=f"sqlite:///{(run_dir / MONITORING_DB).resolve()}",
+        workflow_name=workflow.stem,
+        resource_monitoring_interval=0,
+    )
 
 
 def _cancel_blocks_of_bad_executors(dfk: Any) -> None:

@@ -240,16 +240,24 @@ def _manifest(project: Path) -> dict[str, Any]:
 @pytest.mark.e2e
 def test_tasks_of_a_broken_site_move_and_are_counted(project: Path) -> None:
     (project / "wf.py").write_text(BAD_STATE_WORKFLOW)
-    done = run_pwgen("run", "wf.py", "--sites", "sites.yaml", cwd=project)
+    done = run_pwgen("run", "wf.py", "--sites", "sites.yaml", "--monitor", cwd=project)
     assert done.returncode == 0, done.stderr
     assert "all True" in done.stdout and "after [0, 1, 2, 3]" in done.stdout
     assert "pinned RuntimeError injected" in done.stdout
     failover = _manifest(project)["failover"]
     assert failover["moves"] > 0 and set(failover["routes"]) == {"a->b"}
     assert f"pwgen: failover: {failover['moves']} task(s) moved (a->b:" in done.stderr
-    log = next((project / ".pwgen" / "runs").iterdir()) / "pwgen.log"
-    assert log.read_text().count("moved a -> b") == failover["moves"]
+    (run_dir,) = (project / ".pwgen" / "runs").iterdir()
+    assert (run_dir / "pwgen.log").read_text().count("moved a -> b") == failover["moves"]
     assert parsl_processes() == []
+    # The monitoring database saw the same run: every task, its tries and its moves.
+    shown = run_pwgen("status", "--run", run_dir.name, "--json", cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    tasks = {site["site"]: site for site in json.loads(shown.stdout)["sites"]}
+    assert tasks["b"]["done"] == 40 + 4 - tasks["a"]["done"]
+    assert tasks["a"]["failed"] == 1  # the pinned app
+    assert tasks["a"]["moved_out"] == tasks["b"]["moved_in"] == failover["moves"]
+    assert json.loads(shown.stdout)["unfinished"] == 0
 
 
 @pytest.mark.e2e

@@ -167,7 +167,7 @@ def _assert_nothing_left(project: Path, labels: tuple[str, ...] = ("lab1", "lab2
 
 
 def test_tunnel_master_killed_mid_run(project: Path) -> None:
-    run = Run(project)
+    run = Run(project, "--monitor")
     run.wait_for_line("progress")
     check = _ssh(project, "-O", "check", "lab1")
     pid = int(check.stderr.split("pid=")[1].split(")")[0])
@@ -177,6 +177,13 @@ def test_tunnel_master_killed_mid_run(project: Path) -> None:
     assert {host.split("-")[0] for host in hosts} == {"lab1", "lab2"}
     assert "tunnel repaired: master" in (run.run_dir() / "pwgen.log").read_text()
     _assert_nothing_left(project)
+    # One monitoring database holds both sites' tasks, each with its final state.
+    shown = run_pwgen("status", "--run", run.run_dir().name, "--json", cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    sites = {site["site"]: site for site in json.loads(shown.stdout)["sites"]}
+    assert set(sites) == {"lab1", "lab2"} and json.loads(shown.stdout)["unfinished"] == 0
+    assert sum(site["done"] for site in sites.values()) == TASKS
+    assert sites["lab1"]["done"] == sum(host.startswith("lab1-") for host in hosts)
 
 
 def test_drained_partition_moves_work_within_the_queue_wait_budget(project: Path) -> None:

@@ -10,6 +10,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from parsl.executors.base import ParslExecutor
+from parsl.monitoring.radios.htex import HTEXRadio
 
 from pwgen.failover.errors import SiteUnavailable
 
@@ -21,6 +22,9 @@ class UnavailableExecutor(ParslExecutor):
         super().__init__()
         self.label = label
         self.reason = reason
+        # With monitoring on, Parsl refuses to launch on an executor without a radio,
+        # before our submit could say why; this one is never used.
+        self.remote_monitoring_radio = HTEXRadio()
 
     @property
     def bad_state_is_set(self) -> bool:

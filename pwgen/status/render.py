@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pwgen.status.report import StatusReport
+from pwgen.status.tasks import RunTasks
 
 
 def _seconds(value: float | None) -> str:
@@ -156,3 +157,29 @@ def print_status(report: StatusReport, console: Console | None = None) -> None:
         out.print(
             f"crashed run(s) {', '.join(crashed)}: clean up with `pwgen teardown`", markup=False
         )
+
+
+def run_tasks_table(run: RunTasks) -> Table:
+    table = Table(title=f"run {run.run_id}: tasks per site", title_justify="left")
+    columns = ("site", "tasks", "done", "failed", "tries", "moved in", "moved out")
+    for column in (*columns, "median run", "max run"):
+        table.add_column(column, justify="left" if column == "site" else "right")
+    for site in run.sites:
+        counts = (site.tasks, site.done, site.failed, site.tries, site.moved_in, site.moved_out)
+        table.add_row(
+            escape(site.site),
+            *(str(n) for n in counts),
+            _seconds(site.median_seconds),
+            _seconds(site.max_seconds),
+        )
+    return table
+
+
+def print_run_tasks(run: RunTasks, console: Console | None = None) -> None:
+    """One run's per-site task table (from its monitoring database), and its moves."""
+    out = console or Console(highlight=False)
+    out.print(run_tasks_table(run))
+    for (source, target), count in sorted(run.moves.items()):
+        out.print(f"moved {source} -> {target}: {count} task(s)", markup=False)
+    if run.unfinished:
+        out.print(f"{run.unfinished} task(s) never finished", markup=False)

@@ -1,0 +1,155 @@
+"""Per-site task statistics of one run, read from its Parsl monitoring database.
+
+`pwgen run --monitor` records every site's tasks in `<run dir>/monitoring.db`
+(Parsl's own schema: one `task` row per task, one `try` row per try with the
+executor that ran it, `status` rows with each state change). This reads it with
+sqlite3, read-only, and sums it up per site: tasks that ended there, how, how many
+tries ran there, the moves between sites (a task whose next try ran on another
+executor), and run times.
+"""
+
+import sqlite3
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import pairwise
+from pathlib import Path
+
+from pwgen.errors import PwgenError
+
+DB_NAME = "monitoring.db"
+# Parsl's final task states, by how a user reads them.
+DONE_STATES = {"exec_done", "memo_done"}
+FAILED_STATES = {"failed", "dep_fail"}
+
+
+class MonitoringError(PwgenError):
+    """The run has no readable monitoring database."""
+
+
+@dataclass
+class SiteTasks:
+    """One site's share of a run."""
+
+    site: str
+    tasks: int = 0  # tasks whose last try ran here
+    done: int = 0
+    failed: int = 0
+    tries: int = 0  # every try launched here
+    moved_in: int = 0
+    moved_out: int = 0
+    durations: list[float] = field(default_factory=list)  # running -> returned, tries that ran
+
+    @property
+    def median_seconds(self) -> float | None:
+        return statistics.median(self.durations) if self.durations else None
+
+    @property
+    def max_seconds(self) -> float | None:
+        return max(self.durations) if self.durations else None
+
+
+@dataclass
+class RunTasks:
+    """A run's tasks per site, and its moves (from, to) -> count."""
+
+    run_id: str
+    sites: list[SiteTasks]
+    moves: dict[tuple[str, str], int]
+    unfinished: int
+
+
+def read_run_tasks(run_dir: Path) -> RunTasks:
+    """Per-site statistics from `run_dir`/monitoring.db (MonitoringError if there is none)."""
+    if not run_dir.is_dir():
+        raise MonitoringError(
+            f"no run {run_dir.name!r} in {run_dir.parent} (`pwgen status` lists the runs)"
+        )
+    db = run_dir / DB_NAME
+    if not db.is_file():
+        raise MonitoringError(
+            f"run {run_dir.name} has no monitoring database ({db}): "
+            "run the workflow with `pwgen run --monitor`"
+        )
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            tries = conn.execute(
+                "SELECT task_id, task_executor, task_try_time_running, task_try_time_returned "
+                "FROM try ORDER BY task_id, try_id"
+            ).fetchall()
+            states = dict(
+                conn.execute(
+                    "SELECT task_id, task_status_name FROM status s WHERE timestamp = "
+                    "(SELECT MAX(timestamp) FROM status WHERE task_id = s.task_id)"
+                ).fetchall()
+            )
+    except sqlite3.Error as err:
+        raise MonitoringError(f"{db}: cannot read the monitoring database: {err}") from None
+    return _summarise(run_dir.name, tries, states)
+
+
+def _summarise(
+    run_id: str,
+    tries: list[tuple[int, str, str | None, str | None]],
+    states: dict[int, str],
+) -> RunTasks:
+    sites: dict[str, SiteTasks] = {}
+    moves: Counter[tuple[str, str]] = Counter()
+    executors_of: defaultdict[int, list[str]] = defaultdict(list)
+    for task_id, executor, running, returned in tries:
+        site = sites.setdefault(executor, SiteTasks(executor))
+        site.tries += 1
+        executors_of[task_id].append(executor)
+        duration = _seconds_between(running, returned)  # None: the try never ran
+        if duration is not None and duration >= 0:
+            site.durations.append(duration)
+    unfinished = 0
+    for task_id, executors in executors_of.items():
+        for source, target in pairwise(executors):
+            if source != target:
+                moves[(source, target)] += 1
+                sites[source].moved_out += 1
+                sites[target].moved_in += 1
+        last = sites[executors[-1]]
+        last.tasks += 1
+        state = states.get(task_id)
+        if state in DONE_STATES:
+            last.done += 1
+        elif state in FAILED_STATES:
+            last.failed += 1
+        else:
+            unfinished += 1
+    ordered = sorted(sites.values(), key=lambda site: site.site)
+    return RunTasks(run_id, ordered, dict(moves), unfinished)
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    try:
+        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    except ValueError:
+        return None
+
+
+def run_tasks_json(run: RunTasks) -> dict[str, object]:
+    return {
+        "run": run.run_id,
+        "sites": [
+            {
+                "site": site.site,
+                "tasks": site.tasks,
+                "done": site.done,
+                "failed": site.failed,
+                "tries": site.tries,
+                "moved_in": site.moved_in,
+                "moved_out": site.moved_out,
+                "median_seconds": site.median_seconds,
+                "max_seconds": site.max_seconds,
+            }
+            for site in run.sites
+        ],
+        "moves": [{"from": a, "to": b, "tasks": n} for (a, b), n in sorted(run.moves.items())],
+        "unfinished": run.unfinished,
+    }
