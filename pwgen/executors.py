@@ -47,7 +47,7 @@ from typing import Any
 from parsl.data_provider.staging import Staging
 from parsl.errors import ConfigurationError
 from parsl.executors import HighThroughputExecutor, MPIExecutor
-from parsl.executors.errors import BadStateException
+from parsl.executors.errors import BadStateException, InvalidResourceSpecification
 from parsl.executors.high_throughput.executor import DEFAULT_INTERCHANGE_LAUNCH_CMD
 from parsl.executors.high_throughput.manager_selector import (
     ManagerSelector,
@@ -441,3 +441,21 @@ class SiteMPIExecutor(_SiteExecutor, MPIExecutor):
             encrypted=encrypted,
             remote_monitoring_radio=remote_monitoring_radio,
         )
+
+    def validate_resource_spec(self, resource_specification: dict[str, Any]) -> None:
+        """Parsl's checks, plus two specs Parsl accepts and then never runs: without
+        `num_nodes` the pool hangs (Parsl issue #3427); with more nodes than a block has,
+        the task waits for them for ever."""
+        super().validate_resource_spec(resource_specification)
+        nodes = resource_specification.get("num_nodes")
+        if nodes is None:
+            raise InvalidResourceSpecification(
+                {"num_nodes"}, f"{self.label}: an MPI app must say how many nodes it takes"
+            )
+        per_block = getattr(self.provider, "nodes_per_block", None)
+        if not isinstance(nodes, int) or nodes < 1 or (per_block and nodes > per_block):
+            raise InvalidResourceSpecification(
+                {"num_nodes"},
+                f"{self.label}: num_nodes={nodes!r}, expected a whole number from 1 to "
+                f"{per_block} (nodes_per_block)",
+            )

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from helpers import parsl_processes, run_pwgen
 from parsl.app.errors import AppTimeout
+from parsl.executors import MPIExecutor
 from parsl.executors.errors import BadStateException
 from parsl.executors.high_throughput.errors import ManagerLost
 
@@ -69,6 +70,29 @@ def test_site_failure_moves_the_task_for_free() -> None:
     report = failover.report()
     assert report["moves"] == 1 and report["routes"] == {"a->b": 1}
     assert report["events"][0]["error"].startswith("ManagerLost")
+
+
+class _MPISite(MPIExecutor):
+    """An MPIExecutor as the policy sees one (never started)."""
+
+    bad_state_is_set = False
+
+    def __init__(self) -> None:
+        pass
+
+
+def test_tasks_move_only_between_executors_of_one_kind() -> None:
+    failover = Failover()
+    dfk = _dfk("htex1", "htex2")
+    dfk.executors["mpi1"] = _MPISite()
+    failover.record_allowed(1, ["htex1", "mpi1", "htex2"])
+    task = _task(dfk, "htex1")
+    for _ in range(4):
+        failover(ManagerLost(b"m", "n"), task)
+        assert task["executor"] in ("htex1", "htex2")
+    failover.record_allowed(2, ["mpi1", "htex1"])
+    mpi_task = _task(dfk, "mpi1", task_id=2)
+    assert failover(ManagerLost(b"m", "n"), mpi_task) == 0.0 and mpi_task["executor"] == "mpi1"
 
 
 def test_pinned_app_is_retried_in_place_then_charged() -> None:

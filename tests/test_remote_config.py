@@ -241,10 +241,13 @@ def test_pbspro_and_mpi_sites(tmp_path: Path, state_dir: Path, recorder: Recorde
     assert (mpi.mpi_launcher, mpi.max_workers_per_block, mpi.encrypted) == ("srun", 2, True)
     assert isinstance(mpi.provider.launcher, SimpleLauncher)
 
-    pbs_mpi = sites("sites:\n  - {label: p1, scheduler: pbspro, host: h, executor: mpi}")
-    assert "mpi_launcher='mpiexec'" in render_config(
-        pbs_mpi, source="sites.yaml", state_dir=state_dir
+    pbs_mpi = sites(
+        "sites:\n  - {label: p1, scheduler: pbspro, host: h, executor: mpi, nodes_per_block: 3}"
     )
+    pbs_mpi_source = render_config(pbs_mpi, source="sites.yaml", state_dir=state_dir)
+    assert "mpi_launcher='mpiexec'" in pbs_mpi_source
+    # Without max_workers_per_node: as many MPI apps at once as the block has nodes.
+    assert "max_workers_per_block=3,  # default: nodes_per_block" in pbs_mpi_source
 
 
 @pytest.mark.parametrize(

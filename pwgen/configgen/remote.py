@@ -120,10 +120,15 @@ def remote_executor(site: Site, provisioned: ProvisionedSite | None, source: str
     comments: dict[str, str] = {}
     if site.executor == "mpi":
         name = "SiteMPIExecutor"
-        kwargs["max_workers_per_block"] = site.max_workers_per_node or 1
-        comments["max_workers_per_block"] = f"{_from_site(site, 'max_workers_per_node', source)}"
+        # MPI apps at once per block: each takes at least one whole node of the block.
+        kwargs["max_workers_per_block"] = site.max_workers_per_node or site.nodes_per_block
+        comments["max_workers_per_block"] = (
+            f"{source}: max_workers_per_node"
+            if site.max_workers_per_node is not None
+            else "default: nodes_per_block, one app per node at most"
+        )
         kwargs["mpi_launcher"] = "srun" if site.scheduler == "slurm" else "mpiexec"
-        comments["mpi_launcher"] = f"{site.scheduler}"
+        comments["mpi_launcher"] = f"{site.scheduler}: $PARSL_MPI_PREFIX in apps"
     else:
         name = "SiteHighThroughputExecutor"
         kwargs["cores_per_worker"] = site.cores_per_worker

@@ -27,8 +27,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from parsl.executors import MPIExecutor
+
 from pwgen.failover.errors import is_site_failure
 from pwgen.failover.health import SiteHealth
+from pwgen.failover.unavailable import UnavailableExecutor
 
 logger = logging.getLogger(__name__)
 
@@ -183,8 +186,15 @@ class Failover:
         )
 
     def choose(self, dfk: Any, allowed: Sequence[str], source: str) -> str | None:
-        """Another available allowed site (in turn), else the source if available."""
-        others = [label for label in allowed if label != source and self.available(dfk, label)]
+        """Another available allowed site of the same kind (in turn), else the source."""
+        kind = _kind(dfk.executors.get(source))
+        others = [
+            label
+            for label in allowed
+            if label != source
+            and self.available(dfk, label)
+            and (kind is None or _kind(dfk.executors[label]) == kind)
+        ]
         if others:
             with self._lock:
                 self._turn += 1
@@ -236,3 +246,12 @@ class Failover:
         logger.warning(
             "task %d (%s) moved %s -> %s after %s", move.task, move.app, source, target, move.error
         )
+
+
+def _kind(executor: Any) -> str | None:
+    """ "mpi" or "htex": an MPI app's resource spec means nothing to a plain HTEX (and
+    the other way round), so tasks only move between executors of one kind. None for
+    a site that never started: its tasks may go to any kind."""
+    if executor is None or isinstance(executor, UnavailableExecutor):
+        return None
+    return "mpi" if isinstance(executor, MPIExecutor) else "htex"

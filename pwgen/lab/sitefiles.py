@@ -61,7 +61,9 @@ def write_site(plan: SitePlan, site: Path, hw: Hardware, client_pubkey: str, pre
     make_dir(site / "log" / "munge", 0o755, munge.pw_uid, munge.pw_gid)
     make_dir(site / "slurmctld", 0o700)
     conf = render("slurm.conf.j2", site=plan, hw=hw)
-    return write_if_changed(etc / "slurm" / "slurm.conf", conf)
+    # The nodes share this machine's /tmp: PMIx's per-step dirs go to each node's own /run.
+    mpi_changed = write_if_changed(etc / "slurm" / "mpi.conf", "PMIxCliTmpDirBase=/run/slurmd\n")
+    return write_if_changed(etc / "slurm" / "slurm.conf", conf) or mpi_changed
 
 
 def reset_slurmctld_state(site: Path) -> None:

@@ -20,6 +20,11 @@ PACKAGES = (
     "munge",
     "rsync",
     "autossh",
+    # OpenMPI for MPI sites: ranks start with `srun --mpi=pmix` (Slurm's pmix_v4
+    # plugin loads OpenMPI's libpmix2); mpicc (libopenmpi-dev, gcc) builds MPI programs.
+    "openmpi-bin",
+    "libopenmpi-dev",
+    "gcc",
 )
 # Commands of the base system the lab also needs, and the package that has each.
 BASE_COMMANDS = {
