@@ -90,7 +90,8 @@ def check_versions(
         rows = list(pool.map(lambda s: _probe(s.label, pythons[s.label], ssh, expected), remote))
     unreachable = [row for row in rows if row.unreachable]
     if unreachable and require_all:
-        raise PreflightError(f"unreachable: {unreachable_reasons(rows)}", rows)
+        # No version table: there are no versions to compare.
+        raise PreflightError(f"unreachable site(s): {unreachable_reasons(rows)}")
     bad = [row for row in rows if not row.ok and not row.unreachable]
     if bad:
         raise PreflightError(_mismatch_message(bad, expected), rows)

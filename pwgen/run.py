@@ -268,7 +268,7 @@ def _report_unavailable(versions: Sequence[Any], sites: Sequence[Site]) -> None:
     if not down:
         return
     if len(down) == len(sites):
-        raise PreflightError(f"no site is reachable: {unreachable_reasons(down)}", versions)
+        raise PreflightError(f"no site is reachable: {unreachable_reasons(down)}")
     names = ", ".join(row.label for row in down)
     print(
         f"pwgen: warning: site(s) {names} unreachable ({unreachable_reasons(down)}); "
