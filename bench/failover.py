@@ -5,12 +5,16 @@ in a scratch project, provisions it with the CLI, then runs one workflow twice w
 `pwgen run` (the CLI, as a user would): TASKS short tasks that may run on either site.
 
 1. undisturbed;
-2. when a tenth of the results is in, site lab1 is lost: its compute nodes' slurmd
+2. when a tenth of the results is in, lab1's ssh ControlMaster is killed (SIGKILL):
+   the tunnel supervisor re-creates it, workers reconnect;
+3. when a tenth of the results is in, site lab1 is lost: its compute nodes' slurmd
    and worker pools are killed (SIGKILL).
 
-Reported: wall time from submission to the last result for both runs and their
-ratio (the slowdown), the time from the failure to the first task moved by failover
-(detection) and to the first moved task completing on lab2, and the number of moves.
+Reported: wall time from submission to the last result for each run and its ratio
+to the undisturbed one (the slowdown); for the lost site, the time from the failure
+to the first task moved by failover (detection) and to the first moved task
+completing on lab2, and the number of moves; for the killed master, the time until
+pwgen's log says the tunnel was repaired.
 Every result is checked (all present, correct, none twice). The lab is always taken
 down.
 
@@ -30,6 +34,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +77,7 @@ class RunResult:
     failed_at: float | None
     done_at: dict[int, float]
     failover: dict[str, Any]
+    repaired: float | None = None  # failure -> tunnel repaired
 
     def first_move(self) -> float | None:
         moves = self.failover.get("events", [])
@@ -85,6 +91,29 @@ class RunResult:
         if self.failed_at is None or not times:
             return None
         return min(times) - self.failed_at
+
+
+def kill_master(label: str, project: Path) -> float:
+    """SIGKILL the site's ssh ControlMaster; the time of it."""
+    check = subprocess.run(
+        ["ssh", "-F", str(project / ".pwgen/ssh/config"), "-O", "check", label],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    pid = int(check.stderr.split("pid=")[1].split(")")[0])
+    failed_at = time.time()
+    os.kill(pid, signal.SIGKILL)
+    return failed_at
+
+
+def repaired_after(run_dir: Path, failed_at: float) -> float | None:
+    """Seconds from the kill to pwgen's "tunnel repaired: master" log line."""
+    for line in (run_dir / "pwgen.log").read_text().splitlines():
+        if "tunnel repaired: master" in line:
+            stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            return stamp - failed_at
+    return None
 
 
 def lose_site(label: str, state_dir: Path) -> float:
@@ -108,7 +137,9 @@ def lose_site(label: str, state_dir: Path) -> float:
     return failed_at
 
 
-def run_once(project: Path, args: argparse.Namespace, state_dir: Path, lose: bool) -> RunResult:
+def run_once(
+    project: Path, args: argparse.Namespace, state_dir: Path, fault: str | None
+) -> RunResult:
     argv = [str(PWGEN), "run", "squares.py", "--sites", str(state_dir / "sites.yaml")]
     argv += ["--queue-wait", str(args.queue_wait), "--", str(args.tasks), str(args.pause)]
     proc = subprocess.Popen(
@@ -123,8 +154,10 @@ def run_once(project: Path, args: argparse.Namespace, state_dir: Path, lose: boo
         elif words[:1] == ["done"]:
             done_at[int(words[1])] = float(words[4])
             results.append((int(words[1]), int(words[2])))
-        elif words == ["progress"] and lose:
+        elif words == ["progress"] and fault == "site":
             failed_at = lose_site("lab1", state_dir)
+        elif words == ["progress"] and fault == "master":
+            failed_at = kill_master("lab1", project)
     _, stderr = proc.communicate(timeout=600)
     if proc.returncode != 0:
         sys.exit(f"bench: pwgen run failed ({proc.returncode}): {stderr}")
@@ -132,9 +165,11 @@ def run_once(project: Path, args: argparse.Namespace, state_dir: Path, lose: boo
         s != i * i for i, s in results
     ):
         sys.exit("bench: results missing, wrong or duplicated")
-    runs = project / ".pwgen" / "runs"
-    manifest = json.loads((max(runs.iterdir(), key=os.path.getmtime) / "manifest.json").read_text())
-    return RunResult(max(done_at.values()) - submitted, failed_at, done_at, manifest["failover"])
+    run_dir = max((project / ".pwgen" / "runs").iterdir(), key=os.path.getmtime)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    repair = repaired_after(run_dir, failed_at) if fault == "master" and failed_at else None
+    wall = max(done_at.values()) - submitted
+    return RunResult(wall, failed_at, done_at, manifest["failover"], repair)
 
 
 def seconds(value: float | None) -> str:
@@ -162,8 +197,9 @@ def main() -> None:
         if done.returncode != 0:
             sys.exit(f"bench: provision failed: {done.stdout}{done.stderr}")
         (project / "squares.py").write_text(WORKFLOW)
-        calm = run_once(project, args, state_dir, lose=False)
-        lost = run_once(project, args, state_dir, lose=True)
+        calm = run_once(project, args, state_dir, fault=None)
+        master = run_once(project, args, state_dir, fault="master")
+        lost = run_once(project, args, state_dir, fault="site")
     finally:
         for label in ("lab1", "lab2"):
             subprocess.run(
@@ -172,22 +208,24 @@ def main() -> None:
                 check=False,
             )
         lifecycle.down(state_dir)
-    table = Table(title=f"site lab1 lost mid-run: {args.tasks} tasks of {args.pause} s, 2 sites")
-    for column in (
-        "run",
-        "wall",
-        "vs undisturbed",
-        "failure -> first move",
-        "failure -> first moved task done",
-        "moves",
-    ):
+    table = Table(title=f"faults on lab1 mid-run: {args.tasks} tasks of {args.pause} s, 2 sites")
+    columns = ("run", "wall", "vs undisturbed", "failure -> repaired / first move")
+    for column in (*columns, "failure -> first moved task done", "moves"):
         table.add_column(column, justify="right")
     table.add_row("undisturbed", seconds(calm.wall), "1.00x", "-", "-", "0")
     table.add_row(
-        "lab1 lost",
+        "ssh master killed",
+        seconds(master.wall),
+        f"{master.wall / calm.wall:.2f}x",
+        f"repaired {seconds(master.repaired)}",
+        "-",
+        str(master.failover.get("moves", 0)),
+    )
+    table.add_row(
+        "site lost",
         seconds(lost.wall),
         f"{lost.wall / calm.wall:.2f}x",
-        seconds(lost.first_move()),
+        f"moved {seconds(lost.first_move())}",
         seconds(lost.first_moved_done()),
         str(lost.failover.get("moves", 0)),
     )
