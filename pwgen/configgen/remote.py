@@ -26,6 +26,10 @@ SSH_CONFIG_NAME = "SSH_CONFIG"
 #: Seconds a scheduler command may take on a site (Parsl's 10 s is too short over ssh).
 REMOTE_CMD_TIMEOUT = 30
 FACTS = "facts"
+#: Manager heartbeats: Parsl's defaults (30 s, 120 s) notice a lost site after two
+#: minutes; a tunnel repair takes a few seconds, well inside this threshold.
+HEARTBEAT_PERIOD = 5
+HEARTBEAT_THRESHOLD = 30
 
 
 @dataclass(frozen=True)
@@ -38,12 +42,6 @@ class ProvisionedSite:
     env_path: str
     # The env's activation script (`pwgen-activate`, written by the pwgen_parsl_env role).
     activate: str
-
-
-# Parsl's defaults (30 s, 120 s) notice a lost site after two minutes; a tunnel repair
-# takes a few seconds, well inside this threshold.
-HEARTBEAT_PERIOD = 5
-HEARTBEAT_THRESHOLD = 30
 
 
 def provisioned_site(site: Site, state_dir: Path = STATE_DIR) -> ProvisionedSite:
