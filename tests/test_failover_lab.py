@@ -89,6 +89,13 @@ def _restore_lab() -> None:
     lifecycle.up(make_options(PREFIX, SUBNET, 2, 2, LAB_DIR))
 
 
+def _kill_in_node(netns: str, *markers: str) -> None:
+    """SIGKILL a lab node's processes (that node's only: pkill would see the machine's)."""
+    for marker in markers:
+        for line in netns_processes(netns, marker):
+            os.kill(int(line.split(":")[0]), signal.SIGKILL)
+
+
 def _ssh(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["ssh", "-F", str(project / ".pwgen/ssh/config"), *args],
@@ -232,8 +239,7 @@ def test_walltime_kills_python_and_bash_apps(project: Path) -> None:
 def test_site_down_before_the_run(project: Path) -> None:
     login = _lab().site("lab1").login  # type: ignore[union-attr]
     _ssh(project, "-O", "exit", "lab1")
-    for line in netns_processes(login.netns, "sshd"):  # this node's only, not the machine's
-        os.kill(int(line.split(":")[0]), signal.SIGKILL)
+    _kill_in_node(login.netns, "sshd")
     try:
         refused = run_pwgen(
             "run",
@@ -276,9 +282,7 @@ def test_site_lost_mid_run(project: Path) -> None:
     run = Run(project, "--queue-wait", "20", pause=0.05)
     run.wait_for_line("progress")
     for node in _lab().site("lab1").computes:  # type: ignore[union-attr]
-        for marker in ("slurmd", "process_worker_pool"):
-            for line in netns_processes(node.netns, marker):
-                os.kill(int(line.split(":")[0]), signal.SIGKILL)
+        _kill_in_node(node.netns, "slurmd", "process_worker_pool")
     stdout = run.finish()
     _assert_every_result_once(run, stdout)
     failover = run.manifest()["failover"]
