@@ -248,12 +248,23 @@ class _SiteExecutor(HighThroughputExecutor):
         if tunnel is None:
             return
         tunnel.stop_supervisor()
+        self._release_staging()
         if self.remote_cert_dir is not None:
             code, _, err = tunnel.run(f"rm -rf -- {shlex.quote(self.remote_cert_dir)}")
             if code != 0:
                 logger.warning("%s: removing %s failed: %s", self.label, self.remote_cert_dir, err)
             self.remote_cert_dir = None
         tunnel.close()
+
+    def _release_staging(self) -> None:
+        """Staging providers that keep data on the site (pwgen.staging) remove it now."""
+        for staging in self.storage_access or ():
+            release = getattr(staging, "release_site", None)
+            if callable(release):
+                try:
+                    release(self)
+                except Exception as err:  # keep tearing down the site
+                    logger.warning("%s: releasing %r failed: %s", self.label, staging, err)
 
     def _exit_without_cleanup(self) -> None:
         """atexit: the DFK was never cleaned up; do not leave the site running."""

@@ -79,6 +79,13 @@ def test_remote_site_without_facts_is_refused() -> None:
 def test_pyrepr_nests_calls() -> None:
     text = pyrepr(Call("A", {"x": 1, "b": Call("B", {"y": "z"}), "c": Call("C")}))
     assert text == "A(\n    x=1,\n    b=B(\n        y='z',\n    ),\n    c=C(),\n)"
+    # A list holding calls (storage_access=[...]): one item a line; other lists as repr.
+    listed = pyrepr(Call("A", {"s": [Call("B"), Call("C", {"x": 1})], "n": [1, 2]}))
+    assert listed == (
+        "A(\n    s=[\n        B(),\n        C(\n            x=1,\n        ),\n    ],\n"
+        "    n=[1, 2],\n)"
+    )
+    assert Call("A", {"s": [Call("B", {"l": Call("L")})]}).names() == {"A", "B", "L"}
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,7 @@ from pwgen.lab.state import LabState
 from pwgen.providers import SSHPBSProProvider, SSHSlurmProvider
 from pwgen.providers.remote import RemoteClusterProvider
 from pwgen.sites import Site, parse_sites
+from pwgen.staging import SiteFileStaging
 
 PREFIX, SUBNET = "pwtm", "10.247.0.0/16"
 LAB_DIR = Path(tempfile.gettempdir()) / "pwtm-lab"
@@ -166,6 +167,7 @@ def test_slurm_site_from_facts(tmp_path: Path, state_dir: Path, recorder: Record
     assert "launcher=SrunLauncher(),  # a pool on every node of the block" in source
     assert "internal_address='10.9.1.1',  # facts:" in source
     assert "ssh_config=SSH_CONFIG," in source
+    assert "    storage_access=[\n        SiteFileStaging(),\n        HTTPInTask" in source
 
     config = load(tmp_path, source)
     (executor,) = config.executors
@@ -187,6 +189,13 @@ def test_slurm_site_from_facts(tmp_path: Path, state_dir: Path, recorder: Record
         ". /home/s1u/.pwgen/envs/abc123/bin/pwgen-activate\nmodule load gcc"
     )
     assert provider.remote_script_dir == "/home/s1u/.pwgen/work/scripts"
+    # Files: file:// by rsync from here, the rest in the task (docs/staging.md).
+    assert [type(s).__name__ for s in executor.storage_access] == [
+        "SiteFileStaging",
+        "HTTPInTaskStaging",
+        "FTPInTaskStaging",
+        "CloudStaging",
+    ]
     # Building the provider contacted the site (recorded): mkdir, then Slurm's probe.
     assert recorder.calls[0].endswith("mkdir -p -- /home/s1u/.pwgen/work/scripts")
     assert recorder.calls[1].startswith("sacct -X")
@@ -238,6 +247,7 @@ def test_pbspro_and_mpi_sites(tmp_path: Path, state_dir: Path, recorder: Recorde
         8,
     )
     assert type(mpi) is SiteMPIExecutor and mpi.enable_mpi_mode
+    assert isinstance(mpi.storage_access[0], SiteFileStaging)
     assert (mpi.mpi_launcher, mpi.max_workers_per_block, mpi.encrypted) == ("srun", 2, True)
     assert isinstance(mpi.provider.launcher, SimpleLauncher)
 

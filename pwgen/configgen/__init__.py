@@ -77,6 +77,10 @@ IMPORTS: Mapping[str, str] = {
     "SiteMPIExecutor": "pwgen.executors",
     "SSHSlurmProvider": "pwgen.providers",
     "SSHPBSProProvider": "pwgen.providers",
+    "SiteFileStaging": "pwgen.staging",
+    "CloudStaging": "pwgen.staging",
+    "HTTPInTaskStaging": "parsl.data_provider.http",
+    "FTPInTaskStaging": "parsl.data_provider.ftp",
 }
 
 # Short enough that the first result does not wait 5 s for the first block

@@ -145,6 +145,7 @@ def remote_executor(site: Site, provisioned: ProvisionedSite | None, source: str
             "internal_address": facts.internal_address,
             "relay": facts.relay,
             "remote_dir": facts.workdir,
+            "storage_access": storage_access(),
             "heartbeat_period": HEARTBEAT_PERIOD,
             "heartbeat_threshold": HEARTBEAT_THRESHOLD,
         }
@@ -157,6 +158,7 @@ def remote_executor(site: Site, provisioned: ProvisionedSite | None, source: str
             "internal_address": f"{FACTS}: login node as compute nodes see it",
             "relay": f"{FACTS}: pwgen-relay on the login node",
             "remote_dir": f"{FACTS}: workdir (per-run logs, certs)",
+            "storage_access": "Files: file:// by rsync from here, the rest in the task",
             "heartbeat_threshold": "a lost site is noticed in seconds, not minutes",
         }
     )
@@ -176,6 +178,18 @@ def remote_executor(site: Site, provisioned: ProvisionedSite | None, source: str
     return ExecutorSource(
         site.label, f"site_{site.label}", summary, Call(name, kwargs, comments), notes
     )
+
+
+def storage_access() -> list[Call]:
+    """How a site's tasks get their Files (docs/staging.md): `file://` paths of this
+    machine copied by rsync over the site's master; http(s), ftp, s3 and gs in the task
+    (`pwgen.staging.site_storage_access()`, written out)."""
+    return [
+        Call("SiteFileStaging"),
+        Call("HTTPInTaskStaging"),
+        Call("FTPInTaskStaging"),
+        Call("CloudStaging"),
+    ]
 
 
 def _walltime(site: Site, partition: Partition, source: str) -> tuple[str, str]:

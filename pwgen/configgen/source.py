@@ -34,8 +34,9 @@ class Call:
         """Every constructor name used by this call and its nested calls."""
         found = {self.name}
         for value in self.kwargs.values():
-            if isinstance(value, Call):
-                found |= value.names()
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, Call):
+                    found |= item.names()
         return found
 
 
@@ -53,7 +54,8 @@ class ExecutorSource:
 
 
 def pyrepr(value: Any, depth: int = 0) -> str:
-    """Python source for a literal, a `Ref` or a `Call`, one keyword argument per line."""
+    """Python source for a literal, a `Ref` or a `Call` (also in a list), one keyword
+    argument (or list item holding a call) per line."""
     if isinstance(value, Ref):
         return value.name
     if isinstance(value, Call):
@@ -67,4 +69,8 @@ def pyrepr(value: Any, depth: int = 0) -> str:
                 f"{inner}{key}={pyrepr(item, depth + 1)},{f'  # {comment}' if comment else ''}\n"
             )
         return f"{value.name}(\n{''.join(lines)}{_INDENT * depth})"
+    if isinstance(value, list) and any(isinstance(item, Call | Ref) for item in value):
+        inner = _INDENT * (depth + 1)
+        items = "".join(f"{inner}{pyrepr(item, depth + 1)},\n" for item in value)
+        return f"[\n{items}{_INDENT * depth}]"
     return repr(value)

@@ -1,0 +1,49 @@
+"""Data staging for tasks on sites that share no filesystem with this machine.
+
+A workflow names its data with Parsl `File`s (`inputs=`, `outputs=`) and the site
+executor's `storage_access` moves it (docs/staging.md):
+
+    files.py    SiteFileStaging: file:// paths of this machine, copied to and from the
+                run's work dir on the site by rsync over the site's ssh master
+    cloud.py    CloudStaging: s3:// and gs:// copied on the worker, in the task, by the
+                site's CLI (aws, gcloud, gsutil)
+    site.py     SiteDirs: the run's work dir for data on a site, its layout, ssh to it
+    rsync.py    Rsync: the controller-side rsync commands and their errors
+    release.py  release_site: at executor shutdown, transfers stopped, the dir removed
+    intask.py   the wrappers that run on the worker (stdlib and Parsl only)
+    errors.py   StagingError
+"""
+
+from parsl.data_provider.ftp import FTPInTaskStaging
+from parsl.data_provider.http import HTTPInTaskStaging
+from parsl.data_provider.staging import Staging
+
+from pwgen.staging.cloud import CloudStaging
+from pwgen.staging.errors import StagingError
+from pwgen.staging.files import SiteFileStaging
+from pwgen.staging.release import release_site
+from pwgen.staging.site import SiteDirs
+
+__all__ = [
+    "CloudStaging",
+    "SiteDirs",
+    "SiteFileStaging",
+    "StagingError",
+    "release_site",
+    "site_storage_access",
+]
+
+
+def site_storage_access(s3_cli: str | None = None, gs_cli: str | None = None) -> list[Staging]:
+    """What a pwgen site executor stages (the generated config writes the same list out).
+
+    file:// by rsync from here; http(s) and ftp downloaded in the task (Parsl's in-task
+    providers: its default separate-task ones need a working_dir the site shares between
+    tasks); s3:// and gs:// in the task with the site's CLI.
+    """
+    return [
+        SiteFileStaging(),
+        HTTPInTaskStaging(),
+        FTPInTaskStaging(),
+        CloudStaging(s3_cli=s3_cli, gs_cli=gs_cli),
+    ]

@@ -1,0 +1,128 @@
+"""rsync between this machine and a site, over the site's ssh master.
+
+Run on the controller only: compute nodes need no route back. `-rlpt` keeps
+directories, symlinks, permissions and times but not owners (the site user owns the
+site copy; whoever runs pwgen owns what comes back); a symlink that points out of what
+is copied (or is the File itself) is copied as what it points to, which the other side
+could not reach. The remote directory a copy goes into is made by the same connection
+(`--rsync-path="mkdir -p DIR && rsync"`), so a copy costs one ssh session on the
+shared master. A site copy mirrors this machine's (`--delete` inside it: a directory
+staged again loses what was removed here); a copy back never deletes anything here.
+"""
+
+import contextlib
+import os
+import posixpath
+import shlex
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pwgen.staging.errors import StagingError
+from pwgen.staging.site import SiteDirs
+
+#: rsync options of every transfer (see the module docstring); `-s` sends the file
+#: names through rsync's protocol, never through the remote shell (spaces, `$`, `;`),
+#: whatever the rsync versions.
+RSYNC_OPTIONS = ("-rlpt", "-s", "--copy-unsafe-links")
+#: Characters of rsync's message kept in an error (its last ones: the summary).
+MESSAGE_LIMIT = 2000
+
+# rsync processes running now, by the site staging dir they copy to or from.
+_RUNNING: dict[str, set["subprocess.Popen[str]"]] = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Rsync:
+    """How this machine runs rsync.
+
+    command
+        The local rsync executable.
+    io_timeout
+        rsync's `--timeout`: seconds without any data before a transfer is abandoned.
+    """
+
+    command: str = "rsync"
+    io_timeout: int = 300
+
+    def argv(self, dirs: SiteDirs, source: str, destination: str, make: str | None) -> list[str]:
+        """The rsync command line; with `make`, a copy to the site: that remote directory
+        is created first, and the copy mirrors the source."""
+        argv = [
+            self.command,
+            *RSYNC_OPTIONS,
+            f"--timeout={self.io_timeout}",
+            "-e",
+            shlex.join(dirs.ssh_argv()),
+        ]
+        if make is not None:
+            argv += ["--delete", f"--rsync-path=mkdir -p -- {shlex.quote(make)} && rsync"]
+        return [*argv, source, destination]
+
+    def push(self, dirs: SiteDirs, local: str, remote: str) -> None:
+        """Copy a local file or directory to exactly `remote` on the site."""
+        parent = posixpath.dirname(remote)
+        if posixpath.basename(remote) != os.path.basename(local):
+            raise ValueError(f"push keeps the name: {local} -> {remote}")
+        argv = self.argv(dirs, local, f"{dirs.host}:{parent}/", make=parent)
+        self._run(argv, f"stage-in of {local} to {dirs.where(remote)}", dirs.root)
+
+    def pull(self, dirs: SiteDirs, remote: str, local: str) -> None:
+        """Copy a file or directory from the site to exactly `local` here."""
+        parent = os.path.dirname(local)
+        if posixpath.basename(remote) != os.path.basename(local):
+            raise ValueError(f"pull keeps the name: {remote} -> {local}")
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as err:
+            raise StagingError(
+                f"stage-out of {dirs.where(remote)} to {local} failed: {err}"
+            ) from None
+        argv = self.argv(dirs, f"{dirs.host}:{remote}", f"{parent}/", make=None)
+        self._run(argv, f"stage-out of {dirs.where(remote)} to {local}", dirs.root)
+
+    def _run(self, argv: list[str], what: str, root: str) -> None:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,  # out of reach of the terminal's Ctrl-C
+            )
+        except OSError as err:  # no rsync here
+            raise StagingError(f"{what} failed: cannot run {self.command}: {err}") from None
+        with _running(root, proc):
+            _, stderr = proc.communicate()  # rsync's --timeout bounds a stalled copy
+        if proc.returncode != 0:
+            message = " | ".join(line for line in stderr.strip().splitlines() if line)
+            if len(message) > MESSAGE_LIMIT:
+                message = "..." + message[-MESSAGE_LIMIT:]
+            code = proc.returncode
+            status = f"rsync exit {code}" if code >= 0 else f"rsync stopped by signal {-code}"
+            raise StagingError(f"{what} failed ({status}): {message or 'no message'}")
+
+
+def stop_transfers(root: str) -> int:
+    """Stop the copies to and from a site's staging dir (its executor shuts down)."""
+    with _RUNNING_LOCK:
+        procs = list(_RUNNING.get(root, ()))
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # rsync and its ssh
+    return len(procs)
+
+
+@contextlib.contextmanager
+def _running(root: str, proc: "subprocess.Popen[str]") -> Iterator[None]:
+    with _RUNNING_LOCK:
+        _RUNNING.setdefault(root, set()).add(proc)
+    try:
+        yield
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING[root].discard(proc)
