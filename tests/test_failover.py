@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from helpers import parsl_processes, run_pwgen
 from parsl.app.errors import AppTimeout
+from parsl.data_provider.files import File
 from parsl.executors import MPIExecutor
 from parsl.executors.errors import BadStateException
 from parsl.executors.high_throughput.errors import ManagerLost
@@ -93,6 +94,15 @@ def test_tasks_move_only_between_executors_of_one_kind() -> None:
     failover.record_allowed(2, ["mpi1", "htex1"])
     mpi_task = _task(dfk, "mpi1", task_id=2)
     assert failover(ManagerLost(b"m", "n"), mpi_task) == 0.0 and mpi_task["executor"] == "mpi1"
+
+
+def test_a_task_with_site_staged_files_stays_on_its_site() -> None:
+    failover = Failover()
+    dfk = _dfk("a", "b")
+    dfk.executors["a"].remote_run_dir = "/home/u/.pwgen/run"  # a pwgen site executor
+    failover.record_allowed(1, ["a", "b"])
+    task = _task(dfk, "a") | {"args": (), "kwargs": {"inputs": [File("file:///data/x")]}}
+    assert failover(ManagerLost(b"m", "n"), task) == 0.0 and task["executor"] == "a"
 
 
 def test_pinned_app_is_retried_in_place_then_charged() -> None:

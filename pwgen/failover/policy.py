@@ -14,7 +14,9 @@ returned cost to the task's `fail_cost`; the task is retried while that stays wi
 
 Which sites an app allows is the `executors=` list it was declared with (all sites
 for 'all'): an app pinned to one site is retried there only. The DFK does not keep
-that list, so `pwgen.failover.dispatch` records it at submit time.
+that list, so `pwgen.failover.dispatch` records it at submit time. A task whose
+`file://` Files pwgen staged to its site stays there too (pwgen.staging copied its
+data to that site only).
 """
 
 import logging
@@ -27,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from parsl.data_provider.files import File
 from parsl.executors import MPIExecutor
 
 from pwgen.failover.errors import is_site_failure
@@ -112,7 +115,10 @@ class Failover:
         with self._lock:
             self._site_failures[task_id] += 1
             free = self._site_failures[task_id] <= self.site_retries
-        target = self.choose(task_record["dfk"], self.allowed(task_id, source), source)
+        allowed = self.allowed(task_id, source)
+        if _has_site_staged_files(task_record, executor):
+            allowed = (source,)  # its file:// data was copied to this site only
+        target = self.choose(task_record["dfk"], allowed, source)
         if target is None:
             logger.error("task %d: no site left to run it on after: %r", task_id, error)
             return math.inf
@@ -255,3 +261,13 @@ def _kind(executor: Any) -> str | None:
     if executor is None or isinstance(executor, UnavailableExecutor):
         return None
     return "mpi" if isinstance(executor, MPIExecutor) else "htex"
+
+
+def _has_site_staged_files(task_record: Any, executor: Any) -> bool:
+    """Does the task use `file://` Files that pwgen stages to (and from) this site?"""
+    if getattr(executor, "remote_run_dir", None) is None:  # not a pwgen site executor
+        return False
+    kwargs = task_record.get("kwargs", {})
+    candidates = [*task_record.get("args", ()), *kwargs.values()]
+    candidates += [*kwargs.get("inputs", ()), *kwargs.get("outputs", ())]
+    return any(isinstance(item, File) and item.scheme == "file" for item in candidates)

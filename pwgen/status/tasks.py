@@ -5,7 +5,8 @@
 executor that ran it, `status` rows with each state change). This reads it with
 sqlite3, read-only, and sums it up per site: tasks that ended there, how, how many
 tries ran there, the moves between sites (a task whose next try ran on another
-executor), and run times.
+executor), and run times. Staging copies (tasks on Parsl's `_parsl_internal`
+executor, here on the controller) are not a site's and are left out.
 """
 
 import sqlite3
@@ -22,6 +23,8 @@ DB_NAME = "monitoring.db"
 # Parsl's final task states, by how a user reads them.
 DONE_STATES = {"exec_done", "memo_done"}
 FAILED_STATES = {"failed", "dep_fail"}
+#: Parsl's executor for work on the controller (staging copies): not a site.
+INTERNAL_EXECUTOR = "_parsl_internal"
 
 
 class MonitoringError(PwgenError):
@@ -98,6 +101,8 @@ def _summarise(
     moves: Counter[tuple[str, str]] = Counter()
     executors_of: defaultdict[int, list[str]] = defaultdict(list)
     for task_id, executor, running, returned in tries:
+        if executor == INTERNAL_EXECUTOR:  # pwgen's staging copies, run here
+            continue
         site = sites.setdefault(executor, SiteTasks(executor))
         site.tries += 1
         executors_of[task_id].append(executor)
