@@ -401,7 +401,7 @@ def test_teardown_after_a_run_killed_with_sigkill(project: Path) -> None:
         "stopped interchange",
         f"cancelled job {block.job_id}",
         "stopped relay",
-        "removed cert copy",
+        "removed cert and staging copies",
         "stopped ssh master",
     ):
         assert expected in what, what

@@ -102,7 +102,9 @@ def probe_script(scheduler: str, site_dirs: Iterable[str]) -> str:
             '{ $2 = ""; print "proc|" $0 }\'',
             'awk \'NR > 1 && $4 == "0A" && $2 ~ /^0100007F:/ '
             '{ print "listen|" $2 "|" $8 }\' /proc/net/tcp',
-            f'for d in {dirs}; do [ -d "$d/certificates" ] && echo "certs|$d"; done',
+            # A run's private copies on the site: its certificates and staged data.
+            f'for d in {dirs}; do [ -d "$d/certificates" ] || [ -d "$d/staging" ] '
+            '&& echo "certs|$d"; done',
             'echo "end|"',
         ]
     )

@@ -102,7 +102,7 @@ def _act(ssh_config: Path, label: str, scheduler: str, plan: _Plan) -> str:
         scheduler,
         [job_id for job_id, _ in plan.jobs],
         plan.relays,
-        [f"{path}/certificates" for path in plan.certs],
+        [f"{path}/{copy}" for path in plan.certs for copy in ("certificates", "staging")],
         plan.pools,
     )
     try:
@@ -144,7 +144,7 @@ def _verify(
         add(run, f"stopped worker pool pid {pid}", pid not in pools, marker)
     for path in plan.certs:
         gone = path not in after.cert_dirs
-        add(dir_owner[path], "removed cert copy", gone, f"{path}/certificates")
+        add(dir_owner[path], "removed cert and staging copies", gone, path)
     return actions
 
 
