@@ -10,6 +10,7 @@ scratch project directory, with a lab prefix and range of its own.
 Targets (issue 4): warm 4 sites <= 10 s and <= 1.5x one site; cold 2 sites <= 60 s.
 """
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 PREFIX = "pwbp"
-SUBNET = "10.248.0.0/16"
+SUBNET = "10.241.0.0/16"
 SITE_COUNTS = (1, 2, 4)
 PWGEN = Path(sys.executable).parent / "pwgen"
 
@@ -63,9 +64,12 @@ def measure(sites: int, project: Path) -> tuple[float, float]:
 
 def main() -> None:
     project = Path(tempfile.mkdtemp(prefix="pwgen-provision-bench-"))
-    # Fill the controller's wheel cache once, so "cold" measures the sites only.
-    measure(1, project)
-    results = {sites: measure(sites, project) for sites in SITE_COUNTS}
+    try:
+        # Fill the controller's wheel cache once, so "cold" measures the sites only.
+        measure(1, project)
+        results = {sites: measure(sites, project) for sites in SITE_COUNTS}
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
     table = Table(title="pwgen provision (s, CLI wall time)", title_justify="left")
     for column in ("sites", "cold", "warm", "warm / warm(1 site)"):
         table.add_column(column, justify="right")

@@ -103,6 +103,9 @@ class SiteFacts(_Model):
     parsl_version: str | None
     worker_pool: str | None
     relay: str | None
+    # Where the env's Python imports pwgen_worker from (the pwgen_relay role installs it);
+    # None when it does not, or in facts gathered before the role did.
+    worker_helpers: str | None = None
     gateway_ports: GatewayPorts
     warnings: list[str] = []
 

@@ -85,6 +85,7 @@ LAB_FACTS: dict[str, Any] = {
     ],
     "python": {"path": "/home/pwrbu1/.pwgen/envs/test/bin/python", "version": "3.11.2"},
     "relay": "/home/pwrbu1/.pwgen/envs/test/bin/pwgen-relay",
+    "worker_helpers": "/home/pwrbu1/.pwgen/envs/test/lib/python3.11/site-packages/pwgen_worker.py",
     "scheduler": "slurm",
     "scheduler_bin_dir": "/usr/bin",
     "scheduler_version": "22.05.8",
@@ -577,6 +578,12 @@ def _subprocess_run(argv: list[str]) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
+_WORKER_ORIGIN = (
+    "import importlib.util, json, sys; del sys.path[0]; "
+    "spec = importlib.util.find_spec('pwgen_worker'); print(json.dumps(spec and spec.origin))"
+)
+
+
 def test_env_facts_from_a_real_interpreter(tmp_path: Path) -> None:
     """This venv's Python (which has Parsl) stands in for a site env."""
     import parsl
@@ -598,6 +605,11 @@ def test_env_facts_from_a_real_interpreter(tmp_path: Path) -> None:
     assert facts["parsl_version"] == parsl.__version__
     assert facts["worker_pool"] == str(bin_dir / "process_worker_pool.py")
     assert facts["relay"] == str(bin_dir / "pwgen-relay")
+    # Where this venv imports pwgen_worker from (an editable install: the repository).
+    where = subprocess.run(
+        [sys.executable, "-c", _WORKER_ORIGIN], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert facts["worker_helpers"] == json.loads(where.stdout)
     assert warnings == []
 
 
@@ -619,9 +631,37 @@ def test_env_facts_when_parsl_or_the_env_is_missing(tmp_path: Path) -> None:
 
     warnings.clear()
     facts = mod.env_facts(no_parsl, str(tmp_path / "missing"), warnings.append)
-    assert facts == dict.fromkeys(("python", "parsl_version", "worker_pool", "relay"))
+    assert facts == dict.fromkeys(
+        ("python", "parsl_version", "worker_pool", "relay", "worker_helpers")
+    )
     assert "not provisioned yet" in warnings[0]
     assert mod.env_facts(no_parsl, "", warnings.append)["python"] is None
+
+
+def _env(parsl: str | None, python: str = "3.11.2") -> dict[str, Any]:
+    return {
+        "python": {"path": "/h/.pwgen/envs/abc123abc123/bin/python", "version": python},
+        "parsl_version": parsl,
+    }
+
+
+def test_env_mismatch_names_what_the_env_runs_and_the_fix() -> None:
+    env_path = "/h/.pwgen/envs/abc123abc123"
+    assert mod.env_mismatch(_env("2026.1.1"), env_path, "2026.1.1", "3.11") is None
+    assert mod.env_mismatch(_env("2025.1.1"), env_path, "", "") is None  # nothing expected
+    assert mod.env_mismatch(_env("2025.1.1"), env_path, "", "3.11") is None
+    wrong = mod.env_mismatch(_env("2025.1.1"), env_path, "2026.1.1", "3.11")
+    assert wrong is not None
+    assert wrong.startswith(f"{env_path}/bin/python reports Parsl 2025.1.1 on Python 3.11,")
+    assert "must run Parsl 2026.1.1 on Python 3.11" in wrong
+    assert "pwgen_parsl_env_purge_hashes=[abc123abc123]" in wrong
+    other_python = mod.env_mismatch(_env("2026.1.1", "3.12.1"), env_path, "2026.1.1", "3.11")
+    assert other_python is not None and "on Python 3.12," in other_python
+    no_parsl = mod.env_mismatch(_env(None), env_path, "2026.1.1", "")
+    assert no_parsl is not None and "cannot import parsl" in no_parsl
+    missing = dict.fromkeys(("python", "parsl_version"))
+    no_env = mod.env_mismatch(missing, env_path, "2026.1.1", "3.11")
+    assert no_env is not None and no_env.startswith(f"{env_path}/bin/python does not run")
 
 
 # ---------------------------------------------------------------- the whole module
@@ -636,7 +676,10 @@ class FakeModule:
             "env_path": "",
             "workdir": "~/.pwgen/work",
             "search_path": ["/opt/pbs/bin"],
+            "expect_parsl_version": "",
+            "expect_python_version": "",
         }
+        self.check_mode = False
         self.outputs = outputs
         self.commands: list[list[str]] = []
 

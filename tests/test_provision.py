@@ -20,8 +20,9 @@ import yaml
 from helpers import BIN, REPO, run_pwgen
 from lab_helpers import running_lab
 
+import pwgen_worker
 from pwgen.lab.state import LabState
-from pwgen.provision import provision
+from pwgen.provision import failure_message, provision
 from pwgen.sites import load_sites
 from pwgen.ssh import prepare_ssh
 
@@ -78,6 +79,26 @@ def test_cold_provision_pins_the_controllers_versions(lab: LabState, workdir: Pa
         )
         assert remote.split() == [parsl.__version__, *CONTROLLER_PYTHON.split(".")]
         assert facts["parsl_version"] == parsl.__version__
+
+
+_WORKER_CHECK = (
+    "import os, sysconfig, pwgen_worker as w; "
+    'print(sysconfig.get_paths()["purelib"], w.__file__, w.__version__, '
+    "oct(os.stat(w.__file__).st_mode & 0o777))"
+)
+
+
+def test_sites_import_the_worker_helpers(lab: LabState, workdir: Path) -> None:
+    """pwgen_worker sits in each env's pure-lib site-packages (0644) and imports as on a worker."""
+    for site in lab.sites:
+        facts = _facts(workdir, site.label)
+        env = facts["env"]
+        assert isinstance(env, dict)
+        check = f"{env['path']}/bin/python -I -c '{_WORKER_CHECK}'"
+        purelib, path, version, mode = _remote(workdir, site.label, check).split()
+        assert path == f"{purelib}/pwgen_worker.py" == facts["worker_helpers"]
+        assert version == pwgen_worker.__version__
+        assert mode == "0o644"
 
 
 def test_facts_match_the_lab(lab: LabState, workdir: Path) -> None:
@@ -197,3 +218,14 @@ def test_python_mismatch_fails_with_the_fix(lab: LabState, workdir: Path, tmp_pa
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("pwgen: error:")]
     assert "site lab1:" in error and "is 3.9" in error
     assert f"Fix: install python{CONTROLLER_PYTHON}" in error
+
+
+def test_failure_message_adds_what_stderr_says() -> None:
+    assert failure_message({"msg": "non-zero return code", "stderr": "a\nb: not found\n"}) == (
+        "non-zero return code: b: not found"
+    )
+    assert (
+        failure_message({"msg": "site x: no python3.11", "stderr": ""}) == "site x: no python3.11"
+    )
+    assert failure_message({"stderr": "boom"}) == "boom"
+    assert failure_message({}) == "failed"

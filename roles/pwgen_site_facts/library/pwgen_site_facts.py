@@ -31,8 +31,8 @@ description:
   - Reads the scheduler's partitions (Slurm) or queues (PBS Pro) with the CPUs and memory of their
     nodes, the login node's internal IPv4 address that compute nodes reach, the user's home and
     work directories, the platform (architecture, glibc), the pinned environment's Python and
-    Parsl versions and the paths of C(process_worker_pool.py) and C(pwgen-relay) in it, and
-    whether the site's sshd allows C(GatewayPorts).
+    Parsl versions, the paths of C(process_worker_pool.py) and C(pwgen-relay) in it and of the
+    C(pwgen_worker) module it imports, and whether the site's sshd allows C(GatewayPorts).
   - Returns everything under the C(pwgen_site_facts) key (not as C(ansible_facts)), so callers
     do not depend on a fact cache.
   - Read-only; runs unchanged in check mode.
@@ -46,7 +46,8 @@ options:
     description:
       - Directory of the pinned Parsl environment (a venv or conda prefix), for example the
         C(pwgen_parsl_env_path) fact of the pwgen_parsl_env role. C(~) is expanded.
-      - When empty, C(python), C(parsl_version), C(worker_pool) and C(relay) are null.
+      - When empty, C(python), C(parsl_version), C(worker_pool), C(relay) and C(worker_helpers)
+        are null.
       - A missing environment is not an error (check mode may not have created it yet); the
         fields are null and C(warnings) says why.
     type: str
@@ -55,6 +56,19 @@ options:
     description: The site's pwgen work directory; C(~) and C($HOME) are expanded. Not created.
     type: str
     default: "~/.pwgen/work"
+  expect_parsl_version:
+    description:
+      - When set, fail unless the env's Python imports Parsl at this version (its
+        C(parsl.__version__)), naming the fix. Not checked in check mode while the env does
+        not exist yet.
+    type: str
+    default: ""
+  expect_python_version:
+    description:
+      - When set, fail unless the env's Python is this major.minor (for example V(3.11)).
+        Not checked in check mode while the env does not exist yet.
+    type: str
+    default: ""
   search_path:
     description:
       - Directories searched for the scheduler's commands after C(PATH). Non-login SSH sessions
@@ -158,6 +172,9 @@ pwgen_site_facts:
     parsl_version: {description: parsl.__version__ in the env, or null, type: str}
     worker_pool: {description: Path of process_worker_pool.py in the env, or null, type: str}
     relay: {description: Path of pwgen-relay in the env, or null, type: str}
+    worker_helpers:
+      description: Path of the pwgen_worker module the env's Python imports, or null.
+      type: str
     gateway_ports:
       description: Whether the sshd serving this session lets remote forwards bind non-loopback.
       type: dict
@@ -174,17 +191,24 @@ pwgen_site_facts:
 """
 
 FACTS_VERSION = 1
-# Runs inside the env's Python: its version and Parsl's, as one JSON line.
+# Runs inside the env's Python: its version, Parsl's (imported: a real check) and where
+# pwgen_worker is, as one JSON line. Without the current directory on sys.path (`-c` puts
+# it first), like a worker.
 _PYTHON_PROBE = (
-    "import json, platform\n"
+    "import importlib.util, json, platform, sys\n"
+    "if sys.path and sys.path[0] == '':\n"
+    "    del sys.path[0]\n"
     "info = {'version': platform.python_version(), 'parsl': None, 'error': None}\n"
     "try:\n"
     "    import parsl\n"
     "    info['parsl'] = parsl.__version__\n"
     "except Exception as err:\n"
     "    info['error'] = f'{type(err).__name__}: {err}'\n"
+    "spec = importlib.util.find_spec('pwgen_worker')\n"
+    "info['worker_helpers'] = spec.origin if spec else None\n"
     "print(json.dumps(info))\n"
 )
+_ENV_FACTS = ("python", "parsl_version", "worker_pool", "relay", "worker_helpers")
 _SSHD_CONFIG = "/etc/ssh/sshd_config"
 _SSHD_PROGRAMS = ("sshd", "sshd-session", "sshd-auth")
 
@@ -699,8 +723,9 @@ def gateway_ports(run: Runner, cmdline: bytes | None, note: str | None = None) -
 
 
 def env_facts(run: Runner, env_path: str, warn: Callable[[str], None]) -> dict[str, Any]:
-    """python, parsl_version, worker_pool and relay of the pinned env (None when unknown)."""
-    facts: dict[str, Any] = dict.fromkeys(("python", "parsl_version", "worker_pool", "relay"))
+    """python, parsl_version, worker_pool, relay and worker_helpers of the pinned env (None
+    when unknown)."""
+    facts: dict[str, Any] = dict.fromkeys(_ENV_FACTS)
     if not env_path:
         return facts
     bin_dir = os.path.join(env_path, "bin")
@@ -716,6 +741,7 @@ def env_facts(run: Runner, env_path: str, warn: Callable[[str], None]) -> dict[s
         return facts
     facts["python"] = {"path": python, "version": info["version"]}
     facts["parsl_version"] = info["parsl"]
+    facts["worker_helpers"] = info.get("worker_helpers")
     if info["error"]:
         warn(f"{python} cannot import parsl: {info['error']}")
     for key, name in (("worker_pool", "process_worker_pool.py"), ("relay", "pwgen-relay")):
@@ -725,6 +751,40 @@ def env_facts(run: Runner, env_path: str, warn: Callable[[str], None]) -> dict[s
         elif key == "worker_pool":
             warn(f"env {env_path}: no executable {path}")
     return facts
+
+
+def env_mismatch(
+    facts: dict[str, Any], env_path: str, expect_parsl: str, expect_python: str
+) -> str | None:
+    """Why the env does not run the expected Parsl and Python major.minor (None if it does).
+
+    `facts` are env_facts' result for `env_path`; an empty expectation is not checked.
+    """
+    if not (expect_parsl or expect_python):
+        return None
+    python = facts["python"]
+    if python is None:
+        found = f"{env_path}/bin/python does not run"
+    elif facts["parsl_version"] is None:
+        found = f"{python['path']} cannot import parsl"
+    else:
+        major_minor = ".".join(python["version"].split(".")[:2])
+        if expect_parsl in ("", facts["parsl_version"]) and expect_python in ("", major_minor):
+            return None
+        found = f"{python['path']} reports Parsl {facts['parsl_version']} on Python {major_minor}"
+    wanted = " on ".join(
+        part
+        for part in (
+            f"Parsl {expect_parsl}" if expect_parsl else "",
+            f"Python {expect_python}" if expect_python else "",
+        )
+        if part
+    )
+    return (
+        f"{found}, but the env must run {wanted} (the pinned lock). Remove the env "
+        f"(playbooks/purge.yml with pwgen_parsl_env_purge_hashes=[{os.path.basename(env_path)}]) "
+        "and provision again."
+    )
 
 
 def glibc_version() -> str | None:
@@ -769,7 +829,12 @@ class _Gatherer:
         found = self.module.get_bin_path(name, opt_dirs=self.module.params["search_path"])
         if not found:
             dirs = ", ".join(self.module.params["search_path"])
-            self.module.fail_json(msg=f"{name} not found on PATH or in {dirs}")
+            scheduler = self.module.params["scheduler"]
+            self.module.fail_json(
+                msg=f"{name} not found on the site (searched PATH and {dirs}): is this a "
+                f"{scheduler} login node? Add the directory holding it to search_path "
+                "(pwgen_site_facts_search_path)."
+            )
         self.bin_dir = self.bin_dir or os.path.dirname(found)
         return str(found)
 
@@ -862,7 +927,15 @@ class _Gatherer:
                 "env_path": env_path or None,
             }
         )
-        facts.update(env_facts(self.run, env_path, self.warn))
+        env = env_facts(self.run, env_path, self.warn)
+        mismatch = env_mismatch(
+            env, env_path, params["expect_parsl_version"], params["expect_python_version"]
+        )
+        # In check mode the env role may only have pretended to create the env.
+        if mismatch and not (self.module.check_mode and env["python"] is None):
+            detail = [w for w in self.warnings if "cannot import parsl" in w][-1:]
+            self.module.fail_json(msg=" ".join([mismatch, *detail]))
+        facts.update(env)
         facts["gateway_ports"] = gateway_ports(self.run, *listener_cmdline())
         facts["warnings"] = self.warnings
         return facts
@@ -874,6 +947,8 @@ def main() -> None:
             "scheduler": {"type": "str", "required": True, "choices": ["slurm", "pbspro"]},
             "env_path": {"type": "str", "default": ""},
             "workdir": {"type": "str", "default": "~/.pwgen/work"},
+            "expect_parsl_version": {"type": "str", "default": ""},
+            "expect_python_version": {"type": "str", "default": ""},
             "search_path": {
                 "type": "list",
                 "elements": "str",
