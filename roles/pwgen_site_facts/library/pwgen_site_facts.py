@@ -58,8 +58,8 @@ options:
     default: "~/.pwgen/work"
   expect_parsl_version:
     description:
-      - When set, fail unless the env's Python imports Parsl at this version (its
-        C(parsl.__version__)), naming the fix. Not checked in check mode while the env does
+      - When set, fail unless the env's Python finds Parsl at this version (the installed
+        package's metadata), naming the fix. Not checked in check mode while the env does
         not exist yet.
     type: str
     default: ""
@@ -169,7 +169,7 @@ pwgen_site_facts:
       contains:
         path: {description: Interpreter path, type: str}
         version: {description: Full version, type: str, sample: "3.11.2"}
-    parsl_version: {description: parsl.__version__ in the env, or null, type: str}
+    parsl_version: {description: the version of the Parsl installed in the env, or null, type: str}
     worker_pool: {description: Path of process_worker_pool.py in the env, or null, type: str}
     relay: {description: Path of pwgen-relay in the env, or null, type: str}
     worker_helpers:
@@ -191,17 +191,20 @@ pwgen_site_facts:
 """
 
 FACTS_VERSION = 1
-# Runs inside the env's Python: its version, Parsl's (imported: a real check) and where
-# pwgen_worker is, as one JSON line. Without the current directory on sys.path (`-c` puts
-# it first), like a worker.
+# Runs inside the env's Python: its version, the installed Parsl's (from its package
+# metadata, and the package found on sys.path) and where pwgen_worker is, as one JSON
+# line. Importing Parsl costs half a second of CPU per site on every provision; a new env
+# is import-checked by pwgen_parsl_env, and `pwgen run` imports Parsl live (preflight).
+# Without the current directory on sys.path (`-c` puts it first), like a worker.
 _PYTHON_PROBE = (
-    "import importlib.util, json, platform, sys\n"
+    "import importlib.metadata, importlib.util, json, platform, sys\n"
     "if sys.path and sys.path[0] == '':\n"
     "    del sys.path[0]\n"
     "info = {'version': platform.python_version(), 'parsl': None, 'error': None}\n"
     "try:\n"
-    "    import parsl\n"
-    "    info['parsl'] = parsl.__version__\n"
+    "    if importlib.util.find_spec('parsl') is None:\n"
+    "        raise ImportError('no parsl package on sys.path')\n"
+    "    info['parsl'] = importlib.metadata.version('parsl')\n"
     "except Exception as err:\n"
     "    info['error'] = f'{type(err).__name__}: {err}'\n"
     "spec = importlib.util.find_spec('pwgen_worker')\n"
@@ -743,7 +746,7 @@ def env_facts(run: Runner, env_path: str, warn: Callable[[str], None]) -> dict[s
     facts["parsl_version"] = info["parsl"]
     facts["worker_helpers"] = info.get("worker_helpers")
     if info["error"]:
-        warn(f"{python} cannot import parsl: {info['error']}")
+        warn(f"{python} finds no parsl: {info['error']}")
     for key, name in (("worker_pool", "process_worker_pool.py"), ("relay", "pwgen-relay")):
         path = os.path.join(bin_dir, name)
         if os.access(path, os.X_OK):
@@ -766,7 +769,7 @@ def env_mismatch(
     if python is None:
         found = f"{env_path}/bin/python does not run"
     elif facts["parsl_version"] is None:
-        found = f"{python['path']} cannot import parsl"
+        found = f"{python['path']} finds no parsl"
     else:
         major_minor = ".".join(python["version"].split(".")[:2])
         if expect_parsl in ("", facts["parsl_version"]) and expect_python in ("", major_minor):
@@ -933,7 +936,7 @@ class _Gatherer:
         )
         # In check mode the env role may only have pretended to create the env.
         if mismatch and not (self.module.check_mode and env["python"] is None):
-            detail = [w for w in self.warnings if "cannot import parsl" in w][-1:]
+            detail = [w for w in self.warnings if "finds no parsl" in w][-1:]
             self.module.fail_json(msg=" ".join([mismatch, *detail]))
         facts.update(env)
         facts["gateway_ports"] = gateway_ports(self.run, *listener_cmdline())
