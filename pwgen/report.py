@@ -90,12 +90,15 @@ def print_failures(reports: Mapping[str, "SiteReport"]) -> None:
 
 def print_version_table(rows: Sequence[Any]) -> None:
     """Preflight's site x version table (rows: pwgen.preflight.SiteVersions), on stderr."""
+    import pwgen_worker
+
     table = Table(title="versions", title_justify="left")
-    for column in ("site", "parsl", "python", "controller parsl", "controller python", ""):
+    columns = ("site", "parsl", "python", "helpers", "controller parsl", "controller python")
+    for column in (*columns, ""):
         table.add_column(column)
     for row in rows:
         mark = "ok" if row.ok else "[red]MISMATCH[/]"
-        table.add_row(
-            row.label, row.parsl, row.python, row.expected_parsl, row.expected_python, mark
-        )
+        found = (row.parsl, row.python, row.worker_helpers)
+        table.add_row(row.label, *found, row.expected_parsl, row.expected_python, mark)
+    table.caption = f"helpers: pwgen_worker, {pwgen_worker.__version__} expected on every site"
     _err.print(table)
