@@ -1,0 +1,241 @@
+"""`SiteExecutor`: the lifecycle of a Parsl executor whose workers run on a remote site
+(see pwgen.executors for the whole picture)."""
+
+import atexit
+import contextlib
+import ipaddress
+import logging
+import os
+import posixpath
+import shlex
+import sys
+import uuid
+from collections.abc import Callable
+from concurrent.futures import InvalidStateError
+from typing import Any
+
+from parsl.errors import ConfigurationError
+from parsl.executors import HighThroughputExecutor
+from parsl.executors.errors import BadStateException
+from parsl.executors.high_throughput.executor import DEFAULT_INTERCHANGE_LAUNCH_CMD
+from parsl.executors.high_throughput.manager_selector import RandomManagerSelector
+from parsl.executors.status_handling import BlockProviderExecutor
+from parsl.jobs.states import TERMINAL_STATES, JobStatus
+
+from pwgen.certificates import create_private_certificates, ship_certificates
+from pwgen.tunnels import SiteTunnel
+
+logger = logging.getLogger(__name__)
+
+BlockErrorHandler = bool | Callable[[BlockProviderExecutor, dict[str, JobStatus]], None]
+# Parsl's own default: one shared selector instance.
+DEFAULT_SELECTOR = RandomManagerSelector()
+# Runs a command in a new session: out of reach of the terminal's Ctrl-C.
+_NEW_SESSION = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
+
+
+class SiteExecutor(HighThroughputExecutor):
+    """The site lifecycle shared by the HTEX and MPI variants (not used on its own)."""
+
+    ssh_config: str
+    host: str
+    internal_address: str
+    relay: str
+    remote_dir: str
+    tunnel_check_interval: float
+    tunnel: SiteTunnel | None
+    remote_cert_dir: str | None
+    remote_run_dir: str | None
+
+    def _init_site(
+        self,
+        address: str,
+        ssh_config: str,
+        host: str,
+        internal_address: str,
+        relay: str,
+        remote_dir: str,
+        tunnel_check_interval: float,
+    ) -> None:
+        """Check and store the site arguments (no network access)."""
+        try:
+            loopback = ipaddress.ip_address(address).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ConfigurationError(
+                f"address {address!r}: the interchange must listen on a loopback IP literal "
+                "(e.g. 127.0.0.1); the site reaches it through pwgen's tunnel"
+            )
+        try:
+            ipaddress.ip_address(internal_address)
+        except ValueError:
+            raise ConfigurationError(
+                f"internal_address {internal_address!r}: expected the login node's IP address"
+            ) from None
+        if not os.path.isfile(os.path.expanduser(ssh_config)):
+            raise ConfigurationError(f"ssh_config {ssh_config!r}: no such file")
+        if not host or host.startswith("-"):
+            raise ConfigurationError(f"host {host!r}: expected a Host alias of {ssh_config}")
+        for name, path in (("remote_dir", remote_dir), ("relay", relay)):
+            if not posixpath.isabs(path):
+                raise ConfigurationError(f"{name} {path!r} must be an absolute path on the site")
+        self.ssh_config = ssh_config
+        self.host = host
+        self.internal_address = internal_address
+        self.relay = relay
+        self.remote_dir = remote_dir
+        self.tunnel_check_interval = tunnel_check_interval
+        self.tunnel = None
+        self.remote_cert_dir = None
+        self.remote_run_dir = None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Tunnel, certificates and launch command for the site; then Parsl's start()."""
+        run = str(getattr(self, "run_id", None) or uuid.uuid4())
+        self.remote_run_dir = posixpath.join(posixpath.normpath(self.remote_dir), run)
+        site_dir = posixpath.join(self.remote_run_dir, self.label)
+        self.tunnel = SiteTunnel(
+            ssh_config=self.ssh_config,
+            host=self.host,
+            internal_address=self.internal_address,
+            relay=self.relay,
+            remote_dir=site_dir,
+            port=self.worker_port,
+            port_range=self.worker_port_range or (54000, 55000),
+            check_interval=self.tunnel_check_interval,
+            log_file=os.path.join(self.logdir, "ssh-master.log"),
+        )
+        atexit.register(self._exit_without_cleanup)
+        try:
+            self.worker_port = self.tunnel.open()
+            # Workers connect to the login node's internal address (the relay).
+            self.all_addresses = {self.internal_address}
+            if self.worker_logdir_root is None:
+                self.worker_logdir_root = self.remote_run_dir
+            if self.encrypted:
+                self._ship_certificates(posixpath.join(site_dir, "certificates"))
+            if list(self.interchange_launch_cmd) == DEFAULT_INTERCHANGE_LAUNCH_CMD:
+                self.interchange_launch_cmd = [
+                    sys.executable,
+                    "-c",
+                    _NEW_SESSION,
+                    *DEFAULT_INTERCHANGE_LAUNCH_CMD,
+                ]
+            super().start()  # type: ignore[no-untyped-call]
+            self.tunnel.start_supervisor()
+        except BaseException:
+            self._teardown_site()
+            raise
+        logger.info(
+            "%s: workers on site %s connect to %s", self.label, self.host, self.tunnel.relay_address
+        )
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Parsl's shutdown, then leftover blocks cancelled and the site torn down."""
+        try:
+            super().shutdown(timeout)
+        finally:
+            try:
+                self._cancel_leftover_blocks()
+            finally:
+                self._teardown_site()
+
+    def set_bad_state_and_fail_all(self, exception: Exception) -> None:
+        """Parsl's, but safe while tasks finish or arrive meanwhile (pwgen's site watch
+        calls it from its own thread): a snapshot of the tasks, done ones skipped."""
+        self._executor_exception = exception
+        self._executor_bad_state.set()
+        for future in list(self._tasks.values()):
+            if not future.done():
+                with contextlib.suppress(InvalidStateError):  # finished just now
+                    future.set_exception(BadStateException(self, exception))  # type: ignore[no-untyped-call]
+
+    # --- interchange commands that must not hang once the interchange is gone ------------
+
+    def _interchange_gone(self) -> bool:
+        proc = self.interchange_proc
+        return proc is not None and proc.poll() is not None
+
+    def connected_managers(self) -> list[dict[str, Any]]:
+        if self._interchange_gone():
+            return []
+        managers: list[dict[str, Any]] = super().connected_managers()
+        return managers
+
+    def connected_blocks(self) -> list[str]:
+        if self._interchange_gone():
+            return []
+        blocks: list[str] = super().connected_blocks()
+        return blocks
+
+    def _hold_manager(self, manager_id: str) -> None:
+        if not self._interchange_gone():
+            super()._hold_manager(manager_id)
+
+    def _ship_certificates(self, remote: str) -> None:
+        """Fresh certs for this run, copied to the site without the server's secret key."""
+        cert_dir: str = self.cert_dir or create_private_certificates(self.logdir)
+        self.cert_dir = cert_dir  # type: ignore[assignment]  # Parsl infers None only
+        assert self.tunnel is not None
+        ship_certificates(self.tunnel, cert_dir, remote)
+        self.remote_cert_dir = remote
+        if "{cert_dir}" not in self.launch_cmd:
+            logger.warning("%s: launch_cmd has no {cert_dir}: workers get no certs", self.label)
+        escaped = remote.replace("{", "{{").replace("}", "}}")
+        self.launch_cmd = self.launch_cmd.replace("{cert_dir}", escaped)
+
+    def _cancel_leftover_blocks(self) -> None:
+        """Cancel blocks the DFK did not (it skips an executor in bad state)."""
+        provider = self.provider
+        if provider is None or self.tunnel is None:
+            return
+        status = self._status
+        leftover = [
+            job
+            for block, job in list(self.blocks_to_job_id.items())
+            if block not in status or status[block].state not in TERMINAL_STATES
+        ]
+        if leftover:
+            logger.info("%s: cancelling blocks still active: %s", self.label, leftover)
+            try:
+                provider.cancel(leftover)
+            except Exception as err:  # keep tearing down the site
+                logger.warning("%s: cancelling %s failed: %s", self.label, leftover, err)
+
+    def _teardown_site(self) -> None:
+        tunnel, self.tunnel = self.tunnel, None
+        atexit.unregister(self._exit_without_cleanup)
+        if tunnel is None:
+            return
+        tunnel.stop_supervisor()
+        self._release_staging()
+        if self.remote_cert_dir is not None:
+            code, _, err = tunnel.run(f"rm -rf -- {shlex.quote(self.remote_cert_dir)}")
+            if code != 0:
+                logger.warning("%s: removing %s failed: %s", self.label, self.remote_cert_dir, err)
+            self.remote_cert_dir = None
+        tunnel.close()
+
+    def _release_staging(self) -> None:
+        """Staging providers that keep data on the site (pwgen.staging) remove it now."""
+        for staging in self.storage_access or ():
+            release = getattr(staging, "release_site", None)
+            if callable(release):
+                try:
+                    release(self)
+                except Exception as err:  # keep tearing down the site
+                    logger.warning("%s: releasing %r failed: %s", self.label, staging, err)
+
+    def _exit_without_cleanup(self) -> None:
+        """atexit: the DFK was never cleaned up; do not leave the site running."""
+        if self.tunnel is None:
+            return
+        logger.warning("%s: Python exits without dfk.cleanup(): shutting site down", self.label)
+        try:
+            self.shutdown()
+        except Exception as err:
+            logger.warning("%s: shutdown at exit failed: %s", self.label, err)
+            self._teardown_site()
