@@ -208,8 +208,9 @@ def _prepare(
             clock = time.monotonic()
             versions = check_versions(remote, state_dir, ssh, require_all=options.require_all_sites)
             record.timings["preflight"] = time.monotonic() - clock
-            record.unavailable_sites = {row.label: row.unreachable for row in versions}
-            record.unavailable_sites = {k: v for k, v in record.unavailable_sites.items() if v}
+            record.unavailable_sites = {
+                row.label: row.unreachable for row in versions if row.unreachable
+            }
             record.site_versions = {
                 row.label: [row.parsl, row.python] for row in versions if not row.unreachable
             }
