@@ -206,12 +206,12 @@ class SiteExecutor(HighThroughputExecutor):
                 logger.warning("%s: cancelling %s failed: %s", self.label, leftover, err)
 
     def _teardown_site(self) -> None:
-        tunnel, self.tunnel = self.tunnel, None
         atexit.unregister(self._exit_without_cleanup)
-        if tunnel is None:
+        if self.tunnel is None:
             return
-        tunnel.stop_supervisor()
-        self._release_staging()
+        self.tunnel.stop_supervisor()
+        self._release_staging()  # through self.tunnel, still up
+        tunnel, self.tunnel = self.tunnel, None
         if self.remote_cert_dir is not None:
             code, _, err = tunnel.run(f"rm -rf -- {shlex.quote(self.remote_cert_dir)}")
             if code != 0:

@@ -2,7 +2,8 @@
 run's work dir for data removed.
 
 Called by the site executor's shutdown (`storage_access` providers with a
-`release_site` method) while its ssh master is still up. The directory lies inside
+`release_site` method) while its tunnel (and ssh master) is still up; the directory is
+removed through it. The directory lies inside
 the executor's own per-run directory, which pwgen made for this run, so pwgen made it
 too: nothing else on the site is removed.
 """
@@ -38,8 +39,11 @@ def release_site(executor: Any) -> None:
     stopped = stop_transfers(dirs.root)  # the run ends (Ctrl-C) while data moves
     if stopped:
         logger.warning("%s: stopped %d transfer(s) still running", dirs.label, stopped)
+    tunnel = getattr(executor, "tunnel", None)
+    if tunnel is None:
+        return
     root = shlex.quote(dirs.root)
     # A task may have left a directory without write permission: rm would fail in it.
-    code, err = dirs.run(f"chmod -R u+rwx -- {root} 2>/dev/null; rm -rf -- {root}")
+    code, _, err = tunnel.run(f"chmod -R u+rwx -- {root} 2>/dev/null; rm -rf -- {root}")
     if code != 0:
         logger.warning("%s: removing %s failed: %s", dirs.label, dirs.root, err)

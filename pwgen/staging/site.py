@@ -19,7 +19,6 @@ ControlMaster (`ControlMaster=no`: use the running master, never become one).
 
 import hashlib
 import posixpath
-import subprocess
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +27,6 @@ from pwgen.staging.errors import StagingError
 
 #: The run's work dir for data, inside the executor's per-run directory on the site.
 STAGING_DIR = "staging"
-#: Seconds a command on the login node may take (the removal of a staging dir).
-COMMAND_TIMEOUT = 30
 
 # Staging dirs a task of this process may have written to: a run that staged nothing
 # costs no ssh call at shutdown.
@@ -112,23 +109,6 @@ class SiteDirs:
             "-o",
             "ControlMaster=no",
         ]
-
-    def run(self, command: str, timeout: float = COMMAND_TIMEOUT) -> tuple[int, str]:
-        """Run a shell command on the login node: (exit code, stderr)."""
-        argv = [*self.ssh_argv(), self.host, "--", command]
-        try:
-            done = subprocess.run(
-                argv,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-                start_new_session=True,  # out of reach of the terminal's Ctrl-C
-            )
-        except subprocess.TimeoutExpired:
-            return 255, f"no answer from {self.host} within {timeout:.0f} s"
-        return done.returncode, done.stderr.strip()
 
 
 def _name(path: str) -> str:
