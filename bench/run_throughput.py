@@ -44,6 +44,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from pwgen.poll import poll
+
 PREFIX = "pwbt"
 SUBNET = "10.235.0.0/16"
 PWGEN = Path(sys.executable).parent / "pwgen"
@@ -122,14 +124,13 @@ def workers_of(executor: Any) -> tuple[int, int]:
 
 
 def wait_for_workers(executors: list[Any], workers: int) -> None:
-    deadline = time.monotonic() + WARMUP_TIMEOUT
-    while True:
-        counts = {ex.label: workers_of(ex)[0] for ex in executors}
-        if all(count >= workers for count in counts.values()):
-            return
-        if time.monotonic() > deadline:
-            sys.exit(f"workers did not connect within {WARMUP_TIMEOUT:.0f} s: {counts}")
-        time.sleep(0.5)
+
+    def counts() -> dict[str, int]:
+        return {ex.label: workers_of(ex)[0] for ex in executors}
+
+    connected = poll(lambda: all(n >= workers for n in counts().values()), WARMUP_TIMEOUT, interval=0.5)
+    if not connected:
+        sys.exit(f"workers did not connect within {WARMUP_TIMEOUT:.0f} s: {counts()}")
 
 
 def one_round(app: Callable[[], Any], tasks: int) -> float:
@@ -265,17 +266,16 @@ def leftovers(
     baseline: set[int], marker: str, project: Path, site_uid: int | None, grace: float = 10.0
 ) -> list[str]:
     """Our interchanges and worker pools still running (waiting up to `grace` s for them)."""
-    deadline = time.monotonic() + grace
-    while True:
-        found = pgrep(LEFTOVER_PATTERN)
-        ours = [
+
+    def ours() -> list[str]:
+        return [
             f"{pid} {command}"
-            for pid, command in found.items()
+            for pid, command in pgrep(LEFTOVER_PATTERN).items()
             if pid not in baseline and is_ours(pid, marker, project, site_uid)
         ]
-        if not ours or time.monotonic() > deadline:
-            return ours
-        time.sleep(0.5)
+
+    poll(lambda: not ours(), grace, interval=0.5)
+    return ours()
 
 
 def master_running(ssh_config: Path, label: str) -> bool:

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from pwgen.lab.state import LabState
 from pwgen.lab.system import missing_packages
+from pwgen.poll import poll
 
 
 def skip_reason() -> str | None:
@@ -102,12 +102,7 @@ def lab_status(state_dir: Path) -> dict[str, Any]:
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
+    return poll(check, timeout) is not None
 
 
 @contextmanager

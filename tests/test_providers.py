@@ -28,6 +28,7 @@ from parsl.providers.errors import ScriptPathError
 from parsl.utils import RepresentationMixin
 
 from pwgen.lab.state import LabState
+from pwgen.poll import poll
 from pwgen.providers import ProviderConnectionError, SSHPBSProProvider, SSHSlurmProvider
 from pwgen.providers.remote import RemoteClusterProvider
 from pwgen.sites import load_sites
@@ -238,10 +239,7 @@ def _user(label: str) -> str:
 
 
 def _wait(check: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
+    assert poll(check, timeout, interval=0.2), "timed out"
 
 
 def _slurm(ssh: SshSetup, tmp_path: Path, **kwargs: Any) -> SSHSlurmProvider:

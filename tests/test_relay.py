@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
+from pwgen.poll import poll
+
 RELAY = REPO / "roles" / "pwgen_relay" / "files" / "pwgen_relay.py"
 PYTHON = os.environ.get("PWGEN_RELAY_PYTHON") or sys.executable
 
@@ -114,11 +116,9 @@ def relay(
             preexec_fn=preexec_fn,
         )
     try:
-        deadline = time.monotonic() + 10
-        while not pidfile.exists():  # written once the socket listens
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "relay did not start"
-            time.sleep(0.01)
+        # The pid file is written once the socket listens.
+        started = poll(lambda: pidfile.exists() or proc.poll() is not None, 10, interval=0.01)
+        assert started and proc.poll() is None, f"relay did not start: {log.read_text()}"
         yield RelayProcess(proc, port, pidfile, log)
     finally:
         if proc.poll() is None:
@@ -221,9 +221,7 @@ def test_half_close_from_the_server_side(tmp_path: Path) -> None:
             sock.sendall(b"answer after EOF")
             sock.shutdown(socket.SHUT_WR)
             assert recv_all(sock) == b""
-            deadline = time.monotonic() + 5
-            while not got and time.monotonic() < deadline:
-                time.sleep(0.01)
+            poll(lambda: bool(got), 5, interval=0.01)
     finally:
         server.close()
     assert got == [b"answer after EOF"]

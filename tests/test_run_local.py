@@ -3,11 +3,12 @@
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from helpers import PWGEN, REPO, parsl_processes, run_pwgen
+
+from pwgen.poll import poll
 
 pytestmark = pytest.mark.e2e
 
@@ -15,9 +16,7 @@ LOCAL_SITES = REPO / "examples" / "sites.local.yaml"
 
 
 def _assert_nothing_left_running() -> None:
-    deadline = time.monotonic() + 10
-    while parsl_processes() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    poll(lambda: not parsl_processes(), 10, interval=0.2)
     assert parsl_processes() == []
 
 
@@ -101,10 +100,7 @@ def test_signal_mid_run_tears_down_workers(tmp_path: Path, signum: int) -> None:
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
-    deadline = time.monotonic() + 30
-    while not parsl_processes() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert parsl_processes(), "the workflow never started a worker pool"
+    assert poll(parsl_processes, 30, interval=0.1), "the workflow never started a worker pool"
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

@@ -4,13 +4,14 @@ import json
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import PWGEN, REPO, parsl_processes, run_pwgen
 from lab_helpers import running_lab
+
+from pwgen.poll import poll
 
 pytestmark = pytest.mark.lab
 
@@ -94,10 +95,12 @@ def test_ctrl_c_mid_run_tears_both_sides_down(project: Path) -> None:
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "submitted"
-        deadline = time.monotonic() + 60
-        while "process_worker_pool" not in _on_site(project, "lab1", "ps -eo args="):
-            assert time.monotonic() < deadline, "no worker pool started on lab1"
-            time.sleep(0.5)
+        pool_started = poll(
+            lambda: "process_worker_pool" in _on_site(project, "lab1", "ps -eo args="),
+            60,
+            interval=0.5,
+        )
+        assert pool_started, "no worker pool started on lab1"
         # Ctrl-C mid-run: everything comes down on both sides.
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)

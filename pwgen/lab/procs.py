@@ -7,11 +7,11 @@ zombie counts as dead everywhere here.
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from pwgen.lab.errors import LabError
+from pwgen.poll import poll
 
 NETNS_DIR = Path("/run/netns")
 
@@ -83,16 +83,15 @@ def kill_netns_processes(
     inodes |= {_inode(f"/proc/{pid}/ns/net") for pid in holders if pid and comm(pid) == "sleep"}
     # Never our own namespace (the root one), whatever a reused pid points at.
     inodes -= {None, _inode("/proc/self/ns/net")}
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def all_gone() -> bool:
         pids = _pids_in(inodes)
-        if not pids:
-            return
-        if time.monotonic() > deadline:
-            raise LabError(f"processes {pids} in {', '.join(names)} survive SIGKILL")
         for pid in pids:
             kill(pid, signal.SIGKILL)
-        time.sleep(0.01)
+        return not pids
+
+    if poll(all_gone, timeout, interval=0.01) is None:
+        raise LabError(f"processes {_pids_in(inodes)} in {', '.join(names)} survive SIGKILL")
 
 
 def _pids_in(inodes: set[tuple[int, int] | None]) -> list[int]:
@@ -109,9 +108,4 @@ def kill(pid: int, sig: int = signal.SIGKILL) -> None:
 
 
 def wait_dead(pid: int, timeout: float = 5) -> bool:
-    deadline = time.monotonic() + timeout
-    while alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return poll(lambda: not alive(pid), timeout, interval=0.01) is not None

@@ -1,11 +1,11 @@
 """Ready-made waits: poll a condition with a deadline instead of sleeping blindly."""
 
 import socket
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from pwgen.lab.errors import LabError
+from pwgen.poll import poll
 
 T = TypeVar("T")
 
@@ -15,16 +15,10 @@ def wait_until(check: Callable[[], T | None], what: str, timeout: float = 30, hi
 
     Polls quickly at first (most things are ready in milliseconds), then backs off.
     """
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        result = check()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() >= deadline:
-            raise LabError(f"timed out after {timeout:g} s waiting for {what}{hint}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.2)
+    result = poll(check, timeout, interval=0.005, backoff=1.5)
+    if result is None:
+        raise LabError(f"timed out after {timeout:g} s waiting for {what}{hint}")
+    return result
 
 
 def tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
