@@ -128,7 +128,9 @@ def wait_for_workers(executors: list[Any], workers: int) -> None:
     def counts() -> dict[str, int]:
         return {ex.label: workers_of(ex)[0] for ex in executors}
 
-    connected = poll(lambda: all(n >= workers for n in counts().values()), WARMUP_TIMEOUT, interval=0.5)
+    connected = poll(
+        lambda: all(n >= workers for n in counts().values()), WARMUP_TIMEOUT, interval=0.5
+    )
     if not connected:
         sys.exit(f"workers did not connect within {WARMUP_TIMEOUT:.0f} s: {counts()}")
 
