@@ -33,6 +33,7 @@ from pwgen import __version__
 from pwgen.configgen import load_config_module, render_config
 from pwgen.errors import ConfigError, OutputError, WorkflowError
 from pwgen.failover import Failover, SiteWatch, UnavailableExecutor, attach
+from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, QUEUE_WAIT
 from pwgen.failover.watch import cancel_active_blocks
 from pwgen.fileio import atomic_write
 from pwgen.preflight import PreflightError, check_versions, unreachable_reasons
@@ -52,10 +53,10 @@ class RunOptions:
 
     failover: bool = True
     retries: int = 0
-    queue_wait: float | None = 600.0
+    queue_wait: float | None = QUEUE_WAIT
     require_all_sites: bool = False
-    avoid_after: int = 3
-    cool_down: float = 60.0
+    avoid_after: int = AVOID_AFTER
+    cool_down: float = COOL_DOWN
     monitor: bool = False
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from parsl.data_provider.files import File
 from parsl.executors import MPIExecutor
 
+from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, SITE_RETRIES
 from pwgen.failover.errors import is_site_failure
 from pwgen.failover.health import SiteHealth
 from pwgen.failover.unavailable import UnavailableExecutor
@@ -75,9 +76,9 @@ class Failover:
         self,
         *,
         enabled: bool = True,
-        threshold: int = 3,
-        cool_down: float = 60.0,
-        site_retries: int = 5,
+        threshold: int = AVOID_AFTER,
+        cool_down: float = COOL_DOWN,
+        site_retries: int = SITE_RETRIES,
     ) -> None:
         if site_retries < 0:
             raise ValueError(f"site_retries must not be negative, not {site_retries}")
