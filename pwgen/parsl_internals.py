@@ -1,19 +1,16 @@
 """The Parsl internals pwgen relies on: each named here, checked against the installed Parsl.
 
-Parsl's public API does not cover all pwgen does (failover routes every app call,
-bash apps get pwgen's walltime runner, unreachable sites get stand-in executors, a
-site is abandoned from another thread, submit scripts are copied to the site). Each
-private attribute, replaced method, overridden private method or naming convention
-pwgen depends on is a row of `ASSUMPTIONS`, and every use of one goes through a small
-function below; no other pwgen module names a Parsl private attribute. Overrides of
-private methods stay in their subclass (`pwgen.executors.site`,
+Each private attribute, replaced method, overridden private method or naming convention
+of Parsl that pwgen depends on is a row of `ASSUMPTIONS`, and every use of one goes
+through a small function below (no other pwgen module names a Parsl private attribute).
+Overrides of private methods stay in their subclass (`pwgen.executors.site`,
 `pwgen.providers.remote`) and are rows here too, so they are checked.
 
-`check_parsl_internals()` (called by `pwgen run` before it loads the config; cheap,
-nothing is started) checks every row and raises one `ParslInternalsError` naming the
-installed Parsl version and each broken assumption, so a Parsl upgrade fails there
-and not mid-run. tests/test_parsl_internals.py runs the same checks and also finds
-pwgen subclasses that override Parsl private names without a row here.
+`check_parsl_internals()`, called by `pwgen run` before it loads the config (cheap:
+nothing is started), raises one `ParslInternalsError` naming the installed Parsl version
+and each broken row, so a Parsl upgrade fails there and not mid-run.
+tests/test_parsl_internals.py runs the same checks, and finds uses and overrides of
+Parsl private names elsewhere in pwgen.
 """
 
 import functools
@@ -74,10 +71,8 @@ def with_bash_runner(func: Callable[..., Any], runner: Callable[..., Any]) -> Ca
         raise TypeError(f"{func!r} is not a bash app's task function")
     call = functools.partial(runner, *inner.args, **inner.keywords)
     call.__name__ = func.__name__  # type: ignore[attr-defined]  # as Parsl names its own
-    wrap_error: Callable[[Callable[..., Any]], Callable[..., Any]] = _resolve(
-        "parsl.app.errors.wrap_error"
-    )
-    return wrap_error(call)
+    wrapped: Callable[..., Any] = _resolve("parsl.app.errors.wrap_error")(call)
+    return wrapped
 
 
 def add_executors(config: Any, executors: Sequence[Any]) -> None:
@@ -249,6 +244,7 @@ def _staging_inhibit_keyword(owner: Any, name: str) -> str | None:
 _DFK = "parsl.dataflow.dflow.DataFlowKernel"
 _BLOCK_EXECUTOR = "parsl.executors.status_handling.BlockProviderExecutor"
 _SUBMIT_PARAMS = ("func", "app_args", "executors", "cache", "ignore_for_cache", "app_kwargs")
+_BASH_USER = "pwgen.failover.dispatch (with_bash_runner)"
 
 #: Every Parsl internal pwgen relies on (the functions above say why).
 ASSUMPTIONS: tuple[Assumption, ...] = (
@@ -263,16 +259,10 @@ ASSUMPTIONS: tuple[Assumption, ...] = (
         "parsl.app.bash.BashApp",
         "wrapped_remote_function",
         "attribute",
-        "pwgen.failover.dispatch (bash_command_call, with_bash_runner)",
+        _BASH_USER,
         _bash_task_structure,
     ),
-    Assumption(
-        "parsl.app.errors",
-        "wrap_error",
-        "function",
-        "pwgen.failover.dispatch (with_bash_runner)",
-        _method("func"),
-    ),
+    Assumption("parsl.app.errors", "wrap_error", "function", _BASH_USER, _method("func")),
     Assumption(
         "parsl.config.Config",
         "_executors",
