@@ -14,6 +14,7 @@ import typer
 
 from pwgen import __version__
 from pwgen.errors import PwgenError
+from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, QUEUE_WAIT
 from pwgen.lab.cli import app as lab_app
 
 if TYPE_CHECKING:  # the CLI imports the steps lazily, to start fast
@@ -127,16 +128,16 @@ def run(
             help="Seconds a site may keep tasks waiting with no worker connected before "
             "its tasks move elsewhere and its blocks are cancelled (0: no limit).",
         ),
-    ] = 600.0,
+    ] = QUEUE_WAIT,
     require_all_sites: Annotated[
         bool, typer.Option(help="Refuse to start when a site is unreachable.")
     ] = False,
     avoid_after: Annotated[
         int, typer.Option(min=1, help="Avoid a site after this many site failures in a row.")
-    ] = 3,
+    ] = AVOID_AFTER,
     cool_down: Annotated[
         float, typer.Option(min=0, help="Seconds an avoided site is left alone.")
-    ] = 60.0,
+    ] = COOL_DOWN,
     monitor: Annotated[
         bool,
         typer.Option(

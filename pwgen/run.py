@@ -33,8 +33,10 @@ from pwgen import __version__
 from pwgen.configgen import load_config_module, render_config
 from pwgen.errors import ConfigError, OutputError, WorkflowError
 from pwgen.failover import Failover, SiteWatch, UnavailableExecutor, attach
+from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, QUEUE_WAIT
 from pwgen.failover.watch import cancel_active_blocks
 from pwgen.fileio import atomic_write
+from pwgen.parsl_internals import add_executors, check_parsl_internals
 from pwgen.preflight import PreflightError, check_versions, unreachable_reasons
 from pwgen.sites import Site
 from pwgen.ssh import known_hosts_near, prepare_ssh
@@ -52,10 +54,10 @@ class RunOptions:
 
     failover: bool = True
     retries: int = 0
-    queue_wait: float | None = 600.0
+    queue_wait: float | None = QUEUE_WAIT
     require_all_sites: bool = False
-    avoid_after: int = 3
-    cool_down: float = 60.0
+    avoid_after: int = AVOID_AFTER
+    cool_down: float = COOL_DOWN
     monitor: bool = False
 
 
@@ -226,13 +228,11 @@ def _prepare(
             live, source=str(sites_file), run_dir=str(run_dir / "runinfo"), state_dir=state_dir
         )
         atomic_write(config_path, source)
+        check_parsl_internals()  # a Parsl upgrade that broke pwgen fails here, not mid-run
         # Importing the module constructs the providers: they reach their sites now.
         config = load_config_module(config_path).config
         stand_ins = [UnavailableExecutor(k, v) for k, v in record.unavailable_sites.items()]
-        if stand_ins:
-            # Config has no setter for executors; its own check runs again below.
-            config._executors = (*config.executors, *stand_ins)
-            config._validate_executors()
+        add_executors(config, stand_ins)  # Config has no setter for executors
         return config
     except BaseException:
         if ssh is not None:  # masters the providers or preflight opened

@@ -17,12 +17,12 @@ from typing import Any
 from parsl.errors import ConfigurationError
 from parsl.executors import HighThroughputExecutor
 from parsl.executors.errors import BadStateException
-from parsl.executors.high_throughput.executor import DEFAULT_INTERCHANGE_LAUNCH_CMD
 from parsl.executors.high_throughput.manager_selector import RandomManagerSelector
 from parsl.executors.status_handling import BlockProviderExecutor
 from parsl.jobs.states import TERMINAL_STATES, JobStatus
 
 from pwgen.certificates import create_private_certificates, ship_certificates
+from pwgen.parsl_internals import default_interchange_launch_cmd, set_bad_state
 from pwgen.tunnels import SiteTunnel
 
 logger = logging.getLogger(__name__)
@@ -117,13 +117,9 @@ class SiteExecutor(HighThroughputExecutor):
                 self.worker_logdir_root = self.remote_run_dir
             if self.encrypted:
                 self._ship_certificates(posixpath.join(site_dir, "certificates"))
-            if list(self.interchange_launch_cmd) == DEFAULT_INTERCHANGE_LAUNCH_CMD:
-                self.interchange_launch_cmd = [
-                    sys.executable,
-                    "-c",
-                    _NEW_SESSION,
-                    *DEFAULT_INTERCHANGE_LAUNCH_CMD,
-                ]
+            default_launch = default_interchange_launch_cmd()
+            if list(self.interchange_launch_cmd) == default_launch:
+                self.interchange_launch_cmd = [sys.executable, "-c", _NEW_SESSION, *default_launch]
             super().start()  # type: ignore[no-untyped-call]
             self.tunnel.start_supervisor()
         except BaseException:
@@ -146,9 +142,8 @@ class SiteExecutor(HighThroughputExecutor):
     def set_bad_state_and_fail_all(self, exception: Exception) -> None:
         """Parsl's, but safe while tasks finish or arrive meanwhile (pwgen's site watch
         calls it from its own thread): a snapshot of the tasks, done ones skipped."""
-        self._executor_exception = exception
-        self._executor_bad_state.set()
-        for future in list(self._tasks.values()):
+        set_bad_state(self, exception)
+        for future in list(self.tasks.values()):
             if not future.done():
                 with contextlib.suppress(InvalidStateError):  # finished just now
                     future.set_exception(BadStateException(self, exception))  # type: ignore[no-untyped-call]
@@ -172,6 +167,7 @@ class SiteExecutor(HighThroughputExecutor):
         return blocks
 
     def _hold_manager(self, manager_id: str) -> None:
+        # Overrides a private HTEX method (a row of pwgen.parsl_internals.ASSUMPTIONS).
         if not self._interchange_gone():
             super()._hold_manager(manager_id)
 
@@ -192,7 +188,7 @@ class SiteExecutor(HighThroughputExecutor):
         provider = self.provider
         if provider is None or self.tunnel is None:
             return
-        status = self._status
+        status = self.status_facade
         leftover = [
             job
             for block, job in list(self.blocks_to_job_id.items())

@@ -1,6 +1,7 @@
 """The submit hook: where a task may go, where it goes first, and how its bash runs.
 
-`attach(failover, dfk)` wraps `dfk.submit` (the call every Parsl app makes) to:
+`attach(failover, dfk)` wraps `dfk.submit` (the call every Parsl app makes; replaced
+through pwgen.parsl_internals) to:
 
 - record the sites the app allows (its `executors=`), which the DFK forgets and
   `Failover` needs to move the task later;
@@ -16,16 +17,24 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from parsl.app.bash import remote_side_bash_executor
-from parsl.app.errors import wrap_error
-
 import pwgen_worker
-from pwgen.failover.policy import INTERNAL_EXECUTOR, Failover
+from pwgen.failover.policy import Failover
+from pwgen.parsl_internals import (
+    INTERNAL_EXECUTOR,
+    Submit,
+    bash_command_call,
+    replace_submit,
+    with_bash_runner,
+)
 
 
 def attach(failover: Failover, dfk: Any) -> None:
     """Route every `dfk.submit` of this DFK through `failover`."""
-    submit = dfk.submit
+    replace_submit(dfk, functools.partial(_with_failover, failover, dfk))
+
+
+def _with_failover(failover: Failover, dfk: Any, submit: Submit) -> Submit:
+    """`submit` (the DFK's own), with failover's choices and records around it."""
 
     def submit_with_failover(
         func: Callable[..., Any],
@@ -54,19 +63,14 @@ def attach(failover: Failover, dfk: Any) -> None:
         future.add_done_callback(functools.partial(_task_done, failover, record))
         return future
 
-    dfk.submit = submit_with_failover
+    return submit_with_failover
 
 
 def with_process_group_kill(func: Callable[..., Any], app_kwargs: dict[str, Any]) -> Any:
     """A bash app's task function, with pwgen's runner when it has a walltime."""
-    inner = getattr(func, "__wrapped__", None)
-    is_bash = isinstance(inner, functools.partial) and inner.func is remote_side_bash_executor
-    if not is_bash or app_kwargs.get("walltime") is None:
+    if app_kwargs.get("walltime") is None or bash_command_call(func) is None:
         return func
-    assert isinstance(inner, functools.partial)
-    runner = functools.partial(pwgen_worker.run_bash, *inner.args, **inner.keywords)
-    runner.__name__ = func.__name__  # type: ignore[attr-defined]  # as Parsl names its own
-    return wrap_error(runner)
+    return with_bash_runner(func, pwgen_worker.run_bash)
 
 
 def _allowed_sites(dfk: Any, executors: str | Sequence[str]) -> list[str]:

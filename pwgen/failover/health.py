@@ -11,13 +11,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN
+
 
 @dataclass
 class SiteHealth:
     """Thread-safe per-site failure counts, avoidance windows and abandoned sites."""
 
-    threshold: int = 3
-    cool_down: float = 60.0
+    threshold: int = AVOID_AFTER
+    cool_down: float = COOL_DOWN
     clock: Callable[[], float] = time.monotonic
     _failures: dict[str, int] = field(default_factory=dict)
     _avoided_until: dict[str, float] = field(default_factory=dict)

@@ -32,14 +32,14 @@ from typing import Any
 from parsl.data_provider.files import File
 from parsl.executors import MPIExecutor
 
+from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, SITE_RETRIES
 from pwgen.failover.errors import is_site_failure
 from pwgen.failover.health import SiteHealth
 from pwgen.failover.unavailable import UnavailableExecutor
+from pwgen.parsl_internals import INTERNAL_EXECUTOR
 
 logger = logging.getLogger(__name__)
 
-#: Parsl's internal executor (for joins etc.) is never a failover target.
-INTERNAL_EXECUTOR = "_parsl_internal"
 #: Moves listed one by one in the run manifest (all are counted).
 MAX_LISTED_MOVES = 200
 #: Task durations kept per site (for the in-flight guard's grace period).
@@ -75,9 +75,9 @@ class Failover:
         self,
         *,
         enabled: bool = True,
-        threshold: int = 3,
-        cool_down: float = 60.0,
-        site_retries: int = 5,
+        threshold: int = AVOID_AFTER,
+        cool_down: float = COOL_DOWN,
+        site_retries: int = SITE_RETRIES,
     ) -> None:
         if site_retries < 0:
             raise ValueError(f"site_retries must not be negative, not {site_retries}")
@@ -186,7 +186,7 @@ class Failover:
         executor = dfk.executors.get(label)
         return (
             executor is not None
-            and label != INTERNAL_EXECUTOR
+            and label != INTERNAL_EXECUTOR  # Parsl's own pool (joins etc.): never a target
             and not getattr(executor, "bad_state_is_set", False)
             and self.health.healthy(label)
         )

@@ -28,7 +28,8 @@ from typing import Any
 from parsl.jobs.states import TERMINAL_STATES
 
 from pwgen.failover.errors import PresumedLost, QueueWaitExceeded
-from pwgen.failover.policy import INTERNAL_EXECUTOR, Failover
+from pwgen.failover.policy import Failover
+from pwgen.parsl_internals import INTERNAL_EXECUTOR, replace_task_future
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class SiteWatch:
             future = executor.tasks.get(tid)
             if future is None or future.done():
                 continue
-            executor.tasks[tid] = Future()  # a late result of this try lands here, unseen
+            replace_task_future(executor, tid, Future())  # a late result lands there, unseen
             try:
                 future.set_exception(
                     PresumedLost(label, "in flight when its tunnel broke; no result since")

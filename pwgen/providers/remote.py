@@ -226,7 +226,10 @@ class RemoteClusterProvider(ClusterProvider):
     def _write_submit_script(
         self, template: str, script_filename: str, job_name: str, configs: dict[str, Any]
     ) -> None:
-        """Write the script locally (same name, local script dir), then copy it to the site."""
+        """Write the script locally (same name, local script dir), then copy it to the site.
+
+        Overrides a private ClusterProvider method (a row of
+        pwgen.parsl_internals.ASSUMPTIONS, checked against the installed Parsl)."""
         local_dir = self._local_script_dir or self.script_dir
         if local_dir is None:
             raise _script_path_error(script_filename, "script_dir is not set")

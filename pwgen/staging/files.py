@@ -1,9 +1,9 @@
 """`file://` data of tasks on a site: copied there and back by this machine, with rsync.
 
-The transfers are Parsl tasks of their own on the DFK's `_parsl_internal` executor
-(threads here, as Parsl's Globus staging does), so the DFK orders them: a task starts
-after its inputs have arrived on its site, and an output's DataFuture completes after
-the output has come back.
+The transfers are Parsl tasks of their own on the DFK's internal executor (threads
+here, as Parsl's Globus staging does; `pwgen.parsl_internals.internal_task`), so the
+DFK orders them: a task starts after its inputs have arrived on its site, and an
+output's DataFuture completes after the output has come back.
 """
 
 import logging
@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from stat import S_ISREG
 from typing import TYPE_CHECKING, Any
 
-from parsl.app.app import python_app
 from parsl.app.futures import DataFuture
 from parsl.data_provider.files import File
 from parsl.data_provider.staging import Staging
 from parsl.utils import RepresentationMixin
 
+from pwgen.parsl_internals import internal_task
 from pwgen.staging.intask import make_output_parent, require_staged_input
 from pwgen.staging.release import release_site
 from pwgen.staging.rsync import Rsync
@@ -30,9 +30,6 @@ if TYPE_CHECKING:
     from parsl.data_provider.data_manager import DataManager
 
 logger = logging.getLogger(__name__)
-
-#: The DFK's own thread pool, where Parsl runs its controller-side staging tasks.
-INTERNAL_EXECUTOR = "_parsl_internal"
 
 
 class SiteFileStaging(Staging, RepresentationMixin):
@@ -84,9 +81,8 @@ class SiteFileStaging(Staging, RepresentationMixin):
         origin = os.path.abspath(file.path)
         file.local_path = dirs.input_path(origin)
         push = Push(dirs, self._rsync(), origin, file.local_path)
-        app = python_app(executors=[INTERNAL_EXECUTOR], data_flow_kernel=dm.dfk)(pwgen_stage_in)
-        future = app(push, parent_fut=parent_fut, outputs=[file], _parsl_staging_inhibit=True)
-        staged: DataFuture = future._outputs[0]
+        future = internal_task(dm.dfk, pwgen_stage_in)(push, parent_fut=parent_fut, outputs=[file])
+        staged: DataFuture = future.outputs[0]
         return staged
 
     def replace_task(
@@ -109,8 +105,7 @@ class SiteFileStaging(Staging, RepresentationMixin):
         target = os.path.abspath(file.path)
         file.local_path = dirs.output_path(app_fu.tid, target)  # type: ignore[attr-defined]
         pull = Pull(dirs, self._rsync(), file.local_path, target)
-        app = python_app(executors=[INTERNAL_EXECUTOR], data_flow_kernel=dm.dfk)(pwgen_stage_out)
-        done: Future[Any] = app(pull, app_fu, _parsl_staging_inhibit=True)
+        done: Future[Any] = internal_task(dm.dfk, pwgen_stage_out)(pull, app_fu)
         return done
 
     def replace_task_stage_out(
@@ -129,7 +124,7 @@ class SiteFileStaging(Staging, RepresentationMixin):
         return Rsync(self.rsync, self.io_timeout)
 
 
-# --- the transfers (run on `_parsl_internal`) -----------------------------------------
+# --- the transfers (run on the DFK's internal executor) ----------------------------------
 
 
 @dataclass(frozen=True)
@@ -171,13 +166,13 @@ def pwgen_stage_in(
     push: Push,
     parent_fut: Future[Any] | None = None,
     outputs: Sequence[File] = (),
-    _parsl_staging_inhibit: bool = True,
+    **parsl_keywords: Any,
 ) -> None:
     """The stage-in task: after `parent_fut` (the File's producer, if any), copy it."""
     push.run()
 
 
-def pwgen_stage_out(pull: Pull, app_fu: Any, _parsl_staging_inhibit: bool = True) -> None:
+def pwgen_stage_out(pull: Pull, app_fu: Any, **parsl_keywords: Any) -> None:
     """The stage-out task: after the app (`app_fu`, a dependency), copy its output back."""
     pull.run()
 

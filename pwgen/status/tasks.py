@@ -18,13 +18,12 @@ from itertools import pairwise
 from pathlib import Path
 
 from pwgen.errors import PwgenError
+from pwgen.parsl_internals import INTERNAL_EXECUTOR  # staging copies: not a site's
 
 DB_NAME = "monitoring.db"
 # Parsl's final task states, by how a user reads them.
 DONE_STATES = {"exec_done", "memo_done"}
 FAILED_STATES = {"failed", "dep_fail"}
-#: Parsl's executor for work on the controller (staging copies): not a site.
-INTERNAL_EXECUTOR = "_parsl_internal"
 
 
 class MonitoringError(PwgenError):
