@@ -37,6 +37,8 @@ from pwgen.status import (
     status_json,
 )
 from pwgen.teardown import action_script, mark_torn_down, print_teardown, teardown
+from pwgen.teardown import script as teardown_script
+from pwgen.teardown.script import CLEANUP_SCRIPT
 
 PREFIX, SUBNET = "pwst", "10.234.0.0/16"
 LAB_DIR = Path(tempfile.gettempdir()) / "pwgen-test-status-lab"
@@ -256,6 +258,82 @@ def test_remote_scripts_are_valid_bash(scheduler: str) -> None:
     for script in scripts:
         done = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
+
+
+FAKE_SCANCEL = """\
+#!/bin/sh
+echo "$*" >> "$FAKE_LOG"
+echo "scancel: error: Kill job error on job id 18: Job/step already completing" >&2
+"""
+
+# Job 17 is listed RUNNING once (the first look after scancel), then COMPLETING.
+FAKE_SQUEUE = """\
+#!/bin/sh
+echo "$*" >> "$FAKE_LOG.squeue"
+if [ "$(wc -l < "$FAKE_LOG.squeue")" -le 1 ]; then echo "17 RUNNING"; else echo "17 COMPLETING"; fi
+echo "170 RUNNING"
+"""
+
+
+def _sleeper(*words: str) -> "subprocess.Popen[bytes]":
+    """A process whose command line holds `words` (as a relay's or a pool's would)."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *words])
+
+
+def test_action_script_stops_only_the_runs_processes(tmp_path: Path) -> None:
+    bin_dir, log = tmp_path / "bin", tmp_path / "log"
+    bin_dir.mkdir()
+    for name, text in (("scancel", FAKE_SCANCEL), ("squeue", FAKE_SQUEUE)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    site_dir = tmp_path / "it's here" / "lab1"
+    (site_dir / "certificates").mkdir(parents=True)
+    (site_dir / "certificates" / "key").write_text("")
+    pidfile = site_dir / "relay.pid"
+    pidfile.write_text("")
+    relay = _sleeper("--pidfile", str(pidfile))
+    pool = _sleeper(f"--logdir={site_dir}")
+    # Another run's pool: its --logdir starts like ours; a pid that is no longer ours.
+    other = _sleeper(f"--logdir={site_dir}2")
+    try:
+        script = action_script(
+            "slurm",
+            ["17", "18"],
+            [(relay.pid, str(pidfile))],
+            [str(site_dir / "certificates")],
+            [(pool.pid, f"--logdir={site_dir}"), (other.pid, f"--logdir={site_dir}")],
+        )
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log)}
+        done = subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [
+            "cancel_msg|scancel: error: Kill job error on job id 18: Job/step already completing",
+            "left|",
+            f"stopped|{relay.pid}",
+            f"stopped|{pool.pid}",
+            f"removed|{site_dir / 'certificates'}",
+            "end|",
+        ]
+        assert log.read_text() == "17 18\n"
+        assert len((tmp_path / "log.squeue").read_text().splitlines()) == 2  # waited once
+        assert relay.wait(5) == pool.wait(5) == -signal.SIGTERM
+        assert other.poll() is None
+        assert not pidfile.exists() and not (site_dir / "certificates").exists()
+    finally:
+        for proc in (relay, pool, other):
+            proc.kill()
+            proc.wait()
+
+
+def test_cleanup_script_is_valid_bash() -> None:
+    done = subprocess.run(
+        ["bash", "-n", str(Path(teardown_script.__file__).parent / CLEANUP_SCRIPT)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_an_unreachable_site_is_reported_not_raised(tmp_path: Path) -> None:
