@@ -260,19 +260,30 @@ def test_remote_scripts_are_valid_bash(scheduler: str) -> None:
         assert done.returncode == 0, done.stderr
 
 
-FAKE_SCANCEL = """\
+FAKE_CANCEL = """\
 #!/bin/sh
 echo "$*" >> "$FAKE_LOG"
-echo "scancel: error: Kill job error on job id 18: Job/step already completing" >&2
+echo "cancel: error on job id $2: already completing" >&2
 """
 
-# Job 17 is listed RUNNING once (the first look after scancel), then COMPLETING.
-FAKE_SQUEUE = """\
+# Job $1 (the first id) is listed as queued once (the first look after the cancel),
+# then finishing; another job of the user stays queued all along.
+FAKE_LISTING = {
+    "squeue": """\
 #!/bin/sh
-echo "$*" >> "$FAKE_LOG.squeue"
-if [ "$(wc -l < "$FAKE_LOG.squeue")" -le 1 ]; then echo "17 RUNNING"; else echo "17 COMPLETING"; fi
-echo "170 RUNNING"
-"""
+echo "$*" >> "$FAKE_LOG.list"
+state=COMPLETING
+if [ "$(wc -l < "$FAKE_LOG.list")" -le 1 ]; then state=RUNNING; fi
+echo "$FIRST $state"
+echo "${FIRST}0 RUNNING"
+""",
+    "qselect": """\
+#!/bin/sh
+echo "$*" >> "$FAKE_LOG.list"
+if [ "$(wc -l < "$FAKE_LOG.list")" -le 1 ]; then echo "$FIRST"; fi
+echo "${FIRST}0"
+""",
+}
 
 
 def _sleeper(*words: str) -> "subprocess.Popen[bytes]":
@@ -280,10 +291,19 @@ def _sleeper(*words: str) -> "subprocess.Popen[bytes]":
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *words])
 
 
-def test_action_script_stops_only_the_runs_processes(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("scheduler", "cancel", "listing", "jobs"),
+    [
+        ("slurm", "scancel", "squeue", ["17", "18"]),
+        ("pbspro", "qdel", "qselect", ["7.pbs", "8.pbs"]),
+    ],
+)
+def test_action_script_stops_only_the_runs_processes(
+    tmp_path: Path, scheduler: str, cancel: str, listing: str, jobs: list[str]
+) -> None:
     bin_dir, log = tmp_path / "bin", tmp_path / "log"
     bin_dir.mkdir()
-    for name, text in (("scancel", FAKE_SCANCEL), ("squeue", FAKE_SQUEUE)):
+    for name, text in ((cancel, FAKE_CANCEL), (listing, FAKE_LISTING[listing])):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     site_dir = tmp_path / "it's here" / "lab1"
@@ -297,27 +317,32 @@ def test_action_script_stops_only_the_runs_processes(tmp_path: Path) -> None:
     other = _sleeper(f"--logdir={site_dir}2")
     try:
         script = action_script(
-            "slurm",
-            ["17", "18"],
+            scheduler,
+            jobs,
             [(relay.pid, str(pidfile))],
             [str(site_dir / "certificates")],
             [(pool.pid, f"--logdir={site_dir}"), (other.pid, f"--logdir={site_dir}")],
         )
-        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log)}
+        env = {
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "FAKE_LOG": str(log),
+            "FIRST": jobs[0],
+        }
         done = subprocess.run(
             ["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines() == [
-            "cancel_msg|scancel: error: Kill job error on job id 18: Job/step already completing",
+            f"cancel_msg|cancel: error on job id {jobs[1]}: already completing",
             "left|",
             f"stopped|{relay.pid}",
             f"stopped|{pool.pid}",
             f"removed|{site_dir / 'certificates'}",
             "end|",
         ]
-        assert log.read_text() == "17 18\n"
-        assert len((tmp_path / "log.squeue").read_text().splitlines()) == 2  # waited once
+        assert log.read_text() == " ".join(jobs) + "\n"
+        assert len((tmp_path / "log.list").read_text().splitlines()) == 2  # waited once
         assert relay.wait(5) == pool.wait(5) == -signal.SIGTERM
         assert other.poll() is None
         assert not pidfile.exists() and not (site_dir / "certificates").exists()
