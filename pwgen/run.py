@@ -16,12 +16,10 @@ import json
 import logging
 import os
 import platform
-import runpy
 import secrets
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -40,12 +38,10 @@ from pwgen.parsl_internals import add_executors, check_parsl_internals
 from pwgen.preflight import PreflightError, check_versions, unreachable_reasons
 from pwgen.sites import Site
 from pwgen.ssh import known_hosts_near, prepare_ssh
+from pwgen_script import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_WORKFLOW_FAILED, run_script
 
 STATE_DIR = Path(".pwgen")
 MONITORING_DB = "monitoring.db"  # read by pwgen.status.tasks
-EXIT_WORKFLOW_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -147,7 +143,7 @@ def run_workflow(
             record.timings["load"] = time.monotonic() - clock
             try:
                 clock = time.monotonic()
-                exit_code = _run_script(workflow, args)
+                exit_code = run_script(workflow, args, "pwgen")
                 if exit_code == 0:
                     dfk.wait_for_current_tasks()
                 record.timings["workflow"] = time.monotonic() - clock
@@ -325,42 +321,6 @@ def _check_workflow(workflow: Path) -> None:
         raise WorkflowError(f"{where}: not valid Python: {err.msg}") from None
     except (OSError, ValueError) as err:
         raise WorkflowError(f"{workflow}: cannot read workflow script: {err}") from None
-
-
-def _run_script(workflow: Path, args: Sequence[str]) -> int:
-    """Run the script as `__main__`; its exceptions become exit code 1 with its traceback."""
-    saved_argv, saved_path0 = sys.argv[:], sys.path[0]
-    sys.argv = [str(workflow), *args]
-    sys.path[0] = str(workflow.resolve().parent)
-    try:
-        runpy.run_path(str(workflow), run_name="__main__")
-        return 0
-    except SystemExit as exit_:
-        return _exit_code_of(exit_)
-    except KeyboardInterrupt:
-        raise
-    except Exception:
-        # The workflow's own error: show its traceback without pwgen's frames.
-        error_type, error, tb = sys.exc_info()
-        while tb is not None and tb.tb_frame.f_code.co_filename != str(workflow):
-            tb = tb.tb_next
-        traceback.print_exception(error_type, error, tb)
-        print(f"pwgen: workflow {workflow} failed", file=sys.stderr)
-        if "already been loaded" in str(error):
-            hint = "pwgen: hint: `pwgen run` loads the config itself; remove parsl.load()"
-            print(hint, file=sys.stderr)
-        return EXIT_WORKFLOW_FAILED
-    finally:
-        sys.argv, sys.path[0] = saved_argv, saved_path0
-
-
-def _exit_code_of(exit_: SystemExit) -> int:
-    if exit_.code is None:
-        return 0
-    if isinstance(exit_.code, int):
-        return exit_.code
-    print(exit_.code, file=sys.stderr)
-    return EXIT_WORKFLOW_FAILED
 
 
 @contextmanager

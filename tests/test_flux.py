@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,17 +36,19 @@ import pytest
 from helpers import run_pwgen
 from lab_helpers import running_lab, wait_for
 
+import pwgen_script
 from pwgen.configgen.flux import SRUN_OVERRIDES, flux_executor, render_flux_config
 from pwgen.configgen.remote import ProvisionedSite, provisioned_site
 from pwgen.errors import ConfigError, WorkflowError
 from pwgen.flux import (
     CONFIG_NAME,
     RUNNER_NAME,
-    SITE_RUNNER,
+    SCRIPT_NAME,
     SiteRunError,
     SiteRunPlan,
     plan_site_run,
     run_site_side,
+    site_run,
     ssh_argv,
 )
 from pwgen.sites import Site, load_sites, parse_sites
@@ -335,15 +336,19 @@ def test_plan_files_modes_and_paths(tmp_path: Path, provisioned: ProvisionedSite
         ("flow.py", "0o600"),
         (CONFIG_NAME, "0o600"),
         (RUNNER_NAME, "0o600"),
+        (SCRIPT_NAME, "0o600"),
     ]
     config = next(f for f in plan.files if f.name == CONFIG_NAME).data.decode()
     assert f"working_dir='{REMOTE_DIR}/flux'" in config
     with tarfile.open(fileobj=io.BytesIO(plan.tarball())) as tar:
         members = {m.name: m for m in tar.getmembers()}
-        assert set(members) == {"flow.py", CONFIG_NAME, RUNNER_NAME}
+        assert set(members) == {"flow.py", CONFIG_NAME, RUNNER_NAME, SCRIPT_NAME}
         assert all(m.isfile() and m.mode == 0o600 for m in members.values())
-        runner = tar.extractfile(members[RUNNER_NAME])
-        assert runner is not None and runner.read().decode() == SITE_RUNNER
+        # The launcher and the module it imports are pwgen's own source files, as they are.
+        for name, module in ((RUNNER_NAME, site_run), (SCRIPT_NAME, pwgen_script)):
+            shipped = tar.extractfile(members[name])
+            assert shipped is not None
+            assert shipped.read() == Path(module.__file__).read_bytes()
 
 
 def test_remote_command_lines(tmp_path: Path, provisioned: ProvisionedSite) -> None:
@@ -401,6 +406,7 @@ def test_extra_files_ship_beside_the_workflow(tmp_path: Path, provisioned: Provi
         "flow.py": "0o600",
         CONFIG_NAME: "0o600",
         RUNNER_NAME: "0o600",
+        SCRIPT_NAME: "0o600",
         "lib/__init__.py": "0o600",
         "lib/helpers.py": "0o600",
         "run.sh": "0o700",
@@ -430,12 +436,13 @@ def test_extra_file_refusals(
         make_plan(tmp_path, provisioned, extra_files=[item])
 
 
+@pytest.mark.parametrize("name", [RUNNER_NAME, SCRIPT_NAME])
 def test_workflow_may_not_take_a_reserved_name(
-    tmp_path: Path, provisioned: ProvisionedSite
+    tmp_path: Path, provisioned: ProvisionedSite, name: str
 ) -> None:
-    workflow = tmp_path / RUNNER_NAME
+    workflow = tmp_path / name
     workflow.write_text("")
-    with pytest.raises(WorkflowError, match=r"keeps the name pwgen_site_run\.py"):
+    with pytest.raises(WorkflowError, match=f"keeps the name {name} for itself"):
         plan_site_run(flux_site(), workflow, [], provisioned, RUN_ID)
 
 
@@ -574,7 +581,8 @@ def test_local_run_exit_codes(
     assert needle in done.stdout + done.stderr
     if code == 1:
         assert "pwgen-site: workflow flow.py failed" in done.stderr
-        assert "pwgen_site_run.py" not in done.stderr  # the workflow's frames only
+        # The workflow's frames only.
+        assert RUNNER_NAME not in done.stderr and SCRIPT_NAME not in done.stderr
 
 
 def test_local_run_config_that_does_not_load(local_site: LocalSite) -> None:
@@ -801,9 +809,13 @@ def test_lab_ctrl_c_kills_the_remote_process_group(lab_site: LabSite) -> None:
     assert not lab_site.master_running()
 
 
-def test_runner_is_plain_python() -> None:
-    # Shipped as is: it compiles, and imports only the standard library (parsl lazily).
-    tree = ast.parse(SITE_RUNNER)
+@pytest.mark.parametrize(
+    ("module", "allowed"), [(site_run, {"parsl", "pwgen_script"}), (pwgen_script, set())]
+)
+def test_shipped_launcher_needs_no_pwgen(module: Any, allowed: set[str]) -> None:
+    # Shipped as is to sites without pwgen: the standard library, parsl (lazily) and the
+    # module shipped beside the launcher only.
+    tree = ast.parse(Path(module.__file__).read_text())
     imported = {
         alias.name.split(".")[0]
         for node in ast.walk(tree)
@@ -812,5 +824,4 @@ def test_runner_is_plain_python() -> None:
             node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
         )
     }
-    assert imported - set(sys.stdlib_module_names) == {"parsl"}
-    assert textwrap.dedent(SITE_RUNNER) == SITE_RUNNER
+    assert imported - set(sys.stdlib_module_names) == allowed

@@ -37,6 +37,8 @@ from pwgen.status import (
     status_json,
 )
 from pwgen.teardown import action_script, mark_torn_down, print_teardown, teardown
+from pwgen.teardown import script as teardown_script
+from pwgen.teardown.script import CLEANUP_SCRIPT
 
 PREFIX, SUBNET = "pwst", "10.234.0.0/16"
 LAB_DIR = Path(tempfile.gettempdir()) / "pwgen-test-status-lab"
@@ -256,6 +258,107 @@ def test_remote_scripts_are_valid_bash(scheduler: str) -> None:
     for script in scripts:
         done = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
+
+
+FAKE_CANCEL = """\
+#!/bin/sh
+echo "$*" >> "$FAKE_LOG"
+echo "cancel: error on job id $2: already completing" >&2
+"""
+
+# Job $1 (the first id) is listed as queued once (the first look after the cancel),
+# then finishing; another job of the user stays queued all along.
+FAKE_LISTING = {
+    "squeue": """\
+#!/bin/sh
+echo "$*" >> "$FAKE_LOG.list"
+state=COMPLETING
+if [ "$(wc -l < "$FAKE_LOG.list")" -le 1 ]; then state=RUNNING; fi
+echo "$FIRST $state"
+echo "${FIRST}0 RUNNING"
+""",
+    "qselect": """\
+#!/bin/sh
+echo "$*" >> "$FAKE_LOG.list"
+if [ "$(wc -l < "$FAKE_LOG.list")" -le 1 ]; then echo "$FIRST"; fi
+echo "${FIRST}0"
+""",
+}
+
+
+def _sleeper(*words: str) -> "subprocess.Popen[bytes]":
+    """A process whose command line holds `words` (as a relay's or a pool's would)."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *words])
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "cancel", "listing", "jobs"),
+    [
+        ("slurm", "scancel", "squeue", ["17", "18"]),
+        ("pbspro", "qdel", "qselect", ["7.pbs", "8.pbs"]),
+    ],
+)
+def test_action_script_stops_only_the_runs_processes(
+    tmp_path: Path, scheduler: str, cancel: str, listing: str, jobs: list[str]
+) -> None:
+    bin_dir, log = tmp_path / "bin", tmp_path / "log"
+    bin_dir.mkdir()
+    for name, text in ((cancel, FAKE_CANCEL), (listing, FAKE_LISTING[listing])):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    site_dir = tmp_path / "it's here" / "lab1"
+    (site_dir / "certificates").mkdir(parents=True)
+    (site_dir / "certificates" / "key").write_text("")
+    pidfile = site_dir / "relay.pid"
+    pidfile.write_text("")
+    relay = _sleeper("--pidfile", str(pidfile))
+    pool = _sleeper(f"--logdir={site_dir}")
+    # Another run's pool: its --logdir starts like ours; a pid that is no longer ours.
+    other = _sleeper(f"--logdir={site_dir}2")
+    try:
+        script = action_script(
+            scheduler,
+            jobs,
+            [(relay.pid, str(pidfile))],
+            [str(site_dir / "certificates")],
+            [(pool.pid, f"--logdir={site_dir}"), (other.pid, f"--logdir={site_dir}")],
+        )
+        env = {
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "FAKE_LOG": str(log),
+            "FIRST": jobs[0],
+        }
+        done = subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [
+            f"cancel_msg|cancel: error on job id {jobs[1]}: already completing",
+            "left|",
+            f"stopped|{relay.pid}",
+            f"stopped|{pool.pid}",
+            f"removed|{site_dir / 'certificates'}",
+            "end|",
+        ]
+        assert log.read_text() == " ".join(jobs) + "\n"
+        assert len((tmp_path / "log.list").read_text().splitlines()) == 2  # waited once
+        assert relay.wait(5) == pool.wait(5) == -signal.SIGTERM
+        assert other.poll() is None
+        assert not pidfile.exists() and not (site_dir / "certificates").exists()
+    finally:
+        for proc in (relay, pool, other):
+            proc.kill()
+            proc.wait()
+
+
+def test_cleanup_script_is_valid_bash() -> None:
+    done = subprocess.run(
+        ["bash", "-n", str(Path(teardown_script.__file__).parent / CLEANUP_SCRIPT)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_an_unreachable_site_is_reported_not_raised(tmp_path: Path) -> None:

@@ -10,14 +10,15 @@ in the pinned env, streaming the output back.
     <workdir>/<id>/                       on the site (0700; workdir is in the facts,
         workflow.py, extra files             on the filesystem shared with the compute
         parsl_config.py                      nodes): what was shipped, one tar stream
-        pwgen_site_run.py                    (`tar -x`) through the site's ssh master
+        pwgen_site_run.py, pwgen_script.py   (`tar -x`) through the site's ssh master
         pgid, runinfo/, flux/             written by the run
 
 and then, over the same master, without a pty:
 
     cd <workdir>/<id> && exec setsid -w <env>/bin/python -u pwgen_site_run.py workflow.py ARGS
 
-`pwgen_site_run.py` (`SITE_RUNNER` below: stdlib + parsl only) records its process group
+`pwgen_site_run.py` (pwgen/flux/site_run.py: stdlib, parsl and pwgen_script.py only, the
+module that runs a workflow for `pwgen run` too) records its process group
 in `pgid`, puts `<env>/bin` (flux) first on PATH, loads `parsl_config.py`, runs the
 workflow as `__main__` with its args and cleans the DataFlowKernel up whatever happens,
 as `pwgen run` does for a controller-side run. Its output is the ssh stream's, so it
@@ -47,24 +48,18 @@ from pwgen.flux.plan import (
     PGID_NAME,
     RESERVED_NAMES,
     RUNNER_NAME,
+    SCRIPT_NAME,
     ShippedFile,
     SiteRunPlan,
     plan_site_run,
 )
 from pwgen.flux.remote import REMOTE_TIMEOUT, remote, ssh_argv
-from pwgen.flux.runner import SITE_RUNNER
 from pwgen.flux.ship import SHIP_TIMEOUT, SiteRunError, ship
 from pwgen.flux.signals import signals_ignored
-from pwgen.flux.stream import (
-    EXIT_BAD_INPUT,
-    EXIT_INTERRUPTED,
-    EXIT_WORKFLOW_FAILED,
-    GRACE_SECONDS,
-    PGID_WAIT_SECONDS,
-    stream,
-)
+from pwgen.flux.stream import GRACE_SECONDS, PGID_WAIT_SECONDS, stream
 from pwgen.sites import Site
 from pwgen.ssh import SshSetup
+from pwgen_script import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_WORKFLOW_FAILED
 
 __all__ = [
     "CONFIG_NAME",
@@ -78,8 +73,8 @@ __all__ = [
     "REMOTE_TIMEOUT",
     "RESERVED_NAMES",
     "RUNNER_NAME",
+    "SCRIPT_NAME",
     "SHIP_TIMEOUT",
-    "SITE_RUNNER",
     "ShippedFile",
     "SiteRunError",
     "SiteRunPlan",

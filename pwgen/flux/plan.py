@@ -9,19 +9,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pwgen_script
 from pwgen.configgen.flux import render_flux_config
 from pwgen.configgen.remote import ProvisionedSite
 from pwgen.errors import WorkflowError
-from pwgen.flux.runner import SITE_RUNNER
+from pwgen.flux import site_run
 from pwgen.sites import Site
 
+#: The launcher (pwgen/flux/site_run.py) and the module it imports, shipped as they are.
 RUNNER_NAME = "pwgen_site_run.py"
-CONFIG_NAME = "parsl_config.py"
-PGID_NAME = "pgid"
+SCRIPT_NAME = "pwgen_script.py"
+CONFIG_NAME = site_run.CONFIG_FILE
+PGID_NAME = site_run.PGID_FILE
 #: The environment variable that marks every process of a site-side run (its run id).
-MARKER = "PWGEN_SITE_RUN"
+MARKER = site_run.MARKER
 #: Names the run directory keeps for pwgen: a workflow or extra file may not use them.
-RESERVED_NAMES = frozenset({RUNNER_NAME, CONFIG_NAME, PGID_NAME, "runinfo", "flux"})
+RESERVED_NAMES = frozenset({RUNNER_NAME, SCRIPT_NAME, CONFIG_NAME, PGID_NAME, "runinfo", "flux"})
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def plan_site_run(
     files = [
         ShippedFile(name, 0o600, _read(workflow)),
         ShippedFile(CONFIG_NAME, 0o600, config_text.encode()),
-        ShippedFile(RUNNER_NAME, 0o600, SITE_RUNNER.encode()),
+        *launcher_files(),
         *_extra_files(workflow, extra_files),
     ]
     return SiteRunPlan(
@@ -140,6 +143,14 @@ def plan_site_run(
         args=tuple(args),
         files=tuple(files),
     )
+
+
+def launcher_files() -> list[ShippedFile]:
+    """The launcher and the module it imports, from pwgen's own source files."""
+    return [
+        ShippedFile(RUNNER_NAME, 0o600, Path(site_run.__file__).read_bytes()),
+        ShippedFile(SCRIPT_NAME, 0o600, Path(pwgen_script.__file__).read_bytes()),
+    ]
 
 
 def _read(path: Path) -> bytes:

@@ -8,14 +8,12 @@ from pwgen.flux.plan import SiteRunPlan
 from pwgen.flux.remote import remote, ssh_argv
 from pwgen.flux.signals import signals_as_interrupt
 from pwgen.ssh import SshSetup
+from pwgen_script import EXIT_INTERRUPTED
 
 #: Seconds the remote run gets to tear itself down after SIGTERM before SIGKILL.
 GRACE_SECONDS = 30.0
 #: Seconds to wait for the launcher's pgid file after an early Ctrl-C.
 PGID_WAIT_SECONDS = 10.0
-EXIT_WORKFLOW_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 
 
 def stream(plan: SiteRunPlan, ssh: SshSetup, grace: float = GRACE_SECONDS) -> int:

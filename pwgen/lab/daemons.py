@@ -49,10 +49,6 @@ SLURMD = Daemon("slurmd", ("compute",), "/run/slurmd.pid")
 DAEMONS = (MUNGED, SLURMCTLD, SSHD, SLURMD)
 
 
-def daemons_of(node: NodeRecord) -> list[Daemon]:
-    return [daemon for daemon in DAEMONS if node.role in daemon.roles]
-
-
 def pid_of(node: NodeRecord, daemon: Daemon) -> int | None:
     """The daemon's pid if it is running in this node, else None."""
     if node.holder_pid is None:

@@ -14,7 +14,8 @@ torn down; or only the run given with `--run`):
    cwd under the run's dir, or a descendant of such a helper) — and those of any
    other run whose controller is gone. Nothing else is touched: no other project's
    or user's process, no live run's.
-2. on each site of the run, in parallel, in one ssh call (plus a check): cancel the
+2. on each site of the run, in parallel, in one ssh call (plus a check) that runs
+   `site_cleanup.sh` (beside this module, its values as quoted arguments): cancel the
    run's blocks (`scancel`/`qdel` of the jobs whose names are the run's submit
    scripts' names: `parsl.<label>.block-<n>.<submit time>`), wait until they have
    left the queue, kill worker pools still running with the run's `--logdir`;

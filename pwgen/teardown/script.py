@@ -1,22 +1,24 @@
-"""The remote action script: bash that cancels blocks and stops relays and pools on a site."""
+"""The remote action: site_cleanup.sh (beside this module) with a crashed run's values.
+
+The bash program is a file of its own; only its arguments are built here, each word
+quoted with shlex, so no value is ever pasted into the program's text.
+"""
 
 import shlex
 from collections.abc import Iterable, Sequence
+from importlib.resources import files
 
 from pwgen.teardown.local import KILL_AFTER
 
 #: Seconds to wait for cancelled blocks to leave the queue.
 QUEUE_WAIT = 20
+#: The bash program, run with `bash -c` on the login node.
+CLEANUP_SCRIPT = "site_cleanup.sh"
 
 
 def _marker_args(site_dirs: Iterable[str]) -> list[str]:
     """Command-line words that make a worker pool one of these site dirs' pools."""
     return [f"--logdir={path}" for path in site_dirs]
-
-
-def _is_pool_of(command: str, site_dirs: Sequence[str]) -> bool:
-    words = set(command.split())
-    return any(marker in words for marker in _marker_args(site_dirs))
 
 
 def action_script(
@@ -31,40 +33,11 @@ def action_script(
     relays: (pid, pid file); pools: (pid, `--logdir=...` word). A pid is only signalled
     while its command line still holds that word (no reused pid is killed).
     """
-    q = shlex.quote
-    lines = [
-        "u=$(id -un)",
-        'ours() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null && '
-        "tr '\\0' ' ' </proc/\"$1\"/cmdline 2>/dev/null | grep -qF -- \"$2\"; }",
-        'stop() { if ours "$1" "$2"; then kill "$1" 2>/dev/null; i=0; '
-        'while ours "$1" "$2" && [ "$i" -lt ' + str(int(KILL_AFTER * 20)) + " ]; do "
-        'i=$((i + 1)); sleep 0.05; done; if ours "$1" "$2"; then kill -9 "$1" 2>/dev/null; fi; '
-        'echo "stopped|$1"; fi; }',
-    ]
-    if job_ids:
-        ids = " ".join(q(job) for job in job_ids)
-        if scheduler == "pbspro":
-            lines.append(f"qdel {ids} 2>&1 | sed 's/^/cancel_msg|/'")
-            listing = 'qselect -u "$u" 2>/dev/null'
-        else:
-            lines.append(f"scancel {ids} 2>&1 | sed 's/^/cancel_msg|/'")
-            listing = (
-                "squeue -h -u \"$u\" -o '%i %T' 2>/dev/null "
-                "| grep -vE ' (COMPLETING|COMPLETED|CANCELLED|FAILED|TIMEOUT)$' | cut -d' ' -f1"
-            )
-        pattern = "|".join(job.replace(".", "\\.") for job in job_ids)
-        lines.append(
-            f"i=0; while [ $i -lt {QUEUE_WAIT * 5} ]; do "
-            f"left=$({listing} | grep -xE {q(pattern)}); "
-            '[ -z "$left" ] && break; i=$((i + 1)); sleep 0.2; done; '
-            'echo "left|$(echo $left)"'
-        )
-    for pid, pidfile in relays:
-        # cmdline words are NUL-separated: `tr` makes each end with a space.
-        lines.append(f"stop {pid} {q(f'--pidfile {pidfile} ')}; rm -f -- {q(pidfile)}")
-    for pid, marker in pools:
-        lines.append(f"stop {pid} {q(marker + ' ')}")
-    for path in cert_dirs:
-        lines.append(f"rm -rf -- {q(path)} && echo {q('removed|' + path)}")
-    lines.append('echo "end|"')
-    return "\n".join(lines)
+    program = files("pwgen.teardown").joinpath(CLEANUP_SCRIPT).read_text(encoding="utf-8")
+    # Ticks of 0.05 s before KILL, of 0.2 s for the queue (bash counts in integers).
+    args = [scheduler, str(int(KILL_AFTER * 20)), str(QUEUE_WAIT * 5)]
+    args += [word for job in job_ids for word in ("--job", job)]
+    args += [word for pid, pidfile in relays for word in ("--relay", str(pid), pidfile)]
+    args += [word for pid, marker in pools for word in ("--pool", str(pid), marker)]
+    args += [word for path in cert_dirs for word in ("--cert", path)]
+    return shlex.join(["bash", "-c", program, CLEANUP_SCRIPT, *args])
