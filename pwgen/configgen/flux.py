@@ -20,15 +20,7 @@ gathered, and says so in a comment, as in the controller-side config.
 """
 
 from pwgen import __version__
-from pwgen.configgen import IMPORTS, STRATEGY_PERIOD
-from pwgen.configgen.batch import (
-    check_scheduler,
-    node_shape,
-    partition_setting,
-    site_partition,
-    walltime_setting,
-    worker_init_setting,
-)
+from pwgen.configgen import IMPORTS, STRATEGY_PERIOD, batch
 from pwgen.configgen.remote import ProvisionedSite, provenance_notes
 from pwgen.configgen.settings import FACTS, Setting, Settings, SiteOrigin
 from pwgen.configgen.source import Call, ExecutorSource, pyrepr
@@ -67,8 +59,8 @@ def flux_executor(
             f"site {site.label!r}: pwgen runs Flux sites on Slurm clusters only "
             f"(this one is {site.scheduler}); give it `executor: htex` or `mpi`"
         )
-    check_scheduler(site, provisioned.facts, provisioned.facts_file)
-    partition = site_partition(site, provisioned.facts)
+    batch.check_scheduler(site, provisioned.facts, provisioned.facts_file)
+    partition = batch.site_partition(site, provisioned.facts)
     settings = Settings()
     settings["label"] = Setting(site.label)
     settings["provider"] = Setting(
@@ -99,20 +91,20 @@ def _login_node_provider(
     provisioned: ProvisionedSite, partition: Partition, origin: SiteOrigin
 ) -> Call:
     """Parsl's SlurmProvider as the login node runs it: one block holding the Flux instance."""
-    walltime = walltime_setting(partition, origin)
+    walltime = batch.walltime_setting(partition, origin)
     settings = Settings()
-    settings["partition"] = partition_setting(partition, origin)
+    settings["partition"] = batch.partition_setting(partition, origin)
     settings.given(origin, "account", "qos")
     settings["nodes_per_block"] = origin.setting("nodes_per_block").noting(
         "the one Flux instance spans them"
     )
-    settings.update(node_shape(partition))
+    settings.update(batch.node_shape(partition))
     settings["walltime"] = walltime.noting("the block lives as long as the workflow", "; ")
     settings["launcher"] = Setting(
         Call("SrunLauncher", {"overrides": SRUN_OVERRIDES}),
         "one Flux broker per node, PMI-2 bootstrap, all of its CPUs",
     )
-    settings["worker_init"] = worker_init_setting(provisioned.activate, origin)
+    settings["worker_init"] = batch.worker_init_setting(provisioned.activate, origin)
     settings["cmd_timeout"] = Setting(
         LOGIN_CMD_TIMEOUT, "seconds per Slurm command on the login node"
     )
