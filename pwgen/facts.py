@@ -7,11 +7,14 @@ the site's login node; `pwgen provision` (or the role itself, given
     .pwgen/facts/<label>.json      {"version": 1, "scheduler": "slurm",
                                     "partitions": [...], "internal_address": "10.0.0.1", ...}
 
-`SiteFacts` mirrors the module's result (its RETURN documentation is the reference).
+`SiteFacts` mirrors the module's result (its RETURN documentation is the reference) plus
+the bookkeeping `pwgen provision` adds to the same file: `env` (`EnvInfo`, the
+`pwgen_parsl_env_*` facts of the env the runs use) and `gathered_at` (Unix time). Files
+the role writes itself (`pwgen_site_facts_controller_dir`) have neither. Every reader
+goes through `read_facts`: nothing else parses these files.
 
-Unknown keys are ignored rather than refused: a newer role may add facts, and the
-provisioning driver adds its own bookkeeping (`env`, `gathered_at`) to the same file,
-so an older pwgen keeps reading what it knows. Incompatible changes bump `version`,
+Unknown keys are ignored rather than refused: a newer role may add facts, so an older
+pwgen keeps reading what it knows. Incompatible changes bump `version`,
 which is checked: a file of another version is an error that says to re-provision.
 Known keys are strict (a string where a number belongs is an error, not a coercion):
 the module writes real JSON types.
@@ -82,6 +85,26 @@ class GatewayPorts(_Model):
     reason: str | None = None
 
 
+class EnvInfo(_Model):
+    """The pinned Parsl env, as the pwgen_parsl_env role published it (`pwgen_parsl_env_<key>`).
+
+    `path` is empty when a facts-only run (playbooks/facts.yml) found the env not
+    installed yet; `conda` is empty unless the env was built with conda.
+    """
+
+    path: str | None = None
+    hash: str | None = None
+    parsl_version: str | None = None
+    python_major_minor: str | None = None
+    python_path: str | None = None
+    activate: str | None = None
+    conda: str | None = None
+
+
+#: The keys `pwgen provision` adds to the module's facts (not in its RETURN documentation).
+PROVISION_KEYS = ("env", "gathered_at")
+
+
 class SiteFacts(_Model):
     """Everything the config generator needs to know about one remote site."""
 
@@ -108,6 +131,9 @@ class SiteFacts(_Model):
     worker_helpers: str | None = None
     gateway_ports: GatewayPorts
     warnings: list[str] = []
+    # Provisioning's bookkeeping (PROVISION_KEYS).
+    env: EnvInfo | None = None
+    gathered_at: float | None = None
 
     @field_validator("version")
     @classmethod
@@ -125,6 +151,19 @@ class SiteFacts(_Model):
         if address is not None:
             ipaddress.IPv4Address(address)  # ValueError names the bad value
         return address
+
+    @property
+    def env_dir(self) -> str | None:
+        """The pinned env's directory: provisioning's record, else the module's `env_path`."""
+        return (self.env.path if self.env else None) or self.env_path or None
+
+    @property
+    def env_activate(self) -> str | None:
+        """The env's activation script: the role's `pwgen-activate`, else the env's own."""
+        directory = self.env_dir
+        if directory is None:
+            return None
+        return (self.env.activate if self.env else None) or f"{directory}/bin/activate"
 
     def default_partition(self) -> Partition | None:
         """The partition jobs go to when none is named (the first one if none is marked)."""
@@ -181,8 +220,8 @@ def validate_facts(data: Any, source: str) -> SiteFacts:
 def write_facts(directory: Path, label: str, data: Mapping[str, Any] | SiteFacts) -> SiteFacts:
     """Validate and write `<directory>/<label>.json` atomically, mode 0600.
 
-    A mapping is written as given (keys the model does not know are kept), so the
-    provisioning driver can add its own bookkeeping. Returns the validated facts.
+    A mapping is written as given (keys the model does not know, such as facts a newer
+    role adds, are kept). Returns the validated facts.
     """
     path = facts_path(directory, label)
     if isinstance(data, SiteFacts):

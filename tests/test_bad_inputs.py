@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from facts_samples import COMPUTE, provisioned_facts
 from helpers import assert_one_line_error, run_pwgen
 from pw_server import DEFAULT_KEY, PWServer
 
@@ -44,33 +45,10 @@ RUN_RECORD = (".pwgen/runs", ".pwgen/runs/*", ".pwgen/runs/*/manifest.json", *SS
 
 def facts(**changes: Any) -> str:
     """A valid facts file for site s1 (what `pwgen provision` writes), with `changes`."""
-    env = "/home/alice/.pwgen/envs/abc123"
-    data: dict[str, Any] = {
-        "version": 1,
-        "scheduler": "slurm",
-        "partitions": [
-            {
-                "name": "compute",
-                "state": "up",
-                "nodes": 2,
-                "cpus_per_node": 4,
-                "memory_mb_per_node": 8000,
-                "default": True,
-            }
-        ],
-        "internal_address": "10.9.1.1",
-        "hostname": "s1-login",
-        "home": "/home/alice",
-        "workdir": "/home/alice/.pwgen/work",
-        "arch": "x86_64",
-        "glibc": "2.36",
-        "python": {"path": f"{env}/bin/python", "version": "3.11.2"},
-        "parsl_version": "2026.1.1",
-        "worker_pool": f"{env}/bin/process_worker_pool.py",
-        "relay": f"{env}/bin/pwgen-relay",
-        "gateway_ports": {"allowed": False},
-        "env": {"path": env, "activate": f"{env}/bin/pwgen-activate", "hash": "abc123"},
-    }
+    compute = {**COMPUTE, "nodes": 2, "cpus_per_node": 4, "memory_mb_per_node": 8000}
+    data = provisioned_facts(
+        "s1", home="/home/alice", partitions=[compute], parsl_version="2026.1.1"
+    )
     data.update(changes)
     return json.dumps(data, indent=2)
 

@@ -1,6 +1,7 @@
 """The generated parsl_config.py: readable, valid Python, and a real Parsl Config."""
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from parsl.launchers import SimpleLauncher, SingleNodeLauncher
 from parsl.providers import LocalProvider
 
 from pwgen.configgen import Call, load_config_module, pyrepr, render_config
+from pwgen.configgen.settings import Setting, Settings, SiteOrigin
 from pwgen.errors import ConfigError
 from pwgen.sites import parse_sites
 
@@ -101,3 +103,34 @@ def test_broken_config_module_is_one_error(tmp_path: Path, content: str, message
     path.write_text(content)
     with pytest.raises(ConfigError, match=message):
         load_config_module(path)
+
+
+def test_settings_write_each_value_with_where_it_came_from() -> None:
+    """Settings keep their order; a sites value reaches the source only as a literal."""
+    hostile = 'echo "\'" ) # \\n; import os'
+    site = parse_sites(
+        "sites:\n  - label: s1\n    scheduler: slurm\n    host: h\n    max_blocks: 3\n"
+        f"    account: proj7\n    worker_init: [{json.dumps(hostile)}]\n",
+        source="sites.yaml",
+    )[0]
+    origin = SiteOrigin(site, "sites.yaml")
+    settings = Settings()
+    settings["label"] = Setting(site.label)
+    settings.from_site(origin, "max_blocks", "min_blocks", "worker_init")
+    settings.given(origin, "account", "qos")  # qos is not set: left out
+    settings["walltime"] = origin.setting("walltime").noting("capped", "; ")
+    source = pyrepr(settings.call("Provider"))
+    assert source == (
+        "Provider(\n"
+        "    label='s1',\n"
+        "    max_blocks=3,  # sites.yaml\n"
+        "    min_blocks=0,  # default\n"
+        f"    worker_init={(hostile,)!r},  # sites.yaml\n"
+        "    account='proj7',  # sites.yaml\n"
+        "    walltime='01:00:00',  # default; capped\n"
+        ")"
+    )
+    call = ast.parse(source).body[0]
+    assert isinstance(call, ast.Expr) and isinstance(call.value, ast.Call)
+    values = {kw.arg: ast.literal_eval(kw.value) for kw in call.value.keywords}
+    assert values["worker_init"] == (hostile,) and list(values) == list(settings)

@@ -17,10 +17,13 @@ from typing import Any
 
 import pytest
 import yaml
+from facts_samples import COMPUTE, DEBUG, module_facts, provisioned_facts
 from helpers import REPO
 
 from pwgen.errors import PwgenError
 from pwgen.facts import (
+    PROVISION_KEYS,
+    EnvInfo,
     FactsError,
     Partition,
     SiteFacts,
@@ -43,57 +46,24 @@ def _load_module() -> ModuleType:
 
 mod = _load_module()
 
-# What the module returned on lab site lab1 (pwgen lab, 2 compute nodes).
-LAB_FACTS: dict[str, Any] = {
-    "arch": "x86_64",
-    "env_path": "/home/pwrbu1/.pwgen/envs/test",
-    "gateway_ports": {
+# What the module returned on lab site lab1 (pwgen lab, 2 compute nodes of 2 CPUs).
+LAB_FACTS: dict[str, Any] = module_facts(
+    "lab1",
+    home="/home/pwrbu1",
+    env_dir="/home/pwrbu1/.pwgen/envs/test",
+    internal_address="10.242.1.1",
+    partitions=[
+        {**COMPUTE, "nodes": 2, "cpus_per_node": 2, "memory_mb_per_node": 22899},
+        {**DEBUG, "nodes": 2, "cpus_per_node": 2, "memory_mb_per_node": 22899},
+    ],
+    gateway_ports={
         "allowed": False,
         "method": "sshd_config",
         "reason": "sshd -T failed: sshd: no hostkeys available -- exiting.",
         "setting": "no",
         "source": "/run/lab/etc/sshd_config",
     },
-    "glibc": "2.36",
-    "home": "/home/pwrbu1",
-    "hostname": "lab1-login",
-    "internal_address": "10.242.1.1",
-    "internal_address_method": "subnet",
-    "internal_interface": "br0",
-    "parsl_version": "2026.10.26",
-    "partitions": [
-        {
-            "cpus_per_node": 2,
-            "default": True,
-            "max_time": None,
-            "max_time_seconds": None,
-            "memory_mb_per_node": 22899,
-            "name": "compute",
-            "nodes": 2,
-            "state": "up",
-        },
-        {
-            "cpus_per_node": 2,
-            "default": False,
-            "max_time": "00:30:00",
-            "max_time_seconds": 1800,
-            "memory_mb_per_node": 22899,
-            "name": "debug",
-            "nodes": 2,
-            "state": "up",
-        },
-    ],
-    "python": {"path": "/home/pwrbu1/.pwgen/envs/test/bin/python", "version": "3.11.2"},
-    "relay": "/home/pwrbu1/.pwgen/envs/test/bin/pwgen-relay",
-    "worker_helpers": "/home/pwrbu1/.pwgen/envs/test/lib/python3.11/site-packages/pwgen_worker.py",
-    "scheduler": "slurm",
-    "scheduler_bin_dir": "/usr/bin",
-    "scheduler_version": "22.05.8",
-    "version": 1,
-    "warnings": [],
-    "workdir": "/home/pwrbu1/.pwgen/work",
-    "worker_pool": "/home/pwrbu1/.pwgen/envs/test/bin/process_worker_pool.py",
-}
+)
 
 
 def write_json(directory: Path, label: str, data: Any) -> Path:
@@ -221,12 +191,56 @@ def test_write_facts_refuses_invalid_data_and_writes_nothing(tmp_path: Path) -> 
 
 
 def test_model_mirrors_the_module_return_doc() -> None:
-    """Every fact the module documents is in the model, and nothing else."""
+    """Every fact the module documents is in the model; the rest is provisioning's."""
     doc = yaml.safe_load(mod.RETURN)["pwgen_site_facts"]["contains"]
-    assert set(doc) == set(SiteFacts.model_fields)
+    assert set(doc) == set(SiteFacts.model_fields) - set(PROVISION_KEYS)
     partition_doc = doc["partitions"]["contains"]
     assert set(partition_doc) == set(Partition.model_fields)
-    assert set(LAB_FACTS) == set(SiteFacts.model_fields)
+    assert set(LAB_FACTS) == set(doc)  # the sample is a whole module result
+
+
+def test_env_model_mirrors_the_facts_the_env_role_publishes() -> None:
+    """`env` holds the role's `pwgen_parsl_env_*` facts (provision.py strips the prefix)."""
+    tasks = yaml.safe_load((REPO / "roles/pwgen_parsl_env/tasks/preflight.yml").read_text())
+    published = {
+        name.removeprefix("pwgen_parsl_env_")
+        for task in tasks
+        for name in task.get("ansible.builtin.set_fact", {})
+        if name.startswith("pwgen_parsl_env_")
+    }
+    assert published == set(EnvInfo.model_fields)
+
+
+def test_provisioned_file_reads_env_and_gathered_at(tmp_path: Path) -> None:
+    """The file `pwgen provision` writes: the env the runs use is typed, not a raw dict."""
+    env = "/home/s1u/.pwgen/envs/abc123"
+    facts = write_facts(tmp_path, "s1", provisioned_facts("s1"))
+    assert read_facts(tmp_path, "s1") == facts
+    assert facts.env is not None and facts.env.hash == "abc123" and facts.gathered_at
+    assert (facts.env_dir, facts.env_activate) == (env, f"{env}/bin/pwgen-activate")
+    # A facts-only run that found no installed env records an empty path: env_path then.
+    found = validate_facts(provisioned_facts("s1", env={"path": "", "hash": "abc123"}), "x")
+    assert (found.env_dir, found.env_activate) == (env, f"{env}/bin/activate")
+    # Written by the role itself (no bookkeeping), without an env: nothing to activate.
+    bare = validate_facts(module_facts("s1", env_path=None), "x")
+    assert (bare.env, bare.gathered_at, bare.env_dir, bare.env_activate) == (None, None, None, None)
+
+
+def test_old_provisioned_files_still_load(tmp_path: Path) -> None:
+    """Today's files: an env of three keys, and facts from before worker_helpers existed."""
+    old = provisioned_facts("s1", env={"path": "/e", "activate": "/e/bin/pwgen-activate"})
+    del old["worker_helpers"], old["gathered_at"]
+    write_json(tmp_path, "s1", {**old, "env": {**old["env"], "hash": "abc123"}})
+    facts = read_facts(tmp_path, "s1")
+    assert facts.env == EnvInfo(path="/e", activate="/e/bin/pwgen-activate", hash="abc123")
+    assert facts.env_activate == "/e/bin/pwgen-activate" and facts.worker_helpers is None
+
+
+def test_env_of_the_wrong_type_names_the_field(tmp_path: Path) -> None:
+    write_json(tmp_path, "s1", provisioned_facts("s1", env={"path": ["/e"]}))
+    with pytest.raises(FactsError) as err:
+        read_facts(tmp_path, "s1")
+    assert_one_line(err, "s1.json: env.path")
 
 
 # ---------------------------------------------------------------- Slurm parsing

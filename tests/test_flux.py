@@ -33,6 +33,7 @@ from typing import Any
 
 import psutil
 import pytest
+from facts_samples import COMPUTE, DEBUG, provisioned_facts
 from helpers import run_pwgen
 from lab_helpers import running_lab, wait_for
 
@@ -128,44 +129,14 @@ sys.exit(run_site_side(site, Path(workflow), args, Path(state), ssh, config_text
 
 
 def facts(workdir: str = f"{HOME}/.pwgen/work", env: str = ENV, python: str = "") -> dict[str, Any]:
-    """A flux site's facts file as `pwgen provision` writes it."""
-    return {
-        "version": 1,
-        "scheduler": "slurm",
-        "partitions": [
-            {
-                "name": "compute",
-                "state": "up",
-                "nodes": 4,
-                "cpus_per_node": 16,
-                "memory_mb_per_node": 65536,
-                "default": True,
-            },
-            {
-                "name": "debug",
-                "state": "up",
-                "nodes": 1,
-                "cpus_per_node": 4,
-                "memory_mb_per_node": 800,
-                "default": False,
-                "max_time": "00:30:00",
-                "max_time_seconds": 1800,
-            },
-        ],
-        "internal_address": "10.9.1.1",
-        "hostname": "f1-login",
-        "home": HOME,
-        "workdir": workdir,
-        "arch": "x86_64",
-        "glibc": "2.36",
-        "env_path": env,
-        "python": {"path": python or f"{env}/bin/python", "version": "3.11.2"},
-        "parsl_version": "2026.10.26",
-        "worker_pool": f"{env}/bin/process_worker_pool.py",
-        "relay": f"{env}/bin/pwgen-relay",
-        "gateway_ports": {"allowed": False},
-        "env": {"path": env, "activate": f"{env}/bin/pwgen-activate", "hash": "abc123"},
-    }
+    """A flux site's facts file as `pwgen provision` writes it: 16-CPU, 64 GiB nodes."""
+    compute = {**COMPUTE, "cpus_per_node": 16, "memory_mb_per_node": 65536}
+    data = provisioned_facts(
+        "f1", home=HOME, env_dir=env, workdir=workdir, partitions=[compute, dict(DEBUG)]
+    )
+    if python:
+        data["python"] = {"path": python, "version": "3.11.2"}
+    return data
 
 
 def write_state(state: Path, label: str, data: dict[str, Any]) -> None:

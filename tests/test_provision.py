@@ -21,6 +21,7 @@ from helpers import BIN, REPO, run_pwgen
 from lab_helpers import running_lab
 
 import pwgen_worker
+from pwgen.facts import read_facts
 from pwgen.lab.state import LabState
 from pwgen.provision import failure_message, provision
 from pwgen.sites import load_sites
@@ -111,6 +112,10 @@ def test_facts_match_the_lab(lab: LabState, workdir: Path) -> None:
         assert partitions["compute"]["cpus_per_node"] == os.cpu_count()
         assert facts["internal_address"] == site.login.ip  # what compute nodes reach
         assert facts["scheduler"] == "slurm"
+        # The model reads all of it: every env key provisioning recorded, and when.
+        model = read_facts(workdir / ".pwgen" / "facts", site.label)
+        assert model.env is not None and model.env.model_dump(exclude_none=True) == facts["env"]
+        assert model.gathered_at == facts["gathered_at"] and model.env_dir == facts["env_path"]
 
 
 def test_second_provision_changes_nothing(lab: LabState, workdir: Path) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 import psutil
 import pytest
 import zmq
+from facts_samples import provisioned_facts
 from helpers import run_pwgen
 from lab_helpers import netns_processes, running_lab, wait_for
 from parsl import curvezmq
@@ -57,49 +58,6 @@ LAB_DIR = Path(tempfile.gettempdir()) / "pwtm-lab"
 # --- offline: facts written by hand ---------------------------------------------------
 
 
-def facts_for(label: str, scheduler: str = "slurm") -> dict[str, Any]:
-    """A facts file as `pwgen provision` writes it (module facts + env bookkeeping)."""
-    home = f"/home/{label}u"
-    env = f"{home}/.pwgen/envs/abc123"
-    return {
-        "version": 1,
-        "scheduler": scheduler,
-        "partitions": [
-            {
-                "name": "compute",
-                "state": "up",
-                "nodes": 4,
-                "cpus_per_node": 8,
-                "memory_mb_per_node": 16384,
-                "default": True,
-            },
-            {
-                "name": "debug",
-                "state": "up",
-                "nodes": 1,
-                "cpus_per_node": 4,
-                "memory_mb_per_node": 800,
-                "default": False,
-                "max_time": "00:30:00",
-                "max_time_seconds": 1800,
-            },
-        ],
-        "internal_address": "10.9.1.1",
-        "hostname": f"{label}-login",
-        "home": home,
-        "workdir": f"{home}/.pwgen/work",
-        "arch": "x86_64",
-        "glibc": "2.36",
-        "env_path": env,
-        "python": {"path": f"{env}/bin/python", "version": "3.11.2"},
-        "parsl_version": "2026.10.26",
-        "worker_pool": f"{env}/bin/process_worker_pool.py",
-        "relay": f"{env}/bin/pwgen-relay",
-        "gateway_ports": {"allowed": False},
-        "env": {"path": env, "activate": f"{env}/bin/pwgen-activate", "hash": "abc123"},
-    }
-
-
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     """A provisioned-looking state dir: facts for s1 (slurm) and p1 (pbspro), ssh config."""
@@ -108,7 +66,9 @@ def state_dir(tmp_path: Path) -> Path:
     (state / "ssh").mkdir()
     (state / "ssh" / "config").write_text("Host s1 p1\n    HostName 192.0.2.1\n")
     for label, scheduler in (("s1", "slurm"), ("p1", "pbspro")):
-        (state / "facts" / f"{label}.json").write_text(json.dumps(facts_for(label, scheduler)))
+        (state / "facts" / f"{label}.json").write_text(
+            json.dumps(provisioned_facts(label, scheduler=scheduler))
+        )
     return state
 
 

@@ -15,8 +15,11 @@ tunnel, relay and certificates up and down, so the module works with `parsl.load
 The package, one concept a module:
 
     source.py    Call, Ref, ExecutorSource, pyrepr: values rendered as Python source
+    settings.py  Setting, Settings: each argument's value and where it came from
     local.py     executors for sites on this machine
+    batch.py     a site's batch job settings (partition, walltime, node shape) from facts
     remote.py    provisioned remote sites: facts -> site executor and SSH provider
+    flux.py      a Flux site's site-side config (FluxExecutor on the login node)
     __init__.py  executor_for, render_config (the module template), load_config_module
 """
 
@@ -31,7 +34,6 @@ import jinja2
 from pwgen import __version__
 from pwgen.configgen.local import local_executor
 from pwgen.configgen.remote import (
-    FACTS,
     REMOTE_CMD_TIMEOUT,
     SSH_CONFIG_NAME,
     STATE_DIR,
@@ -39,6 +41,7 @@ from pwgen.configgen.remote import (
     provisioned_site,
     remote_executor,
 )
+from pwgen.configgen.settings import FACTS
 from pwgen.configgen.source import Call, ExecutorSource, Ref, pyrepr
 from pwgen.errors import ConfigError
 from pwgen.sites import Site

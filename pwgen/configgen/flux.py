@@ -1,7 +1,7 @@
 """The site-side Parsl config of a `flux` site: a `FluxExecutor` that runs ON the login node.
 
-Parsl's `FluxExecutor` cannot be driven from the controller (DESIGN.md, "FluxExecutor
-facts"): its client finds `flux` on its own PATH, flux-core must sit at the same absolute
+Parsl's `FluxExecutor` cannot be driven from the controller (docs/flux.md): its client
+finds `flux` on its own PATH, flux-core must sit at the same absolute
 path wherever the client and the Flux instance run, its working directory must be on a
 filesystem the compute nodes share, and it listens on a random port that the Flux
 instance on the compute nodes connects back to. So the whole workflow runs on the
@@ -19,14 +19,13 @@ Every value comes from the sites file, pwgen's defaults or the facts `pwgen prov
 gathered, and says so in a comment, as in the controller-side config.
 """
 
-import shlex
-from typing import Any
-
 from pwgen import __version__
-from pwgen.configgen import IMPORTS, STRATEGY_PERIOD
-from pwgen.configgen.remote import FACTS, ProvisionedSite, _from_site, _walltime, node_shape
+from pwgen.configgen import IMPORTS, STRATEGY_PERIOD, batch
+from pwgen.configgen.remote import ProvisionedSite, provenance_notes
+from pwgen.configgen.settings import FACTS, Setting, Settings, SiteOrigin
 from pwgen.configgen.source import Call, ExecutorSource, pyrepr
 from pwgen.errors import ConfigError
+from pwgen.facts import Partition
 from pwgen.sites import Site
 
 #: Where the names a site-side config uses come from (the controller's map + the plain
@@ -60,58 +59,20 @@ def flux_executor(
             f"site {site.label!r}: pwgen runs Flux sites on Slurm clusters only "
             f"(this one is {site.scheduler}); give it `executor: htex` or `mpi`"
         )
-    facts = provisioned.facts
-    where = str(provisioned.facts_file)
-    if facts.scheduler != site.scheduler:
-        raise ConfigError(
-            f"{where}: site {site.label!r} is {site.scheduler} in the sites file but the "
-            f"facts say {facts.scheduler}; run `pwgen provision` again"
-        )
-    partition = facts.partition(site.partition)
-    if partition is None:
-        known = ", ".join(p.name for p in facts.partitions) or "none"
-        raise ConfigError(
-            f"site {site.label!r}: partition {site.partition!r} is not on the site "
-            f"(partitions: {known})"
-        )
-    walltime, walltime_from = _walltime(site, partition, source)
-    provider: dict[str, Any] = {}
-    comments: dict[str, str] = {}
-    provider["partition"] = partition.name
-    comments["partition"] = source if site.partition else f"{FACTS}: default partition"
-    for key in ("account", "qos"):
-        if getattr(site, key) is not None:
-            provider[key] = getattr(site, key)
-            comments[key] = source
-    provider["nodes_per_block"] = site.nodes_per_block
-    comments["nodes_per_block"] = (
-        f"{_from_site(site, 'nodes_per_block', source)}: the one Flux instance spans them"
+    batch.check_scheduler(site, provisioned.facts, provisioned.facts_file)
+    partition = batch.site_partition(site, provisioned.facts)
+    settings = Settings()
+    settings["label"] = Setting(site.label)
+    settings["provider"] = Setting(
+        _login_node_provider(provisioned, partition, SiteOrigin(site, source)),
+        "plain Slurm: this config runs on the login node",
     )
-    node_shape(partition, provider, comments)
-    provider["walltime"] = walltime
-    comments["walltime"] = f"{walltime_from}; the block lives as long as the workflow"
-    provider["launcher"] = Call("SrunLauncher", {"overrides": SRUN_OVERRIDES})
-    comments["launcher"] = "one Flux broker per node, PMI-2 bootstrap, all of its CPUs"
-    worker_init = [f". {shlex.quote(provisioned.activate)}", *site.worker_init]
-    provider["worker_init"] = "\n".join(worker_init)
-    comments["worker_init"] = f"{FACTS}: env activation" + (
-        f" + {source}" if site.worker_init else ""
+    settings["flux_path"] = Setting(
+        flux_path(provisioned), f"{FACTS}: flux-core in the pinned env (pwgen_flux role)"
     )
-    provider["cmd_timeout"] = LOGIN_CMD_TIMEOUT
-    comments["cmd_timeout"] = "seconds per Slurm command on the login node"
-
-    kwargs: dict[str, Any] = {
-        "label": site.label,
-        "provider": Call("SlurmProvider", provider, comments),
-        "flux_path": flux_path(provisioned),
-        "working_dir": f"{remote_dir.rstrip('/')}/flux",
-    }
-    executor_comments = {
-        "provider": "plain Slurm: this config runs on the login node",
-        "flux_path": f"{FACTS}: flux-core in the pinned env (pwgen_flux role)",
-        "working_dir": f"{FACTS}: workdir, shared with the compute nodes",
-    }
-    python = facts.python.version if facts.python else "unknown"
+    settings["working_dir"] = Setting(
+        f"{remote_dir.rstrip('/')}/flux", f"{FACTS}: workdir, shared with the compute nodes"
+    )
     summary = (
         f"FluxExecutor on the login node of {site.host}, a Flux instance in one Slurm "
         f"block (partition {partition.name})"
@@ -119,18 +80,35 @@ def flux_executor(
     notes = (
         "site-side: `pwgen run` ships the workflow and this file to the login node and runs",
         "them there with the pinned env's python (see docs/flux.md)",
-        f"facts: {provisioned.facts_file}",
-        f"env: {provisioned.env_path} (Parsl {facts.parsl_version}, Python {python})",
-        f'comments: "{source}" = set in the sites file, "default" = pwgen\'s default, '
-        f'"{FACTS}" = gathered on the site',
+        *provenance_notes(provisioned, source),
     )
     return ExecutorSource(
-        site.label,
-        f"site_{site.label}",
-        summary,
-        Call("FluxExecutor", kwargs, executor_comments),
-        notes,
+        site.label, f"site_{site.label}", summary, settings.call("FluxExecutor"), notes
     )
+
+
+def _login_node_provider(
+    provisioned: ProvisionedSite, partition: Partition, origin: SiteOrigin
+) -> Call:
+    """Parsl's SlurmProvider as the login node runs it: one block holding the Flux instance."""
+    walltime = batch.walltime_setting(partition, origin)
+    settings = Settings()
+    settings["partition"] = batch.partition_setting(partition, origin)
+    settings.given(origin, "account", "qos")
+    settings["nodes_per_block"] = origin.setting("nodes_per_block").noting(
+        "the one Flux instance spans them"
+    )
+    settings.update(batch.node_shape(partition))
+    settings["walltime"] = walltime.noting("the block lives as long as the workflow", "; ")
+    settings["launcher"] = Setting(
+        Call("SrunLauncher", {"overrides": SRUN_OVERRIDES}),
+        "one Flux broker per node, PMI-2 bootstrap, all of its CPUs",
+    )
+    settings["worker_init"] = batch.worker_init_setting(provisioned.activate, origin)
+    settings["cmd_timeout"] = Setting(
+        LOGIN_CMD_TIMEOUT, "seconds per Slurm command on the login node"
+    )
+    return settings.call("SlurmProvider")
 
 
 def render_flux_config(
