@@ -1,22 +1,12 @@
 """The remote action script: bash that cancels blocks and stops relays and pools on a site."""
 
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from pwgen.teardown.local import KILL_AFTER
 
 #: Seconds to wait for cancelled blocks to leave the queue.
 QUEUE_WAIT = 20
-
-
-def _marker_args(site_dirs: Iterable[str]) -> list[str]:
-    """Command-line words that make a worker pool one of these site dirs' pools."""
-    return [f"--logdir={path}" for path in site_dirs]
-
-
-def _is_pool_of(command: str, site_dirs: Sequence[str]) -> bool:
-    words = set(command.split())
-    return any(marker in words for marker in _marker_args(site_dirs))
 
 
 def action_script(
