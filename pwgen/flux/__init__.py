@@ -119,21 +119,11 @@ def run_site_side(
     config beside it. `config_text` replaces the generated config (tests use a
     ThreadPoolExecutor config: the lab has no Flux).
     """
-    import parsl  # slow import: only when a run really starts
-
     if not workflow.is_file():
         raise WorkflowError(f"{workflow}: workflow script not found")
     provisioned = provisioned_site(site, state_dir)
     run = new_run_dir(state_dir)
-    manifest = start_manifest(
-        run.run_id,
-        workflow,
-        list(args),
-        sites=[site.model_dump(mode="json")],
-        parsl_version=parsl.__version__,
-        python_version=platform.python_version(),
-        facts=facts_snapshot(state_dir, [site.label]),
-    )
+    manifest = _start(run, site, workflow, args, state_dir)
     plan: SiteRunPlan | None = None
     shipped = False
     exit_code = EXIT_BAD_INPUT
@@ -149,9 +139,7 @@ def run_site_side(
             source=source,
         )
         _keep_config(run, plan)
-        with manifest.timed("preflight"):
-            rows = check_versions([site], state_dir, ssh)
-            manifest.site_versions = {row.label: [row.parsl, row.python] for row in rows}
+        _check_versions(site, state_dir, ssh, manifest)
         with manifest.timed("ship"):
             ship(plan, ssh)
             shipped = True
@@ -165,6 +153,29 @@ def run_site_side(
             ssh.stop_master(site.label)
             _finish(run, manifest, exit_code, plan)
     return exit_code
+
+
+def _start(
+    run: RunLayout, site: Site, workflow: Path, args: Sequence[str], state_dir: Path
+) -> RunManifest:
+    import parsl  # slow import: only when a run really starts
+
+    return start_manifest(
+        run.run_id,
+        workflow,
+        list(args),
+        sites=[site.model_dump(mode="json")],
+        parsl_version=parsl.__version__,
+        python_version=platform.python_version(),
+        facts=facts_snapshot(state_dir, [site.label]),
+    )
+
+
+def _check_versions(site: Site, state_dir: Path, ssh: SshSetup, manifest: RunManifest) -> None:
+    """The site's live Parsl and Python (PreflightError on a mismatch), into the manifest."""
+    with manifest.timed("preflight"):
+        rows = check_versions([site], state_dir, ssh)
+        manifest.site_versions = {row.label: [row.parsl, row.python] for row in rows}
 
 
 def _keep_config(run: RunLayout, plan: SiteRunPlan) -> None:
