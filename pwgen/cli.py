@@ -16,6 +16,7 @@ from pwgen import __version__
 from pwgen.errors import PwgenError
 from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, QUEUE_WAIT
 from pwgen.lab.cli import app as lab_app
+from pwgen.layout import StateLayout
 
 if TYPE_CHECKING:  # the CLI imports the steps lazily, to start fast
     from pwgen.provision import SiteReport
@@ -31,7 +32,9 @@ app = typer.Typer(
 )
 app.add_typer(lab_app, name="lab")
 
-STATE_DIR = Path(".pwgen")
+#: The project's working state, `.pwgen/` under the current directory.
+STATE = StateLayout()
+STATE_DIR = STATE.root
 
 # Newer typer vendors its own click; reach its exception classes through a public name.
 _UsageError: type[Exception] = typer.BadParameter.__base__  # type: ignore[assignment]
@@ -270,7 +273,7 @@ def _run_tasks(run_id: str, as_json: bool) -> None:
 
     if not run_id or "/" in run_id or run_id.startswith("."):
         raise typer.BadParameter(f"{run_id!r} is not a run id (`pwgen status` lists the runs)")
-    tasks = read_run_tasks(STATE_DIR / "runs" / run_id)
+    tasks = read_run_tasks(STATE.run(run_id).path)
     if as_json:
         typer.echo(json.dumps(run_tasks_json(tasks), indent=2))
     else:

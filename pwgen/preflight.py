@@ -22,6 +22,7 @@ from pathlib import Path
 import pwgen_worker
 from pwgen.errors import PwgenError
 from pwgen.facts import read_facts
+from pwgen.layout import StateLayout
 from pwgen.sites import Site
 from pwgen.ssh import SshSetup
 
@@ -118,7 +119,7 @@ def unreachable_reasons(rows: Sequence[SiteVersions]) -> str:
 
 
 def _env_python(state_dir: Path, label: str) -> str:
-    facts = read_facts(state_dir / "facts", label)
+    facts = read_facts(StateLayout(state_dir).facts_dir, label)
     python = facts.python.path if facts.python else None
     if not python:
         raise PreflightError(f"site {label!r}: its facts name no Python env; run `pwgen provision`")

@@ -27,13 +27,12 @@ from typing import Any
 from pwgen.errors import PwgenError
 from pwgen.facts import write_facts
 from pwgen.inventory import build_inventory
+from pwgen.layout import StateLayout
 from pwgen.sites import Site
 from pwgen.ssh import SshSetup
 
 # Playbooks and roles sit next to the package in a checkout (and an editable install).
 ASSETS = Path(__file__).resolve().parent.parent
-FACTS_DIR = "facts"
-WHEELHOUSE_DIR = "wheelhouse"
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 
 
@@ -110,7 +109,9 @@ def _run_playbook(
             playbook=str(playbook),
             inventory=str(inventory),
             forks=max(1, len(sites)),
-            extravars={"pwgen_parsl_env_cache": str((state_dir / WHEELHOUSE_DIR).resolve())},
+            extravars={
+                "pwgen_parsl_env_cache": str(StateLayout(state_dir).wheelhouse_dir.resolve())
+            },
             envvars={
                 "ANSIBLE_CONFIG": str(ASSETS / "ansible.cfg"),
                 "ANSIBLE_ROLES_PATH": str(ASSETS / "roles"),
@@ -207,7 +208,7 @@ def _save_facts(state_dir: Path, report: SiteReport) -> None:
     """`.pwgen/facts/<label>.json`: the module's facts plus the env the run will use."""
     if report.facts is None:
         return
-    directory = state_dir / FACTS_DIR
+    directory = StateLayout(state_dir).facts_dir
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_facts(
         directory, report.label, {**report.facts, "env": report.env, "gathered_at": time.time()}

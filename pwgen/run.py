@@ -12,36 +12,38 @@ broken tunnel are retried, and a site unreachable at the start is left out (unle
 every site is required). What failover did goes into the manifest.
 """
 
-import json
 import logging
-import os
 import platform
-import secrets
 import signal
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from pwgen import __version__
 from pwgen.configgen import load_config_module, render_config
-from pwgen.errors import ConfigError, OutputError, WorkflowError
+from pwgen.errors import ConfigError, WorkflowError
 from pwgen.failover import Failover, SiteWatch, UnavailableExecutor, attach
 from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, QUEUE_WAIT
 from pwgen.failover.watch import cancel_active_blocks
 from pwgen.fileio import atomic_write
+from pwgen.flux import run_site_side
+from pwgen.layout import DEFAULT_STATE_DIR, RunLayout
+from pwgen.manifest import (
+    RunManifest,
+    facts_snapshot,
+    finish_manifest,
+    new_run_dir,
+    start_manifest,
+    write_manifest,
+)
 from pwgen.parsl_internals import add_executors, check_parsl_internals
 from pwgen.preflight import PreflightError, check_versions, unreachable_reasons
 from pwgen.sites import Site
 from pwgen.ssh import known_hosts_near, prepare_ssh
 from pwgen_script import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_WORKFLOW_FAILED, run_script
-
-STATE_DIR = Path(".pwgen")
-MONITORING_DB = "monitoring.db"  # read by pwgen.status.tasks
 
 
 @dataclass(frozen=True)
@@ -57,48 +59,12 @@ class RunOptions:
     monitor: bool = False
 
 
-@dataclass
-class RunRecord:
-    """What a run did; written as `manifest.json` in the run directory."""
-
-    run_id: str
-    workflow: str
-    args: list[str]
-    sites: list[dict[str, Any]]
-    parsl_version: str
-    python_version: str
-    pwgen_version: str = __version__
-    started: float = field(default_factory=time.time)
-    finished: float | None = None
-    exit_code: int | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    # site -> [parsl, python] as preflight found them; the facts each site was run with.
-    site_versions: dict[str, list[str]] = field(default_factory=dict)
-    facts: dict[str, Any] = field(default_factory=dict)
-    # Lets `pwgen status`/`teardown` tell a running run from a crashed one.
-    pid: int = field(default_factory=os.getpid)
-    options: dict[str, Any] = field(default_factory=dict)
-    # site -> why it was left out (unreachable at the start).
-    unavailable_sites: dict[str, str] = field(default_factory=dict)
-    failover: dict[str, Any] = field(default_factory=dict)
-
-
-def new_run_dir(state_dir: Path) -> tuple[str, Path]:
-    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-    run_dir = state_dir / "runs" / run_id
-    try:
-        run_dir.mkdir(parents=True, mode=0o700)
-    except OSError as err:
-        raise OutputError(f"{state_dir}: cannot create the run directory: {err.strerror}") from None
-    return run_id, run_dir
-
-
 def run_workflow(
     workflow: Path,
     args: Sequence[str],
     sites: Sequence[Site],
     sites_file: Path,
-    state_dir: Path = STATE_DIR,
+    state_dir: Path = DEFAULT_STATE_DIR,
     options: RunOptions = RunOptions(),
 ) -> int:
     """Run `workflow` on `sites`; returns the exit code the CLI should exit with."""
@@ -108,60 +74,87 @@ def run_workflow(
         return _run_site_side(workflow, args, sites, site_side[0], sites_file, state_dir)
     import parsl  # slow import: only when a run really starts
 
-    run_id, run_dir = new_run_dir(state_dir)
-    record = RunRecord(
-        run_id=run_id,
-        workflow=str(workflow),
-        args=list(args),
+    run = new_run_dir(state_dir)
+    manifest = start_manifest(
+        run.run_id,
+        workflow,
+        list(args),
         sites=[site.model_dump(mode="json") for site in sites],
         parsl_version=parsl.__version__,
         python_version=platform.python_version(),
         options=asdict(options),
     )
     # Written now (finished: null) and again at the end: a run killed -9 still has one.
-    atomic_write(run_dir / "manifest.json", json.dumps(asdict(record), indent=2) + "\n")
+    write_manifest(run.path, manifest)
     try:
-        config = _prepare(sites, sites_file, state_dir, run_dir, record, options)
+        config = _prepare(sites, sites_file, state_dir, run, manifest, options)
     except BaseException:
-        _write_manifest(run_dir, record, EXIT_BAD_INPUT)
+        finish_manifest(run.path, manifest, EXIT_BAD_INPUT)
         raise
     failover = Failover(
         enabled=options.failover, threshold=options.avoid_after, cool_down=options.cool_down
     )
-    config.retries = options.retries
-    config.retry_handler = failover
-    if options.monitor:
-        config.monitoring = _monitoring_hub(run_dir, workflow)
+    _configure(config, failover, options, run, workflow)
     exit_code = EXIT_WORKFLOW_FAILED
-    clock = time.monotonic()
     try:
-        with _sigterm_as_exit(), _log_to(run_dir / "pwgen.log"):
-            dfk = parsl.load(config)
-            attach(failover, dfk)
-            watch = SiteWatch(failover, dfk, queue_wait=options.queue_wait)
-            watch.start()
-            record.timings["load"] = time.monotonic() - clock
+        with _sigterm_as_exit(), _log_to(run.log):
+            dfk, watch = _load(config, failover, options, manifest)
             try:
-                clock = time.monotonic()
-                exit_code = run_script(workflow, args, "pwgen")
-                if exit_code == 0:
-                    dfk.wait_for_current_tasks()
-                record.timings["workflow"] = time.monotonic() - clock
+                exit_code = _run_and_wait(dfk, workflow, args, manifest)
             finally:
-                clock = time.monotonic()
-                watch.stop()
-                _cancel_blocks_of_bad_executors(dfk)
-                dfk.cleanup()
-                parsl.clear()
-                record.timings["cleanup"] = time.monotonic() - clock
+                _unload(dfk, watch, manifest)
     except KeyboardInterrupt:
         print("pwgen: interrupted; sites torn down", file=sys.stderr)
         exit_code = EXIT_INTERRUPTED
     finally:
-        record.failover = failover.report()
-        _print_failover_summary(record.failover)
-        _write_manifest(run_dir, record, exit_code)
+        manifest.failover = failover.report()
+        _print_failover_summary(manifest.failover)
+        finish_manifest(run.path, manifest, exit_code)
     return exit_code
+
+
+def _configure(
+    config: Any, failover: Failover, options: RunOptions, run: RunLayout, workflow: Path
+) -> None:
+    """What a run adds to the generated config: retries, failover, monitoring."""
+    config.retries = options.retries
+    config.retry_handler = failover
+    if options.monitor:
+        config.monitoring = _monitoring_hub(run, workflow)
+
+
+def _load(
+    config: Any, failover: Failover, options: RunOptions, manifest: RunManifest
+) -> tuple[Any, SiteWatch]:
+    """Load the DataFlowKernel (executors, tunnels, blocks) and start failover's watch."""
+    import parsl
+
+    with manifest.timed("load"):
+        dfk = parsl.load(config)
+        attach(failover, dfk)
+        watch = SiteWatch(failover, dfk, queue_wait=options.queue_wait)
+        watch.start()
+    return dfk, watch
+
+
+def _run_and_wait(dfk: Any, workflow: Path, args: Sequence[str], manifest: RunManifest) -> int:
+    """The workflow's exit code, once its tasks are done (when it ended well)."""
+    with manifest.timed("workflow"):
+        exit_code = run_script(workflow, args, "pwgen")
+        if exit_code == 0:
+            dfk.wait_for_current_tasks()
+    return exit_code
+
+
+def _unload(dfk: Any, watch: SiteWatch, manifest: RunManifest) -> None:
+    """Stop the watch and the DataFlowKernel: every block cancelled, every tunnel down."""
+    import parsl
+
+    with manifest.timed("cleanup"):
+        watch.stop()
+        _cancel_blocks_of_bad_executors(dfk)
+        dfk.cleanup()
+        parsl.clear()
 
 
 def _run_site_side(
@@ -179,8 +172,6 @@ def _run_site_side(
             f"site {site.label!r} uses executor flux, so its workflow runs on its own login "
             f"node: it cannot share a run with {others}; use a sites file with only {site.label!r}"
         )
-    from pwgen.flux import run_site_side
-
     ssh = prepare_ssh([site], state_dir, known_hosts_near(sites_file))
     return run_site_side(site, workflow, args, state_dir, ssh, source=sites_file.name)
 
@@ -189,8 +180,8 @@ def _prepare(
     sites: Sequence[Site],
     sites_file: Path,
     state_dir: Path,
-    run_dir: Path,
-    record: RunRecord,
+    run: RunLayout,
+    manifest: RunManifest,
     options: RunOptions,
 ) -> Any:
     """ssh config, preflight and the generated config; returns the loaded Parsl Config.
@@ -203,31 +194,29 @@ def _prepare(
     try:
         if remote:
             ssh = prepare_ssh(remote, state_dir, known_hosts_near(sites_file))
-            clock = time.monotonic()
-            versions = check_versions(remote, state_dir, ssh, require_all=options.require_all_sites)
-            record.timings["preflight"] = time.monotonic() - clock
-            record.unavailable_sites = {
+            with manifest.timed("preflight"):
+                versions = check_versions(
+                    remote, state_dir, ssh, require_all=options.require_all_sites
+                )
+            manifest.unavailable_sites = {
                 row.label: row.unreachable for row in versions if row.unreachable
             }
-            record.site_versions = {
+            manifest.site_versions = {
                 row.label: [row.parsl, row.python] for row in versions if not row.unreachable
             }
             _report_unavailable(versions, sites)
-        live = [site for site in sites if site.label not in record.unavailable_sites]
-        record.facts = {
-            site.label: json.loads((state_dir / "facts" / f"{site.label}.json").read_text())
-            for site in live
-            if not site.is_local
-        }
-        config_path = run_dir / "parsl_config.py"
+        live = [site for site in sites if site.label not in manifest.unavailable_sites]
+        remote_live = [site.label for site in live if not site.is_local]
+        manifest.facts = facts_snapshot(state_dir, remote_live)
+        config_path = run.config
         source = render_config(
-            live, source=str(sites_file), run_dir=str(run_dir / "runinfo"), state_dir=state_dir
+            live, source=str(sites_file), run_dir=str(run.runinfo), state_dir=state_dir
         )
         atomic_write(config_path, source)
         check_parsl_internals()  # a Parsl upgrade that broke pwgen fails here, not mid-run
         # Importing the module constructs the providers: they reach their sites now.
         config = load_config_module(config_path).config
-        stand_ins = [UnavailableExecutor(k, v) for k, v in record.unavailable_sites.items()]
+        stand_ins = [UnavailableExecutor(k, v) for k, v in manifest.unavailable_sites.items()]
         add_executors(config, stand_ins)  # Config has no setter for executors
         return config
     except BaseException:
@@ -237,7 +226,7 @@ def _prepare(
         raise
 
 
-def _monitoring_hub(run_dir: Path, workflow: Path) -> Any:
+def _monitoring_hub(run: RunLayout, workflow: Path) -> Any:
     """Parsl monitoring into `<run dir>/monitoring.db`, for every site at once.
 
     HTEX's radio sends workers' messages back over their existing connection, so no
@@ -247,7 +236,7 @@ def _monitoring_hub(run_dir: Path, workflow: Path) -> Any:
     from parsl.monitoring import MonitoringHub
 
     return MonitoringHub(
-        logging_endpoint=f"sqlite:///{(run_dir / MONITORING_DB).resolve()}",
+        logging_endpoint=f"sqlite:///{run.monitoring_db.resolve()}",
         workflow_name=workflow.stem,
         resource_monitoring_interval=0,
     )
@@ -301,12 +290,6 @@ def _log_to(path: Path) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         handler.close()
-
-
-def _write_manifest(run_dir: Path, record: RunRecord, exit_code: int) -> None:
-    record.finished = time.time()
-    record.exit_code = exit_code
-    atomic_write(run_dir / "manifest.json", json.dumps(asdict(record), indent=2) + "\n")
 
 
 def _check_workflow(workflow: Path) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pwgen.errors import PwgenError
 from pwgen.fileio import atomic_write
+from pwgen.layout import StateLayout
 from pwgen.sites import Site
 
 SSH_DIR = "ssh"
@@ -64,7 +65,7 @@ def prepare_ssh(
     accept_new_host_keys: bool = False,
 ) -> SshSetup:
     """Write `<state>/ssh/config` and merge pinned host keys into `<state>/ssh/known_hosts`."""
-    ssh_dir = (state_dir / SSH_DIR).resolve()
+    ssh_dir = StateLayout(state_dir).ssh_dir.resolve()
     try:
         ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as err:

@@ -25,6 +25,7 @@ import pytest
 from helpers import PWGEN, run_pwgen
 from lab_helpers import running_lab, wait_for
 
+from pwgen.layout import StateLayout
 from pwgen.sites import Site, load_sites
 from pwgen.status import (
     describe_run,
@@ -146,15 +147,16 @@ def test_runs_from_manifests_and_run_dirs(tmp_path: Path) -> None:
     manifest = json.loads((crashed / "manifest.json").read_text())
     assert manifest["crashed"] is True and manifest["torn_down"] >= now
     assert manifest["sites"] == [{"label": "lab1"}] and manifest["finished"] is None
-    again = describe_run(crashed, state / "facts", [])
+    again = describe_run(crashed, StateLayout(state), [])
     assert again.state == "crashed, torn down" and not again.unfinished
 
 
 def test_a_new_run_dir_is_starting(tmp_path: Path) -> None:
     path = tmp_path / ".pwgen" / "runs" / "20260101-000001-aaaaaa"
     path.mkdir(parents=True)  # preflight: no runinfo/ yet, nothing holds its files
-    assert describe_run(path, tmp_path, []).state == "starting"
-    assert describe_run(path, tmp_path, [], now=time.time() + 3600).state == "crashed"
+    state = StateLayout(tmp_path / ".pwgen")
+    assert describe_run(path, state, []).state == "starting"
+    assert describe_run(path, state, [], now=time.time() + 3600).state == "crashed"
 
 
 def test_processes_are_attributed_to_runs(tmp_path: Path) -> None:

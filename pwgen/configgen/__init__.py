@@ -44,6 +44,7 @@ from pwgen.configgen.remote import (
 from pwgen.configgen.settings import FACTS
 from pwgen.configgen.source import Call, ExecutorSource, Ref, pyrepr
 from pwgen.errors import ConfigError
+from pwgen.layout import StateLayout
 from pwgen.sites import Site
 
 __all__ = [
@@ -89,7 +90,7 @@ IMPORTS: Mapping[str, str] = {
 # Short enough that the first result does not wait 5 s for the first block
 # (measured: 3.5 s to first result with 1 s, 7.8 s with Parsl's default 5 s).
 STRATEGY_PERIOD = 1
-DEFAULT_RUN_DIR = ".pwgen/runinfo"
+DEFAULT_RUN_DIR = str(StateLayout().runinfo_dir)
 
 
 def executor_for(

@@ -22,10 +22,11 @@ from pwgen.configgen.settings import FACTS, Setting, Settings, SiteOrigin
 from pwgen.configgen.source import Call, ExecutorSource, Ref
 from pwgen.errors import ConfigError
 from pwgen.facts import FactsError, Partition, SiteFacts, facts_path, read_facts
+from pwgen.layout import DEFAULT_STATE_DIR, StateLayout
 from pwgen.sites import Site
 
-#: pwgen's state directory (see pwgen.run.STATE_DIR): facts and ssh config live there.
-STATE_DIR = Path(".pwgen")
+#: pwgen's state directory (pwgen.layout): facts and ssh config live there.
+STATE_DIR = DEFAULT_STATE_DIR
 #: The module-level name of the ssh config path in a generated config.
 SSH_CONFIG_NAME = "SSH_CONFIG"
 #: Seconds a scheduler command may take on a site (Parsl's 10 s is too short over ssh).
@@ -50,8 +51,8 @@ class ProvisionedSite:
 
 def provisioned_site(site: Site, state_dir: Path = STATE_DIR) -> ProvisionedSite:
     """Read a remote site's facts and ssh config from the state dir; one ConfigError if missing."""
-    state = state_dir.resolve()
-    directory = state / "facts"
+    state = StateLayout(state_dir.resolve())
+    directory = state.facts_dir
     path = facts_path(directory, site.label)
     if not path.is_file():
         raise ConfigError(
@@ -62,7 +63,7 @@ def provisioned_site(site: Site, state_dir: Path = STATE_DIR) -> ProvisionedSite
         facts = read_facts(directory, site.label)
     except FactsError as err:
         raise ConfigError(str(err)) from None
-    ssh_config = state / "ssh" / "config"
+    ssh_config = state.ssh_config
     if not ssh_config.is_file():
         raise ConfigError(f"{ssh_config}: no ssh config for the sites; run `pwgen provision` first")
     if facts.env_dir is None or facts.env_activate is None:

@@ -32,16 +32,13 @@ every run, `pwgen_site_run.py --cleanup` kills whatever process still carries th
 marker and `scancel`s the Slurm jobs submitted from the run directory.
 """
 
-import json
 import platform
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from pwgen.configgen.remote import provisioned_site
 from pwgen.errors import WorkflowError
 from pwgen.fileio import atomic_write
-from pwgen.flux.manifest import write_manifest
 from pwgen.flux.plan import (
     CONFIG_NAME,
     MARKER,
@@ -57,6 +54,16 @@ from pwgen.flux.remote import REMOTE_TIMEOUT, remote, ssh_argv
 from pwgen.flux.ship import SHIP_TIMEOUT, SiteRunError, ship
 from pwgen.flux.signals import signals_ignored
 from pwgen.flux.stream import GRACE_SECONDS, PGID_WAIT_SECONDS, stream
+from pwgen.layout import RunLayout
+from pwgen.manifest import (
+    RunManifest,
+    SiteSideRun,
+    facts_snapshot,
+    finish_manifest,
+    new_run_dir,
+    start_manifest,
+)
+from pwgen.preflight import check_versions
 from pwgen.sites import Site
 from pwgen.ssh import SshSetup
 from pwgen_script import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_WORKFLOW_FAILED
@@ -107,24 +114,11 @@ def run_site_side(
     config beside it. `config_text` replaces the generated config (tests use a
     ThreadPoolExecutor config: the lab has no Flux).
     """
-    import parsl  # slow import: only when a run really starts
-
-    from pwgen.preflight import check_versions
-    from pwgen.run import RunRecord, new_run_dir  # pwgen.run imports this module
-
     if not workflow.is_file():
         raise WorkflowError(f"{workflow}: workflow script not found")
     provisioned = provisioned_site(site, state_dir)
-    run_id, run_dir = new_run_dir(state_dir)
-    record = RunRecord(
-        run_id=run_id,
-        workflow=str(workflow),
-        args=list(args),
-        sites=[site.model_dump(mode="json")],
-        parsl_version=parsl.__version__,
-        python_version=platform.python_version(),
-    )
-    record.facts = {site.label: json.loads(provisioned.facts_file.read_text(encoding="utf-8"))}
+    run = new_run_dir(state_dir)
+    manifest = _start(run, site, workflow, args, state_dir)
     plan: SiteRunPlan | None = None
     shipped = False
     exit_code = EXIT_BAD_INPUT
@@ -134,30 +128,66 @@ def run_site_side(
             workflow,
             args,
             provisioned,
-            run_id,
+            run.run_id,
             config_text=config_text,
             extra_files=extra_files,
             source=source,
         )
-        config = next(f for f in plan.files if f.name == CONFIG_NAME)
-        atomic_write(run_dir / CONFIG_NAME, config.data.decode(), mode=0o600)
-        clock = time.monotonic()
-        rows = check_versions([site], state_dir, ssh)
-        record.site_versions = {row.label: [row.parsl, row.python] for row in rows}
-        record.timings["preflight"] = time.monotonic() - clock
-        clock = time.monotonic()
-        ship(plan, ssh)
-        shipped = True
-        record.timings["ship"] = time.monotonic() - clock
-        clock = time.monotonic()
-        exit_code = stream(plan, ssh, grace)
-        record.timings["workflow"] = time.monotonic() - clock
+        _keep_config(run, plan)
+        _check_versions(site, state_dir, ssh, manifest)
+        with manifest.timed("ship"):
+            ship(plan, ssh)
+            shipped = True
+        with manifest.timed("workflow"):
+            exit_code = stream(plan, ssh, grace)
     finally:
         with signals_ignored():
             if plan is not None and shipped:
-                clock = time.monotonic()
-                remote(ssh, plan.label, plan.cleanup_command())
-                record.timings["cleanup"] = time.monotonic() - clock
+                with manifest.timed("cleanup"):
+                    remote(ssh, plan.label, plan.cleanup_command())
             ssh.stop_master(site.label)
-            write_manifest(run_dir, record, exit_code, plan)
+            _finish(run, manifest, exit_code, plan)
     return exit_code
+
+
+def _start(
+    run: RunLayout, site: Site, workflow: Path, args: Sequence[str], state_dir: Path
+) -> RunManifest:
+    import parsl  # slow import: only when a run really starts
+
+    return start_manifest(
+        run.run_id,
+        workflow,
+        list(args),
+        sites=[site.model_dump(mode="json")],
+        parsl_version=parsl.__version__,
+        python_version=platform.python_version(),
+        facts=facts_snapshot(state_dir, [site.label]),
+    )
+
+
+def _check_versions(site: Site, state_dir: Path, ssh: SshSetup, manifest: RunManifest) -> None:
+    """The site's live Parsl and Python (PreflightError on a mismatch), into the manifest."""
+    with manifest.timed("preflight"):
+        rows = check_versions([site], state_dir, ssh)
+        manifest.site_versions = {row.label: [row.parsl, row.python] for row in rows}
+
+
+def _keep_config(run: RunLayout, plan: SiteRunPlan) -> None:
+    """The shipped config, also in the local run dir (it may hold paths: 0600)."""
+    config = next(f for f in plan.files if f.name == CONFIG_NAME)
+    atomic_write(run.config, config.data.decode(), mode=0o600)
+
+
+def _finish(
+    run: RunLayout, manifest: RunManifest, exit_code: int, plan: SiteRunPlan | None
+) -> None:
+    """The manifest at the end of the run, with what was shipped where (once planned)."""
+    if plan is not None:
+        manifest.site_side = SiteSideRun(
+            site=plan.label,
+            remote_dir=plan.remote_dir,
+            command=plan.run_command(),
+            files=[f.name for f in plan.files],
+        )
+    finish_manifest(run.path, manifest, exit_code)

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pwgen.lab.errors import LabError
+from pwgen.layout import StateLayout
 
 DEFAULT_PREFIX = "pwlab"
 DEFAULT_SUBNET = "10.251.0.0/16"
-DEFAULT_STATE_DIR = Path(".pwgen/lab")
+DEFAULT_STATE_DIR = StateLayout().lab_dir
 LABEL_PREFIX = "lab"
 MAX_SITES = 64  # /30 links that fit in one /24
 MAX_COMPUTE_NODES = 32

@@ -40,7 +40,6 @@ master when one runs, else a direct connection), with short timeouts, all sites 
 parallel. An unreachable site is reported as such.
 """
 
-from pwgen.status.layout import FACTS_DIR, RUNS_DIR, SSH_CONFIG
 from pwgen.status.probe import (
     Job,
     RemoteProcess,
@@ -81,16 +80,12 @@ from pwgen.status.runs import (
     describe_run,
     list_runs,
     parsl_run_ids,
-    read_manifest,
     submit_scripts,
 )
 
 __all__ = [
     "CONNECT_TIMEOUT",
-    "FACTS_DIR",
     "PROBE_TIMEOUT",
-    "RUNS_DIR",
-    "SSH_CONFIG",
     "STARTING_GRACE",
     "Job",
     "LocalProcess",
@@ -115,7 +110,6 @@ __all__ = [
     "probe_script",
     "probe_site",
     "process_kind",
-    "read_manifest",
     "relay_pidfile_of",
     "run_on_site",
     "runs_table",

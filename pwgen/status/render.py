@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pwgen.manifest import RunState
 from pwgen.status.report import StatusReport
 from pwgen.status.tasks import RunTasks
 
@@ -21,13 +22,13 @@ def _seconds(value: float | None) -> str:
 
 
 _STATE_STYLE = {
-    "ok": "green",
-    "running": "cyan",
-    "starting": "cyan",
-    "crashed": "red",
-    "failed": "red",
-    "interrupted": "yellow",
-    "crashed, torn down": "yellow",
+    RunState.OK: "green",
+    RunState.RUNNING: "cyan",
+    RunState.STARTING: "cyan",
+    RunState.CRASHED: "red",
+    RunState.FAILED: "red",
+    RunState.INTERRUPTED: "yellow",
+    RunState.TORN_DOWN: "yellow",
 }
 
 
@@ -152,7 +153,7 @@ def print_status(report: StatusReport, console: Console | None = None) -> None:
     controller = controller_table(report)
     if controller is not None:
         out.print(controller)
-    crashed = [run.run_id for run in report.runs if run.state == "crashed"]
+    crashed = [run.run_id for run in report.runs if run.state == RunState.CRASHED]
     if crashed:
         out.print(
             f"crashed run(s) {', '.join(crashed)}: clean up with `pwgen teardown`", markup=False

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pwgen.errors import PwgenError
-from pwgen.status.layout import FACTS_DIR, RUNS_DIR, SSH_CONFIG
+from pwgen.layout import StateLayout
+from pwgen.manifest import RunState
 from pwgen.status.probe import Job, relay_pidfile_of
 from pwgen.status.processes import LocalProcess, scan_processes
 from pwgen.status.remote import master_pid, probe_site
@@ -24,7 +25,7 @@ class TunnelHealth:
     """A live or crashed run's worker-port path on one site."""
 
     run_id: str
-    run_state: str
+    run_state: RunState
     port: int | None
     forward: bool  # something listens on the login node's 127.0.0.1:port
     relay_pid: int | None  # the run's pwgen-relay, if it runs
@@ -58,8 +59,8 @@ class StatusReport:
     elapsed: float = 0.0
 
 
-def _facts_summary(facts_dir: Path, label: str) -> tuple[dict[str, Any] | None, str | None]:
-    path = facts_dir / f"{label}.json"
+def _facts_summary(state: StateLayout, label: str) -> tuple[dict[str, Any] | None, str | None]:
+    path = state.facts_file(label)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -82,13 +83,13 @@ def _facts_summary(facts_dir: Path, label: str) -> tuple[dict[str, Any] | None, 
 
 
 def _site_labels(
-    sites: "Sequence[Site] | None", facts_dir: Path
+    sites: "Sequence[Site] | None", state: StateLayout
 ) -> list[tuple[str, str | None, bool]]:
     """(label, scheduler, local) of the sites to show: the sites file's, else those with facts."""
     if sites is not None:
         return [(site.label, site.scheduler, site.is_local) for site in sites]
     try:
-        names = sorted(path.stem for path in facts_dir.glob("*.json"))
+        names = sorted(path.stem for path in state.facts_dir.glob("*.json"))
     except OSError:
         names = []
     return [(name, None, False) for name in names]
@@ -101,20 +102,19 @@ def gather_status(
     if last < 0:
         raise PwgenError(f"--last {last}: the number of runs to show cannot be negative")
     clock = time.monotonic()
-    runs_dir = state_dir / RUNS_DIR
-    facts_dir = state_dir / FACTS_DIR
-    ssh_config = state_dir / SSH_CONFIG
-    processes = scan_processes(runs_dir)
+    state = StateLayout(state_dir)
+    ssh_config = state.ssh_config
+    processes = scan_processes(state.runs_dir)
     runs = list_runs(state_dir, processes)
     live_or_crashed = [run for run in runs if run.alive or run.unfinished]
     job_owner = {
         name: run.run_id for run in runs for site in run.remote.values() for name in site.job_names
     }
     statuses: list[SiteStatus] = []
-    for label, scheduler, local in _site_labels(sites, facts_dir):
+    for label, scheduler, local in _site_labels(sites, state):
         status = SiteStatus(label=label, scheduler=scheduler or "", local=local)
         if not local:
-            status.facts, status.facts_error = _facts_summary(facts_dir, label)
+            status.facts, status.facts_error = _facts_summary(state, label)
             if not status.scheduler:
                 status.scheduler = str((status.facts or {}).get("scheduler") or "slurm")
         statuses.append(status)

@@ -5,12 +5,13 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pwgen.status.layout import FACTS_DIR, RUNS_DIR
+from pwgen.layout import RunLayout, StateLayout
+from pwgen.manifest import ManifestError, RunManifest, RunState, load_manifest
 from pwgen.status.processes import LocalProcess, pid_alive, scan_processes
 
 #: A run dir younger than this, with no manifest and no process, is still starting.
@@ -40,19 +41,17 @@ class RunSite:
 class RunInfo:
     """One run of the project, from its manifest and Parsl's run dir.
 
-    state: `ok` (exit 0), `failed` (another exit code), `interrupted` (130),
-    `running`, `crashed` (no `finished` and the controller is gone), or
-    `crashed, torn down` once `pwgen teardown` cleaned up after it.
+    state: see `RunState`; `error`: why its manifest could not be read.
     """
 
     run_id: str
     path: str
-    state: str
+    state: RunState
     workflow: str | None
     labels: list[str]
     started: float | None
     finished: float | None
-    exit_code: int | str | None
+    exit_code: int | None
     pid: int | None
     torn_down: float | None
     parsl_run_ids: list[str]
@@ -65,38 +64,18 @@ class RunInfo:
         if self.started is None:
             return None
         end = self.finished if self.finished is not None else None
-        if end is None and self.state == "running":
+        if end is None and self.state == RunState.RUNNING:
             end = time.time()
         return None if end is None else max(0.0, end - self.started)
 
     @property
     def alive(self) -> bool:
-        return self.state in ("running", "starting")
+        return self.state in (RunState.RUNNING, RunState.STARTING)
 
     @property
     def unfinished(self) -> bool:
         """Neither finished nor torn down: crashed runs that still need `pwgen teardown`."""
         return self.finished is None and self.torn_down is None and not self.alive
-
-
-def read_manifest(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """(manifest, error): (None, None) when the run has no manifest (yet)."""
-    path = run_dir / "manifest.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None, None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return None, f"{path}: unreadable manifest: {err}"
-    if not isinstance(data, dict):
-        return None, f"{path}: manifest is not a JSON object"
-    return data, None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    return float(value) if isinstance(value, int | float) else None
 
 
 def _started_from_id(run_id: str) -> float | None:
@@ -108,7 +87,7 @@ def _started_from_id(run_id: str) -> float | None:
 
 
 def _runinfo_dirs(run_dir: Path) -> list[Path]:
-    runinfo = run_dir / "runinfo"
+    runinfo = RunLayout(run_dir).runinfo
     try:
         return sorted(path for path in runinfo.iterdir() if path.is_dir())
     except OSError:
@@ -178,29 +157,22 @@ def _labels_without_manifest(run_dir: Path) -> list[str]:
     return sorted(label for label in labels if label.isidentifier())
 
 
-def _site_entries(manifest: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    sites = manifest.get("sites") if manifest else None
-    if not isinstance(sites, list):
-        return []
-    entries = []
-    for site in sites:
-        if isinstance(site, dict) and isinstance(site.get("label"), str):
-            entries.append(site)
-        elif isinstance(site, str):
-            entries.append({"label": site})
-    return entries
+def _read_manifest(run_dir: Path) -> tuple[RunManifest | None, str | None]:
+    """(manifest, error): a broken manifest is shown as the run's error, not raised."""
+    try:
+        return load_manifest(run_dir), None
+    except ManifestError as err:
+        return None, str(err)
 
 
 def _facts_of(
-    label: str, manifest: Mapping[str, Any] | None, facts_dir: Path
+    label: str, manifest: RunManifest | None, state: StateLayout
 ) -> dict[str, Any] | None:
     """The facts the run used (its manifest), else the project's current ones."""
-    recorded = manifest.get("facts") if manifest else None
-    if isinstance(recorded, dict) and isinstance(recorded.get(label), dict):
-        found: dict[str, Any] = recorded[label]
-        return found
+    if manifest is not None and label in manifest.facts:
+        return manifest.facts[label]
     try:
-        data = json.loads((facts_dir / f"{label}.json").read_text(encoding="utf-8"))
+        data = json.loads(state.facts_file(label).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
@@ -208,7 +180,7 @@ def _facts_of(
 
 def describe_run(
     run_dir: Path,
-    facts_dir: Path,
+    state: StateLayout,
     processes: Sequence[LocalProcess] = (),
     now: float | None = None,
     details: bool | None = None,
@@ -218,34 +190,50 @@ def describe_run(
     `details`: also read what the run may have left on its sites (Parsl run ids, ports,
     job names, remote dirs); None: only for runs that are running or crashed.
     """
-    run_id = run_dir.name
-    manifest, error = read_manifest(run_dir)
-    data: Mapping[str, Any] = manifest or {}
-    started = _number(data.get("started")) or _started_from_id(run_id)
-    finished = _number(data.get("finished"))
-    torn_down = _number(data.get("torn_down"))
-    exit_code = data.get("exit_code")
-    pid = data.get("pid") if isinstance(data.get("pid"), int) else None
-    entries = _site_entries(manifest)
-    if manifest is not None and entries:
-        labels = [entry["label"] for entry in entries]
-        schedulers = {entry["label"]: str(entry.get("scheduler", "")) for entry in entries}
-    else:
-        labels = _labels_without_manifest(run_dir)
-        schedulers = {}
+    manifest, error = _read_manifest(run_dir)
+    started = (manifest.started if manifest else None) or _started_from_id(run_dir.name)
     controllers = [proc.pid for proc in processes if proc.kind == "controller"]
-    state = _run_state(
-        run_dir, finished, exit_code, torn_down, pid, started, controllers, manifest, now
-    )
+    run_state = _run_state(run_dir, manifest, started, controllers, now)
     if details is None:
-        details = state in ("running", "starting", "crashed")
+        details = run_state in (RunState.RUNNING, RunState.STARTING, RunState.CRASHED)
+    labels = manifest.labels if manifest and manifest.sites else _labels_without_manifest(run_dir)
     uuids = parsl_run_ids(run_dir) if details else []
-    scripts = submit_scripts(run_dir) if details else {}
+    return RunInfo(
+        run_id=run_dir.name,
+        path=str(run_dir),
+        state=run_state,
+        workflow=manifest.workflow if manifest else None,
+        labels=labels,
+        started=started,
+        finished=manifest.finished if manifest else None,
+        exit_code=manifest.exit_code if manifest else None,
+        pid=manifest.pid if manifest else None,
+        torn_down=manifest.torn_down if manifest else None,
+        parsl_run_ids=uuids,
+        remote=_remote_sites(run_dir, labels, manifest, state, uuids) if details else {},
+        controller_pids=controllers,
+        error=error,
+    )
+
+
+def _remote_sites(
+    run_dir: Path,
+    labels: Sequence[str],
+    manifest: RunManifest | None,
+    state: StateLayout,
+    uuids: Sequence[str],
+) -> dict[str, RunSite]:
+    """What the run may have left on each of its remote sites."""
+    schedulers = {
+        str(entry["label"]): str(entry.get("scheduler", ""))
+        for entry in (manifest.sites if manifest else [])
+    }
+    scripts = submit_scripts(run_dir)
     remote: dict[str, RunSite] = {}
-    for label in labels if details else []:
+    for label in labels:
         if schedulers.get(label) == "local":
             continue
-        facts = _facts_of(label, manifest, facts_dir)
+        facts = _facts_of(label, manifest, state)
         if facts is None and label not in scripts:
             continue  # a local site (no facts, no ssh)
         scheduler = schedulers.get(label) or str((facts or {}).get("scheduler") or "slurm")
@@ -253,65 +241,48 @@ def describe_run(
         workdir = (facts or {}).get("workdir")
         if isinstance(workdir, str) and workdir.startswith("/"):
             site.site_dirs += [f"{workdir.rstrip('/')}/{uuid}/{label}" for uuid in uuids]
-        for script in scripts.get(label, []):
-            site.job_names.append(script.name)
-            with contextlib.suppress(OSError):
-                match = _LOGDIR_ARG.search(script.read_text(errors="replace"))
-                if match and match.group(1) not in site.site_dirs:
-                    site.site_dirs.append(match.group(1))
+        _add_submit_scripts(site, scripts.get(label, []))
         remote[label] = site
-    workflow = data.get("workflow")
-    return RunInfo(
-        run_id=run_id,
-        path=str(run_dir),
-        state=state,
-        workflow=workflow if isinstance(workflow, str) else None,
-        labels=labels,
-        started=started,
-        finished=finished,
-        exit_code=exit_code if isinstance(exit_code, int | str) else None,
-        pid=pid,
-        torn_down=torn_down,
-        parsl_run_ids=uuids,
-        remote=remote,
-        controller_pids=controllers,
-        error=error,
-    )
+    return remote
+
+
+def _add_submit_scripts(site: RunSite, scripts: Sequence[Path]) -> None:
+    """Job names of the site's blocks, and the worker log dirs their scripts name."""
+    for script in scripts:
+        site.job_names.append(script.name)
+        with contextlib.suppress(OSError):
+            match = _LOGDIR_ARG.search(script.read_text(errors="replace"))
+            if match and match.group(1) not in site.site_dirs:
+                site.site_dirs.append(match.group(1))
 
 
 def _run_state(
     run_dir: Path,
-    finished: float | None,
-    exit_code: Any,
-    torn_down: float | None,
-    pid: int | None,
+    manifest: RunManifest | None,
     started: float | None,
     controllers: Sequence[int],
-    manifest: Mapping[str, Any] | None,
     now: float | None,
-) -> str:
-    if finished is not None:
-        if exit_code == 0:
-            return "ok"
-        return "interrupted" if exit_code == 130 else "failed"
-    if torn_down is not None:
-        return "crashed, torn down"
-    if pid is not None:
-        return "running" if pid_alive(pid, started) else "crashed"
+) -> RunState:
+    ended = manifest.ended_state() if manifest else None
+    if ended is not None:
+        return ended
+    if manifest is not None and manifest.pid is not None:
+        return RunState.RUNNING if pid_alive(manifest.pid, started) else RunState.CRASHED
     if controllers:
-        return "running"
-    if manifest is None and not (run_dir / "runinfo").exists():
+        return RunState.RUNNING
+    if manifest is None and not RunLayout(run_dir).runinfo.exists():
         # Before the DataFlowKernel opens parsl.log (preflight), nothing holds its files.
         with contextlib.suppress(OSError):
             age = (now if now is not None else time.time()) - run_dir.stat().st_mtime
             if age < STARTING_GRACE:
-                return "starting"
-    return "crashed"
+                return RunState.STARTING
+    return RunState.CRASHED
 
 
 def list_runs(state_dir: Path, processes: Sequence[LocalProcess] | None = None) -> list[RunInfo]:
     """Every run of the project, newest first (`processes`: from `scan_processes`)."""
-    runs_dir = state_dir / RUNS_DIR
+    state = StateLayout(state_dir)
+    runs_dir = state.runs_dir
     try:
         run_dirs = [path for path in runs_dir.iterdir() if path.is_dir()]
     except OSError:
@@ -321,6 +292,5 @@ def list_runs(state_dir: Path, processes: Sequence[LocalProcess] | None = None) 
     by_run: dict[str, list[LocalProcess]] = {}
     for proc in processes:
         by_run.setdefault(proc.run_id, []).append(proc)
-    facts_dir = state_dir / FACTS_DIR
-    runs = [describe_run(path, facts_dir, by_run.get(path.name, [])) for path in run_dirs]
+    runs = [describe_run(path, state, by_run.get(path.name, [])) for path in run_dirs]
     return sorted(runs, key=lambda run: (run.started or 0.0, run.run_id), reverse=True)

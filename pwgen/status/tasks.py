@@ -18,9 +18,9 @@ from itertools import pairwise
 from pathlib import Path
 
 from pwgen.errors import PwgenError
+from pwgen.layout import RunLayout
 from pwgen.parsl_internals import INTERNAL_EXECUTOR  # staging copies: not a site's
 
-DB_NAME = "monitoring.db"
 # Parsl's final task states, by how a user reads them.
 DONE_STATES = {"exec_done", "memo_done"}
 FAILED_STATES = {"failed", "dep_fail"}
@@ -68,7 +68,7 @@ def read_run_tasks(run_dir: Path) -> RunTasks:
         raise MonitoringError(
             f"no run {run_dir.name!r} in {run_dir.parent} (`pwgen status` lists the runs)"
         )
-    db = run_dir / DB_NAME
+    db = RunLayout(run_dir).monitoring_db
     if not db.is_file():
         raise MonitoringError(
             f"run {run_dir.name} has no monitoring database ({db}): "

@@ -4,10 +4,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from pwgen.layout import StateLayout
+from pwgen.manifest import RunState
 from pwgen.status import (
-    FACTS_DIR,
-    RUNS_DIR,
-    SSH_CONFIG,
     LocalProcess,
     RunInfo,
     RunSite,
@@ -18,72 +17,92 @@ from pwgen.status import (
 from pwgen.teardown.local import stop_local
 from pwgen.teardown.manifest import mark_torn_down
 from pwgen.teardown.model import Action, TeardownError, TeardownReport
-from pwgen.teardown.site import _guarded_site
+from pwgen.teardown.site import teardown_site
+
+#: A run's processes here that teardown stops: Parsl's helpers (and, at the end, ssh).
+_HELPERS = ("interchange", "parsl")
 
 
 def teardown(state_dir: Path, run_id: str | None = None) -> TeardownReport:
     """Tear down crashed runs of the project in `state_dir` (or only `run_id`)."""
+    state = StateLayout(state_dir)
     report = TeardownReport()
-    runs_dir = state_dir / RUNS_DIR
-    processes = scan_processes(runs_dir)
+    processes = scan_processes(state.runs_dir)
     runs = list_runs(state_dir, processes)
     live = [run for run in runs if run.alive]
-    live_ids = {run.run_id for run in live}
     if run_id is not None:
-        targets = [_chosen_run(state_dir, runs, processes, run_id)]
+        targets = [_chosen_run(state, runs, processes, run_id)]
     else:
-        targets = [run for run in runs if run.state == "crashed"]
-    for run in live:
-        report.notes.append(f"run {run.run_id} is {run.state}: left alone")
-
+        targets = [run for run in runs if run.state == RunState.CRASHED]
+    report.notes += [f"run {run.run_id} is {run.state}: left alone" for run in live]
     # 1. Parsl's processes here whose run's controller is gone.
-    helpers = [
+    report.actions += stop_local(_orphaned_helpers(processes, live, run_id))
+    # 2 + 3. The sites, in parallel.
+    report.actions += _teardown_sites(state.ssh_config, targets, live, report)
+    # ssh processes of the runs still here (a master started by a tunnel logs into the run).
+    report.actions += stop_local(_leftovers(state, targets, report))
+    # 4. Mark the runs whose teardown fully succeeded.
+    _mark_torn_down(targets, report)
+    return report
+
+
+def _orphaned_helpers(
+    processes: Sequence[LocalProcess], live: Sequence[RunInfo], run_id: str | None
+) -> list[LocalProcess]:
+    """Parsl's helpers of runs that are not alive (of `run_id` only, when given)."""
+    live_ids = {run.run_id for run in live}
+    return [
         proc
         for proc in processes
-        if proc.kind in ("interchange", "parsl")
+        if proc.kind in _HELPERS
         and proc.run_id not in live_ids
         and (run_id is None or proc.run_id == run_id)
     ]
-    report.actions += stop_local(helpers)
 
-    # 2 + 3. The sites, in parallel.
-    ssh_config = state_dir / SSH_CONFIG
+
+def _teardown_sites(
+    ssh_config: Path, targets: Sequence[RunInfo], live: Sequence[RunInfo], report: TeardownReport
+) -> list[Action]:
+    """Every site of the target runs, in parallel (one failed action each without ssh)."""
     work: dict[str, list[tuple[RunInfo, RunSite]]] = {}
     for run in targets:
         for label, site in run.remote.items():
             work.setdefault(label, []).append((run, site))
-    if work and not ssh_config.is_file():
-        for label, items in work.items():
-            report.actions.append(
-                Action(
-                    ",".join(run.run_id for run, _ in items),
-                    label,
-                    "reach the site",
-                    ok=False,
-                    detail=f"no {ssh_config}: cannot reach the site",
-                )
-            )
-    elif work:
-        with ThreadPoolExecutor(max_workers=min(16, len(work))) as pool:
-            results = pool.map(
-                lambda item: _guarded_site(ssh_config, item[0], item[1], live, report),
-                work.items(),
-            )
-            for actions in results:
-                report.actions += actions
+    if not work:
+        return []
+    if not ssh_config.is_file():
+        detail = f"no {ssh_config}: cannot reach the site"
+        return [
+            Action(",".join(run.run_id for run, _ in items), label, "reach the site", False, detail)
+            for label, items in work.items()
+        ]
+    actions: list[Action] = []
+    with ThreadPoolExecutor(max_workers=min(16, len(work))) as pool:
+        results = pool.map(
+            lambda item: teardown_site(ssh_config, item[0], item[1], live, report),
+            work.items(),
+        )
+        for found in results:
+            actions += found
+    return actions
 
-    # ssh processes of the runs still here (a master started by a tunnel logs into the run).
+
+def _leftovers(
+    state: StateLayout, targets: Sequence[RunInfo], report: TeardownReport
+) -> list[LocalProcess]:
+    """The target runs' processes still here, but not the ssh masters teardown kept."""
     target_ids = {run.run_id for run in targets}
-    leftovers = [
+    return [
         proc
-        for proc in scan_processes(runs_dir)
+        for proc in scan_processes(state.runs_dir)
         if proc.run_id in target_ids
-        and proc.kind in ("ssh", "interchange", "parsl")
+        and proc.kind in ("ssh", *_HELPERS)
         and proc.pid not in report.kept_masters
     ]
-    report.actions += stop_local(leftovers)
 
-    # 4. Mark the runs whose teardown fully succeeded.
+
+def _mark_torn_down(targets: Sequence[RunInfo], report: TeardownReport) -> None:
+    """Mark the unfinished runs none of whose actions (nor their sites') failed."""
     failed = {action.run_id for action in report.actions if not action.ok}
     failed_sites = {action.where for action in report.actions if not action.ok}
     for run in targets:
@@ -93,19 +112,16 @@ def teardown(state_dir: Path, run_id: str | None = None) -> TeardownReport:
             continue
         mark_torn_down(Path(run.path), run)
         report.torn_down.append(run.run_id)
-    return report
 
 
 def _chosen_run(
-    state_dir: Path, runs: Sequence[RunInfo], processes: Sequence[LocalProcess], run_id: str
+    state: StateLayout, runs: Sequence[RunInfo], processes: Sequence[LocalProcess], run_id: str
 ) -> RunInfo:
     known = {run.run_id: run for run in runs}
     run = known.get(run_id)
     if run is None:
         latest = ", ".join(list(known)[:3]) or "none"
-        raise TeardownError(
-            f"--run {run_id}: no such run in {state_dir / RUNS_DIR} (latest: {latest})"
-        )
+        raise TeardownError(f"--run {run_id}: no such run in {state.runs_dir} (latest: {latest})")
     if run.alive:
         pid = run.pid or (run.controller_pids[0] if run.controller_pids else None)
         how = f"`kill -TERM {pid}`" if pid else "Ctrl-C"
@@ -113,4 +129,4 @@ def _chosen_run(
             f"run {run_id} is still running: stop it with {how}; it then tears itself down"
         )
     mine = [proc for proc in processes if proc.run_id == run_id]
-    return describe_run(Path(run.path), state_dir / FACTS_DIR, mine, details=True)
+    return describe_run(Path(run.path), state, mine, details=True)

@@ -5,7 +5,7 @@ quoted with shlex, so no value is ever pasted into the program's text.
 """
 
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from importlib.resources import files
 
 from pwgen.teardown.local import KILL_AFTER
@@ -14,11 +14,6 @@ from pwgen.teardown.local import KILL_AFTER
 QUEUE_WAIT = 20
 #: The bash program, run with `bash -c` on the login node.
 CLEANUP_SCRIPT = "site_cleanup.sh"
-
-
-def _marker_args(site_dirs: Iterable[str]) -> list[str]:
-    """Command-line words that make a worker pool one of these site dirs' pools."""
-    return [f"--logdir={path}" for path in site_dirs]
 
 
 def action_script(

@@ -1,10 +1,11 @@
 """Tearing down one site: probe, plan, act, verify, and its ssh master."""
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pwgen.manifest import RunState
 from pwgen.status import (
     RunInfo,
     RunSite,
@@ -15,21 +16,24 @@ from pwgen.status import (
     site_master,
 )
 from pwgen.teardown.model import Action, TeardownReport
-from pwgen.teardown.script import _marker_args, action_script
+from pwgen.teardown.script import action_script
 from pwgen.tunnels.master import ControlMaster
 
 #: Seconds the remote step may take (scancel, waiting for the queue, relays).
 SITE_TIMEOUT = 60
 
 
-def _guarded_site(
+def teardown_site(
     ssh_config: Path,
     label: str,
     items: Sequence[tuple[RunInfo, RunSite]],
     live: Sequence[RunInfo],
     report: TeardownReport,
 ) -> list[Action]:
-    """`_teardown_site`, with any unexpected error reported as a failed action."""
+    """Blocks, relays, pools and cert copies of the runs `items` on one site; its master.
+
+    Never raises: an unexpected error is reported as a failed action.
+    """
     try:
         return _teardown_site(ssh_config, label, items, live, report)
     except Exception as err:  # one site's trouble must not hide the others' results
@@ -44,7 +48,7 @@ def _teardown_site(
     live: Sequence[RunInfo],
     report: TeardownReport,
 ) -> list[Action]:
-    """Blocks, relays, pools and cert copies of the runs `items` on one site; its master."""
+    """`teardown_site`, raising what goes wrong unexpectedly."""
     run_ids = ",".join(run.run_id for run, _ in items)
     scheduler = items[0][1].scheduler
     dirs = [path for _, site in items for path in site.site_dirs]
@@ -62,6 +66,11 @@ def _teardown_site(
         actions += _verify(label, plan, after, problem, owner, dir_owner)
     actions += _master(ssh_config, label, items, live, report, after, found=plan.any())
     return actions
+
+
+def _marker_args(site_dirs: Iterable[str]) -> list[str]:
+    """Command-line words that make a worker pool one of these site dirs' pools."""
+    return [f"--logdir={path}" for path in site_dirs]
 
 
 @dataclass
@@ -162,7 +171,7 @@ def _master(
     pid = master.pid()
     if pid is None:
         return []
-    first_time = any(run.state == "crashed" for run, _ in items)
+    first_time = any(run.state == RunState.CRASHED for run, _ in items)
     if not (first_time or found):
         return []
     users = [run.run_id for run in live if label in run.labels]
