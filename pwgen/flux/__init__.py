@@ -2,7 +2,7 @@
 
 Parsl's FluxExecutor must run next to flux-core, with its working directory on a
 filesystem the compute nodes share, and its Flux instance connects back to it on a
-random port (DESIGN.md, "FluxExecutor facts"). So for a `flux` site `pwgen run` does
+random port (docs/flux.md). So for a `flux` site `pwgen run` does
 not start a DataFlowKernel here: it ships the run to the login node and runs it there,
 in the pinned env, streaming the output back.
 

@@ -1,6 +1,5 @@
 """The status report: gathering sites, tunnels, blocks and runs, and its JSON form."""
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -9,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pwgen.errors import PwgenError
+from pwgen.facts import FactsError, read_facts
 from pwgen.layout import StateLayout
 from pwgen.manifest import RunState
 from pwgen.status.probe import Job, relay_pidfile_of
@@ -60,25 +60,19 @@ class StatusReport:
 
 
 def _facts_summary(state: StateLayout, label: str) -> tuple[dict[str, Any] | None, str | None]:
-    path = state.facts_file(label)
+    """What status shows of a site's facts, or why they cannot be read (never raises)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None, "no facts: run `pwgen provision`"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return None, f"{path}: unreadable: {err}"
-    if not isinstance(data, dict):
-        return None, f"{path}: not a JSON object"
-    env: dict[str, Any] = data["env"] if isinstance(data.get("env"), dict) else {}
-    python: dict[str, Any] = data["python"] if isinstance(data.get("python"), dict) else {}
+        facts = read_facts(state.facts_dir, label)
+    except FactsError as err:
+        return None, str(err)
     return {
-        "env_hash": env.get("hash"),
-        "env_path": env.get("path") or data.get("env_path"),
-        "parsl": data.get("parsl_version"),
-        "python": python.get("version"),
-        "scheduler": data.get("scheduler"),
-        "workdir": data.get("workdir"),
-        "gathered_at": data.get("gathered_at"),
+        "env_hash": facts.env.hash if facts.env else None,
+        "env_path": facts.env_dir,
+        "parsl": facts.parsl_version,
+        "python": facts.python.version if facts.python else None,
+        "scheduler": facts.scheduler,
+        "workdir": facts.workdir,
+        "gathered_at": facts.gathered_at,
     }, None
 
 

@@ -3,9 +3,9 @@
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Sequence
 
+from pwgen.poll import poll
 from pwgen.status import LocalProcess, pid_alive
 from pwgen.teardown.model import Action
 
@@ -25,22 +25,22 @@ def _same_process(proc: LocalProcess) -> bool:
     return command == proc.command
 
 
+def _wait_gone(procs: Sequence[LocalProcess], timeout: float) -> None:
+    poll(lambda: not any(_same_process(proc) for proc in procs), timeout)
+
+
 def stop_local(procs: Sequence[LocalProcess], wait: float = KILL_AFTER) -> list[Action]:
     """TERM the processes, KILL those alive after `wait` s; one Action each."""
     alive = [proc for proc in procs if _same_process(proc)]
     for proc in alive:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait
-    while any(_same_process(proc) for proc in alive) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_gone(alive, wait)
     hard = [proc for proc in alive if _same_process(proc)]
     for proc in hard:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(proc.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 2
-    while any(_same_process(proc) for proc in hard) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_gone(hard, 2)
     actions = []
     for proc in alive:
         survived = _same_process(proc)

@@ -1,11 +1,11 @@
 """Tearing down one site: probe, plan, act, verify, and its ssh master."""
 
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pwgen.manifest import RunState
+from pwgen.poll import poll
 from pwgen.status import (
     RunInfo,
     RunSite,
@@ -192,10 +192,7 @@ def _master(
         report.kept_masters.append(pid)
         return _cancel_forwards(master, label, items)
     done = master.control("exit")
-    deadline = time.monotonic() + 5
-    while (still := master.pid()) is not None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    ok = still is None
+    ok = poll(lambda: master.pid() is None, 5, interval=0.1) is not None
     detail = "" if ok else " ".join(done.stderr.split()) or "still running"
     return [Action("", label, f"stopped ssh master pid {pid}", ok, detail)]
 
