@@ -48,7 +48,6 @@ from pwgen.flux import (
     SiteRunPlan,
     plan_site_run,
     run_site_side,
-    ssh_argv,
 )
 from pwgen.sites import Site, load_sites, parse_sites
 from pwgen.ssh import SshSetup
@@ -366,13 +365,9 @@ def test_remote_command_lines(tmp_path: Path, provisioned: ProvisionedSite) -> N
     words = shlex.split(plan.run_command().split(" && ", 1)[1])
     assert words[-4:] == ["flow.py", "--n", "3", "it's a b"]
     ssh = SshSetup(config=Path("/p/.pwgen/ssh/config"), known_hosts=Path("/p/kh"))
-    assert ssh_argv(ssh, "f1", plan.run_command()) == [
-        "ssh",
-        "-F",
-        "/p/.pwgen/ssh/config",
-        "-T",
-        "f1",
-        plan.run_command(),
+    assert ssh.argv("f1", plan.run_command()) == [
+        *["ssh", "-F", "/p/.pwgen/ssh/config", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"],
+        *["-T", "f1", "--", plan.run_command()],
     ]
 
 

@@ -51,7 +51,7 @@ from pwgen.flux.plan import (
     SiteRunPlan,
     plan_site_run,
 )
-from pwgen.flux.remote import REMOTE_TIMEOUT, remote, ssh_argv
+from pwgen.flux.remote import REMOTE_TIMEOUT, remote
 from pwgen.flux.runner import SITE_RUNNER
 from pwgen.flux.ship import SHIP_TIMEOUT, SiteRunError, ship
 from pwgen.flux.signals import signals_ignored
@@ -86,7 +86,6 @@ __all__ = [
     "plan_site_run",
     "run_site_side",
     "ship",
-    "ssh_argv",
     "stream",
 ]
 

@@ -37,8 +37,7 @@ The package, one concept a module:
 
 from pwgen.tunnels.errors import TunnelError
 from pwgen.tunnels.master import COMMAND_TIMEOUT
-from pwgen.tunnels.relay import PORT_ATTEMPTS, RELAY_START_SECONDS
-from pwgen.tunnels.relay import _proc_net_tcp as _proc_net_tcp  # used by the tests
+from pwgen.tunnels.relay import PORT_ATTEMPTS, RELAY_START_SECONDS, proc_net_tcp
 from pwgen.tunnels.site import (
     DEFAULT_CHECK_INTERVAL,
     FORWARD_RETRY_SECONDS,
@@ -57,4 +56,5 @@ __all__ = [
     "Repair",
     "SiteTunnel",
     "TunnelError",
+    "proc_net_tcp",
 ]
