@@ -541,8 +541,8 @@ def test_local_run_streams_output_and_keeps_the_run(local_site: LocalSite) -> No
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in run_dir.iterdir() if p.is_file()}
     assert modes["flow.py"] == modes[CONFIG_NAME] == modes[RUNNER_NAME] == "0o600"
     log = local_site.log.read_text()
-    assert f"-T f1 cd {run_dir} && exec setsid -w env PWGEN_SITE_RUN={run_dir.name}" in log
-    assert f"-T f1 cd {run_dir} && {sys.executable} pwgen_site_run.py --cleanup" in log
+    assert f"-T f1 -- cd {run_dir} && exec setsid -w env PWGEN_SITE_RUN={run_dir.name}" in log
+    assert f"-T f1 -- cd {run_dir} && {sys.executable} pwgen_site_run.py --cleanup" in log
     # The leftover jobs of this run (by its directory and by its script path) are cancelled.
     assert "scancel 501 502\n" in log
     (manifest_dir,) = (local_site.state / "runs").iterdir()
