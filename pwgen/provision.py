@@ -116,7 +116,7 @@ def _run_playbook(
                 "ANSIBLE_CONFIG": str(ASSETS / "ansible.cfg"),
                 "ANSIBLE_ROLES_PATH": str(ASSETS / "roles"),
                 # Every connection goes through pwgen's ssh config: pinned keys, one master.
-                "ANSIBLE_SSH_ARGS": f"-F {ssh.config}",
+                "ANSIBLE_SSH_ARGS": ssh.ansible_ssh_args(),
                 "ANSIBLE_HOST_KEY_CHECKING": "True",
                 "ANSIBLE_PIPELINING": "True",
                 # The inventory is a JSON file: load only the plugin that reads it (the

@@ -50,7 +50,6 @@ from pwgen.flux import (
     plan_site_run,
     run_site_side,
     site_run,
-    ssh_argv,
 )
 from pwgen.sites import Site, load_sites, parse_sites
 from pwgen.ssh import SshSetup
@@ -342,13 +341,9 @@ def test_remote_command_lines(tmp_path: Path, provisioned: ProvisionedSite) -> N
     words = shlex.split(plan.run_command().split(" && ", 1)[1])
     assert words[-4:] == ["flow.py", "--n", "3", "it's a b"]
     ssh = SshSetup(config=Path("/p/.pwgen/ssh/config"), known_hosts=Path("/p/kh"))
-    assert ssh_argv(ssh, "f1", plan.run_command()) == [
-        "ssh",
-        "-F",
-        "/p/.pwgen/ssh/config",
-        "-T",
-        "f1",
-        plan.run_command(),
+    assert ssh.argv("f1", plan.run_command()) == [
+        *["ssh", "-F", "/p/.pwgen/ssh/config", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"],
+        *["-T", "f1", "--", plan.run_command()],
     ]
 
 
@@ -524,8 +519,8 @@ def test_local_run_streams_output_and_keeps_the_run(local_site: LocalSite) -> No
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in run_dir.iterdir() if p.is_file()}
     assert modes["flow.py"] == modes[CONFIG_NAME] == modes[RUNNER_NAME] == "0o600"
     log = local_site.log.read_text()
-    assert f"-T f1 cd {run_dir} && exec setsid -w env PWGEN_SITE_RUN={run_dir.name}" in log
-    assert f"-T f1 cd {run_dir} && {sys.executable} pwgen_site_run.py --cleanup" in log
+    assert f"-T f1 -- cd {run_dir} && exec setsid -w env PWGEN_SITE_RUN={run_dir.name}" in log
+    assert f"-T f1 -- cd {run_dir} && {sys.executable} pwgen_site_run.py --cleanup" in log
     # The leftover jobs of this run (by its directory and by its script path) are cancelled.
     assert "scancel 501 502\n" in log
     (manifest_dir,) = (local_site.state / "runs").iterdir()

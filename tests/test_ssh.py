@@ -45,7 +45,8 @@ def test_config_pins_keys_and_shares_one_master(tmp_path: Path, pinned: Path) ->
     assert ssh.config.stat().st_mode & 0o777 == 0o600
     assert ssh.known_hosts.stat().st_mode & 0o777 == 0o600
     assert ssh.known_hosts.read_text() == pinned.read_text()
-    assert ssh.argv("alpha", "hostname") == ["ssh", "-F", str(ssh.config), "alpha", "hostname"]
+    argv = ssh.argv("alpha", "hostname")
+    assert argv[:3] == ["ssh", "-F", str(ssh.config)] and argv[-3:] == ["alpha", "--", "hostname"]
     # OpenSSH itself accepts the file and resolves the alias as written.
     resolved = subprocess.run(
         ["ssh", "-G", "-F", str(ssh.config), "beta"], capture_output=True, text=True, check=True

@@ -31,7 +31,7 @@ from lab_helpers import netns_processes, running_lab, wait_for
 from pwgen.facts import SiteFacts, read_facts
 from pwgen.lab.procs import alive
 from pwgen.lab.state import LabState, SiteRecord
-from pwgen.tunnels import SiteTunnel, TunnelError, _proc_net_tcp
+from pwgen.tunnels import SiteTunnel, TunnelError, proc_net_tcp
 
 PREFIX, SUBNET = "pwtn", "10.246.0.0/16"
 LAB_DIR = Path(tempfile.gettempdir()) / "pwtn-lab"
@@ -40,9 +40,9 @@ LAB_DIR = Path(tempfile.gettempdir()) / "pwtn-lab"
 # --- offline ---------------------------------------------------------------------------
 
 
-def test_proc_net_tcp_encoding() -> None:
-    assert _proc_net_tcp("127.0.0.1", 54100) == "0100007F:D354"
-    assert _proc_net_tcp("10.246.1.1", 22) == "0101F60A:0016"
+def testproc_net_tcp_encoding() -> None:
+    assert proc_net_tcp("127.0.0.1", 54100) == "0100007F:D354"
+    assert proc_net_tcp("10.246.1.1", 22) == "0101F60A:0016"
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ from pwgen.flux.plan import (
     SiteRunPlan,
     plan_site_run,
 )
-from pwgen.flux.remote import REMOTE_TIMEOUT, remote, ssh_argv
+from pwgen.flux.remote import REMOTE_TIMEOUT, remote
 from pwgen.flux.ship import SHIP_TIMEOUT, SiteRunError, ship
 from pwgen.flux.signals import signals_ignored
 from pwgen.flux.stream import GRACE_SECONDS, PGID_WAIT_SECONDS, stream
@@ -88,7 +88,6 @@ __all__ = [
     "plan_site_run",
     "run_site_side",
     "ship",
-    "ssh_argv",
     "stream",
 ]
 

@@ -1,4 +1,4 @@
-"""Commands on a site's login node over its shared ssh master, without a pty."""
+"""Short commands on a site's login node over its shared ssh master (`SshSetup.argv`)."""
 
 import subprocess
 import sys
@@ -8,16 +8,11 @@ from pwgen.ssh import SshSetup
 REMOTE_TIMEOUT = 60
 
 
-def ssh_argv(ssh: SshSetup, label: str, command: str) -> list[str]:
-    """`ssh` through the site's shared master, no pty (`-T`): stdout and stderr stay apart."""
-    return ["ssh", "-F", str(ssh.config), "-T", label, command]
-
-
 def remote(ssh: SshSetup, label: str, command: str) -> int:
     """Run a short command on the site; its output is dropped. Returns the exit code."""
     try:
         done = subprocess.run(
-            ssh_argv(ssh, label, command),
+            ssh.argv(label, command),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=REMOTE_TIMEOUT,

@@ -4,7 +4,6 @@ import subprocess
 
 from pwgen.errors import PwgenError
 from pwgen.flux.plan import SiteRunPlan
-from pwgen.flux.remote import ssh_argv
 from pwgen.ssh import SshSetup
 
 SHIP_TIMEOUT = 300
@@ -18,7 +17,7 @@ def ship(plan: SiteRunPlan, ssh: SshSetup) -> None:
     """Create the run directory on the site and unpack the run's files into it."""
     try:
         done = subprocess.run(
-            ssh_argv(ssh, plan.label, plan.ship_command()),
+            ssh.argv(plan.label, plan.ship_command()),
             input=plan.tarball(),
             capture_output=True,
             timeout=SHIP_TIMEOUT,

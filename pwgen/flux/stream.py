@@ -5,7 +5,7 @@ import sys
 import time
 
 from pwgen.flux.plan import SiteRunPlan
-from pwgen.flux.remote import remote, ssh_argv
+from pwgen.flux.remote import remote
 from pwgen.flux.signals import signals_as_interrupt
 from pwgen.ssh import SshSetup
 from pwgen_script import EXIT_INTERRUPTED
@@ -26,7 +26,7 @@ def stream(plan: SiteRunPlan, ssh: SshSetup, grace: float = GRACE_SECONDS) -> in
         # Its own session: the terminal's Ctrl-C reaches pwgen, not the ssh client, so
         # the remote teardown's output still comes back through it.
         proc = subprocess.Popen(
-            ssh_argv(ssh, plan.label, plan.run_command()),
+            ssh.argv(plan.label, plan.run_command()),
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )

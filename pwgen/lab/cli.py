@@ -23,6 +23,7 @@ from pwgen.lab.plan import (
     make_options,
 )
 from pwgen.lab.state import LabState, load_state
+from pwgen.ssh import SshCommand
 
 app = typer.Typer(
     help="A multi-site HPC lab on this machine: sshd + Slurm + munge in network namespaces.",
@@ -157,7 +158,8 @@ def ssh(
         labels = ", ".join(item.label for item in state.sites)
         raise LabError(f"no site {site!r} in the lab (sites: {labels})")
     config = Path(state.state_dir) / SSH_CONFIG
-    os.execvp("ssh", ["ssh", "-F", str(config), site, *(command or [])])
+    argv = SshCommand(str(config), site).interactive(command or [])
+    os.execvp(argv[0], argv)
 
 
 def _require_lab(state_dir: Path) -> LabState:

@@ -5,8 +5,8 @@ through `ClusterProvider.execute_wait(cmd, timeout)`. `RemoteClusterProvider` is
 mixin that sits in front of a Parsl provider class in the MRO (see `slurm.py`,
 `pbspro.py`) and changes exactly three things:
 
-* `execute_wait` runs the command on the login node:
-  `ssh -F CONFIG -o BatchMode=yes -o ConnectTimeout=N HOST -- timeout -k 2 T bash -lc 'CMD'`.
+* `execute_wait` runs the command on the login node (argv from `pwgen.ssh.SshCommand`):
+  `ssh -F CONFIG -o BatchMode=yes -o ConnectTimeout=N -T HOST -- timeout -k 2 T bash -lc 'CMD'`.
   A login shell, so `sbatch`/`qsub` are on PATH as in an interactive session. Every call
   goes through the ssh config's ControlMaster when it has one (pwgen's does).
 * `submit` maps local paths to remote ones. The DFK sets `script_dir` to a LOCAL
@@ -55,7 +55,7 @@ from parsl.providers.cluster_provider import ClusterProvider
 from parsl.providers.errors import ExecutionProviderException, ScriptPathError
 
 from pwgen.errors import PwgenError
-from pwgen.ssh import kill_and_drain
+from pwgen.ssh import SshCommand, kill_and_drain
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +64,6 @@ TIMEOUT_EXIT = 124
 #: Exit code of `ssh` itself failing (connection, authentication, host key, config),
 #: and of a call pwgen had to kill locally because nothing answered.
 SSH_FAILED = 255
-#: Seconds between the remote `timeout`'s TERM and its KILL.
-KILL_AFTER = 2
 #: Largest job output `fetch_job_output` returns per stream (the tail is kept).
 MAX_OUTPUT_BYTES = 1_000_000
 
@@ -123,6 +121,7 @@ class RemoteClusterProvider(ClusterProvider):
         self.cmd_timeout = cmd_timeout
         self._ssh_config_path = os.path.abspath(os.path.expanduser(ssh_config))
         self._remote_dir = posixpath.normpath(remote_script_dir)
+        self._ssh = SshCommand(self._ssh_config_path, host, connect_timeout)
         self._submit_lock = threading.Lock()
         self._local_script_dir: str | None = None
         # While True (construction), a failing ssh raises instead of returning 255.
@@ -142,21 +141,6 @@ class RemoteClusterProvider(ClusterProvider):
 
     # --- running commands on the login node -------------------------------------------
 
-    def ssh_argv(self, remote_command: str) -> list[str]:
-        """The `ssh` argv that runs `remote_command` (a shell string) on the login node."""
-        return [
-            "ssh",
-            "-F",
-            self._ssh_config_path,
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            f"ConnectTimeout={self.connect_timeout}",
-            self.host,
-            "--",
-            remote_command,
-        ]
-
     def execute_wait(self, cmd: str, timeout: int | None = None) -> tuple[int, str, str]:
         """Run `cmd` in a login shell on the login node: (retcode, stdout, stderr).
 
@@ -173,11 +157,9 @@ class RemoteClusterProvider(ClusterProvider):
     def _run_remote(
         self, cmd: str, timeout: float, *, login: bool, stdin: bytes | None = None
     ) -> tuple[int, str, str]:
-        shell = "bash -lc" if login else "bash -c"
         seconds = max(1, int(timeout))
-        remote = f"timeout -k {KILL_AFTER} {seconds} {shell} {shlex.quote(cmd)}"
         proc = subprocess.Popen(
-            self.ssh_argv(remote),
+            self._ssh.script(cmd, seconds, login=login),
             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

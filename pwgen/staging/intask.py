@@ -84,8 +84,8 @@ def cli_argv(cli: str, scheme: str, source: str, destination: str, directory: bo
     if scheme == "s3" and kind == "aws":
         return [cli, "s3", "sync" if directory else "cp", source, destination]
     if scheme == "gs" and kind == "gcloud":
-        verb = ["rsync", "--recursive"] if directory else ["cp"]
-        return [cli, "storage", *verb, source, destination]
+        verb = ["storage", "rsync", "--recursive"] if directory else ["storage", "cp"]
+        return [cli, *verb, source, destination]
     if scheme == "gs" and kind == "gsutil":
         verb = ["-m", "rsync", "-r"] if directory else ["cp"]
         return [cli, *verb, source, destination]

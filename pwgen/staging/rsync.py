@@ -51,23 +51,17 @@ class Rsync:
     def argv(self, dirs: SiteDirs, source: str, destination: str, make: str | None) -> list[str]:
         """The rsync command line; with `make`, a copy to the site: that remote directory
         is created first, and the copy mirrors the source."""
-        argv = [
-            self.command,
-            *RSYNC_OPTIONS,
-            f"--timeout={self.io_timeout}",
-            "-e",
-            shlex.join(dirs.ssh_argv()),
-        ]
+        options = [*RSYNC_OPTIONS, f"--timeout={self.io_timeout}"]
         if make is not None:
-            argv += ["--delete", f"--rsync-path=mkdir -p -- {shlex.quote(make)} && rsync"]
-        return [*argv, source, destination]
+            options += ["--delete", f"--rsync-path=mkdir -p -- {shlex.quote(make)} && rsync"]
+        return dirs.ssh.rsync(self.command, options, source, destination)
 
     def push(self, dirs: SiteDirs, local: str, remote: str) -> None:
         """Copy a local file or directory to exactly `remote` on the site."""
         parent = posixpath.dirname(remote)
         if posixpath.basename(remote) != os.path.basename(local):
             raise ValueError(f"push keeps the name: {local} -> {remote}")
-        argv = self.argv(dirs, local, f"{dirs.host}:{parent}/", make=parent)
+        argv = self.argv(dirs, local, dirs.ssh.remote_path(f"{parent}/"), make=parent)
         self._run(argv, f"stage-in of {local} to {dirs.where(remote)}", dirs.root)
 
     def pull(self, dirs: SiteDirs, remote: str, local: str) -> None:
@@ -81,7 +75,7 @@ class Rsync:
             raise StagingError(
                 f"stage-out of {dirs.where(remote)} to {local} failed: {err}"
             ) from None
-        argv = self.argv(dirs, f"{dirs.host}:{remote}", f"{parent}/", make=None)
+        argv = self.argv(dirs, dirs.ssh.remote_path(remote), f"{parent}/", make=None)
         self._run(argv, f"stage-out of {dirs.where(remote)} to {local}", dirs.root)
 
     def _run(self, argv: list[str], what: str, root: str) -> None:

@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from pwgen.ssh import SshCommand
 from pwgen.staging.errors import StagingError
 
 #: The run's work dir for data, inside the executor's per-run directory on the site.
@@ -98,17 +99,10 @@ class SiteDirs:
         """`site:path`, as messages name a path on the site."""
         return f"{self.label}:{path}"
 
-    def ssh_argv(self) -> list[str]:
-        """ssh to the site through its running master (rsync's `-e` too)."""
-        return [
-            "ssh",
-            "-F",
-            self.ssh_config,
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ControlMaster=no",
-        ]
+    @property
+    def ssh(self) -> SshCommand:
+        """The site's ssh and rsync command lines (rsync's `-e` joins its running master)."""
+        return SshCommand(self.ssh_config, self.host)
 
 
 def _name(path: str) -> str:

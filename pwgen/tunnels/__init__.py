@@ -19,8 +19,8 @@ the relay); `start_supervisor()` checks master, forward and relay every few seco
 and re-creates whatever died (master → forward → relay), logging each repair;
 `close()` stops the relay, cancels the forward and stops the master.
 
-Facts this is built on (measured on the lab, see DESIGN.md): a master killed with -9
-leaves its socket behind, and `ControlMaster yes` next to a stale socket silently
+Facts this is built on (measured on the lab, see docs/remote-sites.md): a master
+killed with -9 leaves its socket behind, and `ControlMaster yes` next to a stale socket silently
 runs *without* multiplexing, so the stale socket is removed first; a master started
 by this package runs in the foreground of its own session (`-N`, no `-f`), its output
 to a log file, so no pipe of ours is held open and Ctrl-C on the terminal does not
@@ -30,15 +30,15 @@ and all of its streams redirected, or the ssh session never ends.
 The package, one concept a module:
 
     errors.py     TunnelError
-    master.py     ControlMaster: the site's ssh master (start, check, stop, shared use)
+    master.py     ControlMaster: the site's ssh master (start, check, stop, shared use);
+                  its ssh argvs come from pwgen.ssh.SshCommand
     relay.py      LoginRelay: port P, the -R forward, pwgen-relay, the path check
     site.py       SiteTunnel: open, health, check_and_repair, supervisor, close
 """
 
 from pwgen.tunnels.errors import TunnelError
 from pwgen.tunnels.master import COMMAND_TIMEOUT
-from pwgen.tunnels.relay import PORT_ATTEMPTS, RELAY_START_SECONDS
-from pwgen.tunnels.relay import _proc_net_tcp as _proc_net_tcp  # used by the tests
+from pwgen.tunnels.relay import PORT_ATTEMPTS, RELAY_START_SECONDS, proc_net_tcp
 from pwgen.tunnels.site import (
     DEFAULT_CHECK_INTERVAL,
     FORWARD_RETRY_SECONDS,
@@ -57,4 +57,5 @@ __all__ = [
     "Repair",
     "SiteTunnel",
     "TunnelError",
+    "proc_net_tcp",
 ]

@@ -9,14 +9,13 @@ import contextlib
 import logging
 import os
 import re
-import shlex
 import subprocess
 import tempfile
 import threading
 import time
 from typing import IO
 
-from pwgen.ssh import kill_and_drain
+from pwgen.ssh import Master, SshCommand, kill_and_drain
 from pwgen.tunnels.errors import TunnelError
 
 logger = logging.getLogger(__name__)
@@ -49,26 +48,15 @@ class ControlMaster:
         self.host = host
         self.connect_timeout = connect_timeout
         self.log_file = log_file
+        self.ssh = SshCommand(ssh_config, host, connect_timeout)
         self._proc: subprocess.Popen[bytes] | None = None
         self._control_path: str | None = None
         self._registered = False
 
-    def ssh_base(self) -> list[str]:
-        return [
-            "ssh",
-            "-F",
-            self.ssh_config,
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            f"ConnectTimeout={self.connect_timeout}",
-        ]
-
     def control(self, operation: str, *extra: str) -> subprocess.CompletedProcess[str]:
         """`ssh -O <operation>` on the master (check, exit, forward, cancel)."""
-        argv = ["ssh", "-F", self.ssh_config, "-O", operation, *extra, self.host]
         return subprocess.run(
-            argv,
+            self.ssh.control(operation, *extra),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -92,7 +80,7 @@ class ControlMaster:
         """The master's socket path, as ssh computes it from the config (`ssh -G`)."""
         if self._control_path is None:
             done = subprocess.run(
-                ["ssh", "-F", self.ssh_config, "-G", self.host],
+                self.ssh.query(),
                 capture_output=True,
                 text=True,
                 timeout=COMMAND_TIMEOUT,
@@ -121,15 +109,7 @@ class ControlMaster:
         log, start = self._open_log()
         with log:
             proc = subprocess.Popen(
-                [
-                    *self.ssh_base(),
-                    "-o",
-                    "ControlMaster=yes",
-                    "-o",
-                    "ControlPersist=no",
-                    "-N",
-                    self.host,
-                ],
+                self.ssh.start_master(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -209,10 +189,8 @@ class ControlMaster:
         `timeout` (stopped on the site); 255: ssh failed or did not answer (killed here).
         """
         seconds = max(1, int(timeout))
-        remote = f"timeout -k 2 {seconds} bash -c {shlex.quote(command)}"
-        argv = [*self.ssh_base(), "-o", "ControlMaster=no", self.host, "--", remote]
         proc = subprocess.Popen(
-            argv,
+            self.ssh.script(command, seconds, master=Master.JOIN),
             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

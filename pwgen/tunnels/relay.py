@@ -228,8 +228,8 @@ rm -f -- {pidfile}
         check = (
             f"{self._alive_function()}; "
             f'r=0; pid=$(cat {shlex.quote(self.pidfile)} 2>/dev/null) && alive "$pid" && r=1; '
-            f"f=$(grep -c ' {_proc_net_tcp('127.0.0.1', port)} 00000000:0000 0A ' /proc/net/tcp); "
-            f"l=$(grep -c ' {_proc_net_tcp(self.internal_address, port)} 00000000:0000 0A ' "
+            f"f=$(grep -c ' {proc_net_tcp('127.0.0.1', port)} 00000000:0000 0A ' /proc/net/tcp); "
+            f"l=$(grep -c ' {proc_net_tcp(self.internal_address, port)} 00000000:0000 0A ' "
             "/proc/net/tcp); "
             'echo "health $r $f $l"'
         )
@@ -260,7 +260,7 @@ class _PortTakenError(Exception):
     """The relay's port is taken on the login node's internal address."""
 
 
-def _proc_net_tcp(address: str, port: int) -> str:
+def proc_net_tcp(address: str, port: int) -> str:
     """`address:port` as /proc/net/tcp prints it (IPv4, little-endian hex)."""
     packed = ipaddress.IPv4Address(address).packed
     return f"{int.from_bytes(packed, 'little'):08X}:{port:04X}"

@@ -1,0 +1,55 @@
+"""SSH trust, one connection per site, and every ssh command line pwgen runs.
+
+pwgen writes its own OpenSSH client config under `.pwgen/ssh/`:
+
+    config         one `Host <label>` block per site: address, user, key, ProxyJump,
+                   pinned known_hosts, ControlMaster/ControlPath/ControlPersist
+    known_hosts    the host keys pwgen trusts (0600)
+
+Host keys are pinned: they come from a `known_hosts` file next to the sites file
+(the lab writes one), from files the user names, or — only when the user asks
+with `--accept-new-host-keys` — from the first contact (`accept-new`: an unknown
+key is recorded, a changed key is still refused). Never `StrictHostKeyChecking no`.
+
+Every ssh user (Ansible via `ssh_args = -F config`, the providers, tunnels, staging
+and site-side runs) connects as `ssh -F config <label>`, so they share one
+ControlMaster; the argvs are built in `command.py` only (a test checks it).
+
+    errors.py    SshError
+    trust.py     pinned known_hosts: merged from trusted files, checked per site
+    config.py    `.pwgen/ssh/config`: the only writer of ssh config lines
+    command.py   SshCommand: every ssh/rsync argv for a (config, Host alias)
+    prepare.py   prepare_ssh, SshSetup: a state dir's ssh files
+    process.py   kill_and_drain: stopping an ssh client that shares a master
+"""
+
+from pwgen.ssh.command import (
+    CONNECT_TIMEOUT,
+    KILL_AFTER,
+    Master,
+    SshCommand,
+    ansible_ssh_args,
+    bounded_script,
+)
+from pwgen.ssh.config import CONTROL_DIR, CONTROL_PERSIST, render_config
+from pwgen.ssh.errors import SshError
+from pwgen.ssh.prepare import SshSetup, prepare_ssh
+from pwgen.ssh.process import kill_and_drain
+from pwgen.ssh.trust import known_hosts_near
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "CONTROL_DIR",
+    "CONTROL_PERSIST",
+    "KILL_AFTER",
+    "Master",
+    "SshCommand",
+    "SshError",
+    "SshSetup",
+    "ansible_ssh_args",
+    "bounded_script",
+    "kill_and_drain",
+    "known_hosts_near",
+    "prepare_ssh",
+    "render_config",
+]

@@ -1,0 +1,65 @@
+"""`prepare_ssh`: write a state dir's ssh config and pinned keys; `SshSetup` names them."""
+
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pwgen.fileio import atomic_write
+from pwgen.layout import StateLayout
+from pwgen.sites import Site
+from pwgen.ssh.command import SshCommand, ansible_ssh_args
+from pwgen.ssh.config import CONTROL_DIR, render_config
+from pwgen.ssh.errors import SshError
+from pwgen.ssh.trust import merge_known_hosts, require_pinned_keys
+
+
+@dataclass(frozen=True)
+class SshSetup:
+    """The files every ssh call of a pwgen state dir uses."""
+
+    config: Path
+    known_hosts: Path
+
+    def command(self, label: str) -> SshCommand:
+        """The command lines of site `label` (see `pwgen.ssh.command`)."""
+        return SshCommand(str(self.config), label)
+
+    def argv(self, label: str, command: str) -> list[str]:
+        """`ssh` argv that runs the shell string `command` on a site through its shared master."""
+        return self.command(label).remote(command)
+
+    def ansible_ssh_args(self) -> str:
+        """Ansible's `ssh_args`: its own ssh reads this config (pinned keys, the masters)."""
+        return ansible_ssh_args(str(self.config))
+
+    def master_running(self, label: str) -> bool:
+        check = self.command(label).control("check")
+        return subprocess.run(check, capture_output=True, check=False).returncode == 0
+
+    def stop_master(self, label: str) -> None:
+        subprocess.run(self.command(label).control("exit"), capture_output=True, check=False)
+
+
+def prepare_ssh(
+    sites: Sequence[Site],
+    state_dir: Path,
+    known_hosts_files: Iterable[Path] = (),
+    accept_new_host_keys: bool = False,
+) -> SshSetup:
+    """Write `<state>/ssh/config` and merge pinned host keys into `<state>/ssh/known_hosts`."""
+    layout = StateLayout(state_dir.resolve())
+    ssh_dir = layout.ssh_dir
+    try:
+        ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as err:
+        raise SshError(f"{ssh_dir}: cannot create pwgen's ssh directory: {err.strerror}") from None
+    CONTROL_DIR.mkdir(exist_ok=True, mode=0o700)
+    known_hosts = layout.known_hosts
+    merge_known_hosts(known_hosts, known_hosts_files)
+    remote = [site for site in sites if not site.is_local]
+    if not accept_new_host_keys:
+        require_pinned_keys(remote, known_hosts)
+    config = layout.ssh_config
+    atomic_write(config, render_config(remote, known_hosts, accept_new_host_keys), mode=0o600)
+    return SshSetup(config=config, known_hosts=known_hosts)
