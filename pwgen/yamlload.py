@@ -59,7 +59,8 @@ def load_yaml(text: str, source: str, error: type[PwgenError]) -> tuple[Any, yam
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        kind = "YAML error" if isinstance(err, ConstructorError) else "YAML syntax error"
+        syntax = isinstance(err, yaml.scanner.ScannerError | yaml.parser.ParserError)
+        kind = "YAML syntax error" if syntax else "YAML error"
         raise error(f"{where}: {kind}: {clip(str(err.problem))}") from None
     except yaml.YAMLError as err:
         raise error(f"{source}: YAML error: {clip(str(err))}") from None
