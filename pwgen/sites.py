@@ -31,7 +31,10 @@ from pydantic import (
 )
 
 from pwgen.errors import SitesError
-from pwgen.validation import first_problem
+from pwgen.sitevalues import USER, check_proxy_jump, check_requirement, refuse_template
+from pwgen.userfiles import MAX_BYTES, read_user_text
+from pwgen.validation import first_problem, shown
+from pwgen.yamlload import load_yaml
 
 Scheduler = Literal["slurm", "pbspro", "local"]
 ExecutorKind = Literal["htex", "mpi", "flux"]
@@ -43,8 +46,6 @@ _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # Values that end up in ssh argv or scheduler directives: no spaces, no leading
 # dash (an ssh option), no shell metacharacters.
 _HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%-]+$")
-_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$")
-_PROXY_JUMP = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*@)?[A-Za-z0-9_.:\[\]-]+(,.+)?$")
 _SCHEDULER_WORD = re.compile(r"^[A-Za-z0-9_.,:+-]+$")
 _WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:[0-5]\d:[0-5]\d$")
 
@@ -75,6 +76,15 @@ class _Model(BaseModel):
     # strict: YAML already yields real ints, bools and strings; "yes" is not a number.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
+    @field_validator("*")
+    @classmethod
+    def _refuse_templates(cls, value: Any) -> Any:
+        """Every string (and list of strings) of every site model: see pwgen.sitevalues."""
+        for text in value if isinstance(value, tuple) else (value,):
+            if isinstance(text, str):
+                refuse_template(text)
+        return value
+
 
 class EnvSpec(_Model):
     """How the pinned Parsl environment is built on the site."""
@@ -85,6 +95,13 @@ class EnvSpec(_Model):
     python: str | None = Field(None, min_length=1)
     # strict=False only to accept YAML lists as tuples (items stay strict strings).
     extra_packages: tuple[str, ...] = Field((), strict=False)
+
+    @field_validator("extra_packages")
+    @classmethod
+    def _check_extra_packages(cls, packages: tuple[str, ...]) -> tuple[str, ...]:
+        for package in packages:
+            check_requirement(package)
+        return packages
 
 
 # Settings that only make sense for a remote cluster.
@@ -121,39 +138,37 @@ class Site(_Model):
     def _check_label(cls, label: str) -> str:
         if not _LABEL.match(label) or keyword.iskeyword(label):
             raise ValueError(
-                f"{label!r} is not a valid label (a Python identifier: letters, digits, "
+                f"{shown(label)} is not a valid label (a Python identifier: letters, digits, "
                 "underscores, not starting with a digit, at most 63 characters)"
             )
         if label in RESERVED_LABELS:
-            raise ValueError(f"{label!r} is reserved for an inventory group")
+            raise ValueError(f"{shown(label)} is reserved for an inventory group")
         return label
 
     @field_validator("host")
     @classmethod
     def _check_host(cls, host: str | None) -> str | None:
         if host is not None and (not _HOST.match(host) or host.startswith("-")):
-            raise ValueError(f"{host!r} is not a host name or IP address")
+            raise ValueError(f"{shown(host)} is not a host name or IP address")
         return host
 
     @field_validator("user")
     @classmethod
     def _check_user(cls, user: str | None) -> str | None:
-        if user is not None and not _USER.match(user):
-            raise ValueError(f"{user!r} is not a user name")
+        if user is not None and not USER.match(user):
+            raise ValueError(f"{shown(user)} is not a user name")
         return user
 
     @field_validator("proxy_jump")
     @classmethod
     def _check_proxy_jump(cls, jump: str | None) -> str | None:
-        if jump is not None and (not _PROXY_JUMP.match(jump) or " " in jump):
-            raise ValueError(f"{jump!r} is not [user@]host[:port][,...]")
-        return jump
+        return None if jump is None else check_proxy_jump(jump)
 
     @field_validator("partition", "account", "qos")
     @classmethod
     def _check_scheduler_word(cls, word: str | None) -> str | None:
         if word is not None and not _SCHEDULER_WORD.match(word):
-            raise ValueError(f"{word!r} has characters a scheduler directive cannot hold")
+            raise ValueError(f"{shown(word)} has characters a scheduler directive cannot hold")
         return word
 
     @field_validator("worker_init")
@@ -193,29 +208,17 @@ class SitesFile(_Model):
 
 
 def load_sites(path: Path) -> list[Site]:
-    """Read and validate a sites.yaml; any problem raises one SitesError naming file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SitesError(f"{path}: sites file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise SitesError(f"{path}: cannot read sites file: {err}") from None
+    """Read and validate a sites.yaml; any problem raises one SitesError naming file and line.
+
+    Only a regular file of at most 1 MiB is read (pwgen.userfiles.MAX_BYTES).
+    """
+    text = read_user_text(path, "sites file", SitesError, MAX_BYTES)
     return parse_sites(text, source=str(path))
 
 
 def parse_sites(text: str, source: str = "sites.yaml") -> list[Site]:
     """Validate the text of a sites file; `source` names it in error messages."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise SitesError(f"{where}: YAML syntax error: {err.problem}") from None
-    except yaml.YAMLError as err:
-        raise SitesError(f"{source}: YAML error: {err}") from None
-    if root is not None:
-        _refuse_duplicate_keys(root, source)
+    data, root = load_yaml(text, source, SitesError)
     if not isinstance(data, dict):
         raise SitesError(f"{source}: expected a mapping with a 'sites:' list at the top level")
     sites = validate_sites(data, source, root)
@@ -238,26 +241,10 @@ def _refuse_duplicate_labels(sites: Sequence[Site], source: str, root: yaml.Node
         if site.label in seen:
             where = _where(source, root, ("sites", index, "label"))
             raise SitesError(
-                f"{where}: sites[{index}].label: duplicate label {site.label!r} "
+                f"{where}: sites[{index}].label: duplicate label {shown(site.label)} "
                 f"(also sites[{seen[site.label]}])"
             )
         seen[site.label] = index
-
-
-def _refuse_duplicate_keys(node: yaml.Node, source: str) -> None:
-    """PyYAML silently keeps the last of two equal keys; a typo'd copy would be lost."""
-    if isinstance(node, yaml.MappingNode):
-        keys: set[Any] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in keys:
-                line = key_node.start_mark.line + 1
-                raise SitesError(f"{source}:{line}: duplicate key {key!r}")
-            keys.add(key)
-            _refuse_duplicate_keys(value_node, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _refuse_duplicate_keys(item, source)
 
 
 def _describe(err: ValidationError, source: str, root: yaml.Node | None) -> str:

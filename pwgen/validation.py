@@ -1,9 +1,21 @@
-"""One-line messages for pydantic validation errors (sites files, facts files)."""
+"""One-line messages for pydantic validation errors (sites files, facts files).
 
+Values are echoed bounded (`shown`, `clip`): a hostile file's 1 MB value, or a list
+that aliases expand to a million items, must not become a 1 MB error line.
+"""
+
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+
+SHOWN_CHARS = 60
+MESSAGE_CHARS = 300
+
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = SHOWN_CHARS
+_repr.maxlevel, _repr.maxlist, _repr.maxtuple, _repr.maxdict = 2, 4, 4, 4
 
 
 @dataclass(frozen=True)
@@ -25,9 +37,9 @@ def first_problem(err: ValidationError) -> Problem:
     else:
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] not in ("value_error", "assertion_error"):
-            message += f" (got {first['input']!r})"
+            message += f" (got {shown(first['input'])})"
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    return Problem(loc, dotted(loc), message, more)
+    return Problem(loc, dotted(loc), clip(message), more)
 
 
 def dotted(loc: tuple[Any, ...]) -> str:
@@ -36,3 +48,13 @@ def dotted(loc: tuple[Any, ...]) -> str:
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
     return text
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """`repr(value)` for a message, at most about `limit` characters, nesting cut short."""
+    return clip(_repr.repr(value), limit)
+
+
+def clip(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """`text` cut to `limit` characters, ending in `...` when cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -7,8 +7,9 @@
 
 It serves the documented shapes: `GET /api/clusters` (HTTP Basic, the key as user
 and an empty password; anything else is 401) and, in legacy mode, only the old
-`GET /api/resources?key=<key>` (404 on /api/clusters). Switches, all plain
-attributes that may be changed while it runs:
+`GET /api/resources` (404 on /api/clusters), with the same HTTP Basic header: a key
+in the query string is refused (401), so a client that puts it in the URL fails.
+Switches, all plain attributes that may be changed while it runs:
 
     clusters / resources   the JSON served (deep-copied defaults)
     api_key                the key it accepts
@@ -20,6 +21,10 @@ attributes that may be changed while it runs:
     body                   serve these raw bytes instead of JSON (malformed JSON)
     malformed              shorthand for a truncated JSON body
     delay                  seconds to wait before answering (client timeouts)
+    drip                   send the headers, then one byte of body every `drip` seconds
+                           for ever (a per-read timeout never fires)
+    huge                   answer 200 with this many bytes of valid JSON, streamed
+                           without a Content-Length (a body-size cap must stop reading)
 """
 
 import base64
@@ -28,7 +33,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -157,6 +162,8 @@ class PWServer:
         self.body: bytes | None = None
         self.malformed = False
         self.delay = 0.0
+        self.drip: float | None = None
+        self.huge = 0
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -230,7 +237,7 @@ class PWServer:
         if request.path == "/api/resources":
             if not self.legacy:
                 return 404, b'{"error": "not found"}'
-            if request.query.get("key") != [self.api_key]:
+            if "key" in request.query or request.authorization != basic_auth(self.api_key):
                 return 401, b'{"error": "invalid key"}'
             return 200, self._payload(self.resources)
         return 404, b'{"error": "not found"}'
@@ -254,11 +261,38 @@ class _Handler(BaseHTTPRequestHandler):
             authorization=self.headers.get("Authorization"),
         )
         status, body = self.pw._answer(request)
+        if status == 200 and (self.pw.drip is not None or self.pw.huge):
+            self._stream_forever() if self.pw.drip is not None else self._stream_huge()
+            return
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _stream_forever(self) -> None:
+        """Headers, then a space (valid JSON padding) every `drip` seconds until cut off."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.flush()
+        with suppress(OSError):
+            while self.pw.drip is not None:
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(self.pw.drip)
+
+    def _stream_huge(self) -> None:
+        """`huge` bytes of one JSON list, no Content-Length: the end is the closed socket."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        chunk = b'{"name": "x", "status": "off"},' * 2048
+        with suppress(OSError):
+            self.wfile.write(b"[")
+            for _ in range(self.pw.huge // len(chunk)):
+                self.wfile.write(chunk)
+            self.wfile.write(b'{"name": "x"}]')
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass

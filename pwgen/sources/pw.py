@@ -6,7 +6,10 @@
     fetch_sites()                      all three: what `pwgen inventory --from pw` and the
                                        `pwgen_pw` Ansible inventory plugin call
 
-The mapping from clusters to sites lives in `pwgen.sources.pw_clusters`.
+The mapping from clusters to sites lives in `pwgen.sources.pw_clusters`, the HTTP
+exchange (retries, total deadline, byte cap) in `pwgen.sources.pw_http`. The key is
+sent only in the Authorization header, and only over https unless the platform is
+on this machine (loopback) or PWGEN_ALLOW_HTTP=1 says plain http is wanted.
 
 Every problem (no key, unreachable platform, rejected key, an answer of the wrong
 shape) is one `PWAPIError` with a one-line message; the API key never appears in
@@ -18,7 +21,7 @@ are facts gathered over SSH later.
 
 import base64
 import binascii
-import ipaddress
+import json
 import logging
 import os
 import re
@@ -32,15 +35,31 @@ import httpx
 
 from pwgen.errors import PWAPIError
 from pwgen.sources.pw_clusters import PWSites, clusters_to_sites, legacy_to_clusters, objects
+from pwgen.sources.pw_http import (
+    Answer,
+    Limits,
+    Retry,
+    deadline_client,
+    get,
+    is_loopback,
+    late_message,
+    netloc,
+    reason,
+    run_within,
+)
 
-# httpx logs every request URL at INFO; the legacy endpoint carries the key in its
-# query string, so those lines must never be emitted.
+# httpx logs every request URL at INFO: noise in Ansible's output (no key is in a URL).
 logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_ATTEMPTS = 3
 DEFAULT_BACKOFF = 0.5
+# The whole fetch, all attempts included; a PW answer is a few kB.
+DEFAULT_DEADLINE = 60.0
+DEFAULT_MAX_BYTES = 8 << 20
+# Set to 1 to send the key over plain http to a host that is not this machine.
+ALLOW_HTTP_VARIABLE = "PWGEN_ALLOW_HTTP"
 
 CLUSTERS_PATH = "/api/clusters"
 LEGACY_PATH = "/api/resources"
@@ -63,7 +82,7 @@ class PWSettings:
     @property
     def host(self) -> str:
         """The platform's host[:port], for messages."""
-        return urlsplit(self.base_url).netloc or self.base_url
+        return netloc(self.base_url)
 
 
 # ---------------------------------------------------------------- settings
@@ -82,8 +101,10 @@ def settings_from_env(environ: Mapping[str, str]) -> PWSettings:
             "(account settings) and export PW_API_KEY"
         )
     host = environ.get("PW_PLATFORM_HOST", "").strip()
+    allow_http = environ.get(ALLOW_HTTP_VARIABLE, "").strip().lower() in ("1", "true", "yes")
     if host:
-        return PWSettings(base_url=base_url_for(host, "PW_PLATFORM_HOST"), api_key=key)
+        url = _encrypted(base_url_for(host, "PW_PLATFORM_HOST"), "PW_PLATFORM_HOST", allow_http)
+        return PWSettings(base_url=url, api_key=key)
     derived = host_from_key(key)
     if derived is None:
         raise PWAPIError(
@@ -91,7 +112,20 @@ def settings_from_env(environ: Mapping[str, str]) -> PWSettings:
             "PW_API_KEY (not a pwt_<host>.<secret> key): set PW_PLATFORM_HOST, "
             "e.g. PW_PLATFORM_HOST=cloud.parallel.works"
         )
-    return PWSettings(base_url=base_url_for(derived, "the host in PW_API_KEY"), api_key=key)
+    what = "the host in PW_API_KEY"
+    url = _encrypted(base_url_for(derived, what), what, allow_http)
+    return PWSettings(base_url=url, api_key=key)
+
+
+def _encrypted(base_url: str, what: str, allow_http: bool) -> str:
+    """Refuse plain http off this machine: the key would cross the network in clear."""
+    parts = urlsplit(base_url)
+    if parts.scheme.lower() == "http" and not allow_http and not is_loopback(parts.hostname or ""):
+        raise PWAPIError(
+            f"{what} asks for plain http ({base_url}): the API key would cross the network "
+            f"unencrypted; use https, or set {ALLOW_HTTP_VARIABLE}=1 to allow it"
+        )
+    return base_url
 
 
 def host_from_key(key: str) -> str | None:
@@ -145,111 +179,57 @@ def fetch_clusters(
     timeout: float = DEFAULT_TIMEOUT,
     attempts: int = DEFAULT_ATTEMPTS,
     backoff: float = DEFAULT_BACKOFF,
+    deadline: float = DEFAULT_DEADLINE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> list[dict[str, Any]]:
     """The platform's clusters, in the shape of GET /api/clusters.
 
     Falls back to the legacy GET /api/resources (converted to that shape) when
     /api/clusters answers 404. Connection errors, timeouts, 429 and 5xx are retried
-    `attempts` times in all, waiting backoff, 2*backoff, ... in between.
+    `attempts` times in all, waiting backoff, 2*backoff, ... in between. `timeout`
+    bounds each network read, `deadline` the whole exchange (all attempts), and no
+    answer may be larger than `max_bytes`.
     """
-    if not timeout > 0:
-        raise PWAPIError(f"the PW API timeout must be a positive number of seconds, not {timeout}")
+    for name, value in (("timeout", timeout), ("deadline", deadline), ("size cap", max_bytes)):
+        if not value > 0:
+            raise PWAPIError(f"the PW API {name} must be a positive number, not {value}")
+    limits = Limits(time.monotonic() + deadline, max_bytes, deadline)
+    retry = Retry(attempts, backoff)
     try:
-        with _client(settings, timeout) as client:
-            auth = httpx.BasicAuth(settings.api_key, "")
-            response = _get(client, settings, CLUSTERS_PATH, attempts, backoff, auth=auth)
-            if response.status_code == 404:
-                response = _get(
-                    client,
-                    settings,
-                    LEGACY_PATH,
-                    attempts,
-                    backoff,
-                    params={"key": settings.api_key},
-                )
-                if response.status_code == 404:
-                    raise PWAPIError(
-                        f"PW API at {settings.host} has neither {CLUSTERS_PATH} nor "
-                        f"{LEGACY_PATH} (HTTP 404): is PW_PLATFORM_HOST the PW platform?"
-                    )
-                _check_status(response, settings, LEGACY_PATH)
-                resources = _json(response, settings, LEGACY_PATH)
-                return legacy_to_clusters(resources, f"PW API at {settings.host}")
-            _check_status(response, settings, CLUSTERS_PATH)
-            clusters = _json(response, settings, CLUSTERS_PATH)
-            return objects(clusters, "clusters", f"PW API at {settings.host}")
+        return run_within(
+            deadline,
+            lambda: _ask(settings, timeout, retry, limits),
+            late_message(settings.host, deadline),
+        )
     except PWAPIError as err:
         raise PWAPIError(redact(str(err), settings.api_key)) from None
     except (httpx.HTTPError, httpx.InvalidURL) as err:
-        message = f"cannot reach PW API at {settings.base_url}: {_reason(err)}"
+        message = f"cannot reach PW API at {settings.base_url}: {reason(err)}"
         raise PWAPIError(redact(message, settings.api_key)) from None
 
 
-def _client(settings: PWSettings, timeout: float) -> httpx.Client:
-    host = urlsplit(settings.base_url).hostname or ""
-    return httpx.Client(
-        base_url=settings.base_url,
-        timeout=httpx.Timeout(timeout),
-        headers={"Accept": "application/json", "User-Agent": "pwgen"},
-        # A proxy from the environment must not see requests meant for this machine.
-        trust_env=not _is_loopback(host),
-        follow_redirects=False,
-    )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _get(
-    client: httpx.Client,
-    settings: PWSettings,
-    path: str,
-    attempts: int,
-    backoff: float,
-    **kwargs: Any,
-) -> httpx.Response:
-    """GET with retries; raises PWAPIError once the attempts are used up."""
-    attempts = max(1, attempts)
-    failure = ""
-    for attempt in range(1, attempts + 1):
-        try:
-            response = client.get(path, **kwargs)
-        except httpx.TransportError as err:
-            failure = f"cannot reach PW API at {settings.base_url}: {_reason(err)}"
-        except (httpx.HTTPError, httpx.InvalidURL) as err:
+def _ask(settings: PWSettings, timeout: float, retry: Retry, limits: Limits) -> Any:
+    """/api/clusters, else the legacy /api/resources; the key only in the auth header."""
+    auth = httpx.BasicAuth(settings.api_key, "")
+    with deadline_client(settings.base_url, timeout) as client:
+        answer = get(client, CLUSTERS_PATH, retry, limits, auth=auth)
+        if answer.status != 404:
+            _check_status(answer, settings, CLUSTERS_PATH)
+            clusters = _json(answer, settings, CLUSTERS_PATH)
+            return objects(clusters, "clusters", f"PW API at {settings.host}")
+        answer = get(client, LEGACY_PATH, retry, limits, auth=auth)
+        if answer.status == 404:
             raise PWAPIError(
-                f"cannot reach PW API at {settings.base_url}: {_reason(err)}"
-            ) from None
-        else:
-            status = response.status_code
-            if status != 429 and status < 500:
-                return response
-            failure = (
-                f"PW API at {settings.host} answered HTTP {status} "
-                f"{response.reason_phrase} for {path}".rstrip()
+                f"PW API at {settings.host} has neither {CLUSTERS_PATH} nor "
+                f"{LEGACY_PATH} (HTTP 404): is PW_PLATFORM_HOST the PW platform?"
             )
-        if attempt < attempts:
-            time.sleep(backoff * 2 ** (attempt - 1))
-    tries = f" (after {attempts} attempts)" if attempts > 1 else ""
-    raise PWAPIError(failure + tries)
+        _check_status(answer, settings, LEGACY_PATH)
+        resources = _json(answer, settings, LEGACY_PATH)
+        return legacy_to_clusters(resources, f"PW API at {settings.host}")
 
 
-def _reason(err: Exception) -> str:
-    text = str(err).strip()
-    name = type(err).__name__
-    if isinstance(err, httpx.TimeoutException):
-        return f"timed out ({name})"
-    return text or name
-
-
-def _check_status(response: httpx.Response, settings: PWSettings, path: str) -> None:
-    status = response.status_code
+def _check_status(answer: Answer, settings: PWSettings, path: str) -> None:
+    status = answer.status
     if status in (401, 403):
         raise PWAPIError(
             f"PW API at {settings.host} rejected the key (HTTP {status}): "
@@ -257,14 +237,18 @@ def _check_status(response: httpx.Response, settings: PWSettings, path: str) -> 
         )
     if not 200 <= status < 300:
         raise PWAPIError(
-            f"PW API at {settings.host} answered HTTP {status} "
-            f"{response.reason_phrase} for {path}".rstrip()
+            f"PW API at {settings.host} answered HTTP {status} {answer.reason}".rstrip()
+            + f" for {path}"
         )
 
 
-def _json(response: httpx.Response, settings: PWSettings, path: str) -> Any:
+def _json(answer: Answer, settings: PWSettings, path: str) -> Any:
     try:
-        return response.json()
+        return json.loads(answer.body)
+    except RecursionError:
+        raise PWAPIError(
+            f"PW API at {settings.host} answered {path} with JSON nested too deeply"
+        ) from None
     except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
         where = ""
         if hasattr(err, "lineno") and hasattr(err, "colno"):
@@ -292,10 +276,19 @@ def fetch_sites(
     timeout: float = DEFAULT_TIMEOUT,
     attempts: int = DEFAULT_ATTEMPTS,
     backoff: float = DEFAULT_BACKOFF,
+    deadline: float = DEFAULT_DEADLINE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> PWSites:
     """Ask the PW API (settings from `environ`, default os.environ) for sites."""
     settings = settings_from_env(os.environ if environ is None else environ)
-    clusters = fetch_clusters(settings, timeout=timeout, attempts=attempts, backoff=backoff)
+    clusters = fetch_clusters(
+        settings,
+        timeout=timeout,
+        attempts=attempts,
+        backoff=backoff,
+        deadline=deadline,
+        max_bytes=max_bytes,
+    )
     try:
         return clusters_to_sites(clusters, source=f"PW API at {settings.host}")
     except PWAPIError as err:

@@ -15,6 +15,7 @@ from typing import Any
 
 from pwgen.errors import PWAPIError, SitesError
 from pwgen.sites import RESERVED_LABELS, Site, validate_sites
+from pwgen.validation import shown
 
 USABLE_STATUSES = frozenset({"on", "active"})
 # PW's schedulerType -> pwgen's Site.scheduler
@@ -103,11 +104,6 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def normalise_label(name: str) -> str:
     """A cluster name as a site label: `"GPU-Cluster.v2"` -> `gpu_cluster_v2`.
 
@@ -128,11 +124,11 @@ def _cluster_name(cluster: Mapping[str, Any], index: int, source: str) -> str:
     ident = cluster.get("id")
     which = f"{source}: clusters[{index}]"
     if isinstance(ident, str | int) and not isinstance(ident, bool):
-        which += f" (id {_short(ident)})"
+        which += f" (id {shown(ident)})"
     for key in ("name", "displayName"):
         value = cluster.get(key)
         if value is not None and not isinstance(value, str):
-            raise PWAPIError(f"{which}: field {key!r} should be a string, got {_short(value)}")
+            raise PWAPIError(f"{which}: field {key!r} should be a string, got {shown(value)}")
         if value and value.strip():
             return value.strip()
     raise PWAPIError(f"{which}: field 'name' is missing or empty")
@@ -147,8 +143,8 @@ def _check_fields(cluster: Mapping[str, Any], name: str, source: str) -> None:
         if wrong_bool or not isinstance(value, types):
             expected = " or ".join(_TYPE_NAMES.get(kind, kind.__name__) for kind in types)
             raise PWAPIError(
-                f"{source}: cluster {_short(name)}: field {key!r} should be {expected}, "
-                f"got {_short(value)}"
+                f"{source}: cluster {shown(name)}: field {key!r} should be {expected}, "
+                f"got {shown(value)}"
             )
 
 
@@ -191,12 +187,12 @@ def clusters_to_sites(clusters: Any, source: str = "PW API") -> PWSites:
         label = normalise_label(name)
         if not label:
             raise PWAPIError(
-                f"{source}: cluster {_short(name)}: its name gives no usable site label "
+                f"{source}: cluster {shown(name)}: its name gives no usable site label "
                 "(it needs at least one letter or digit)"
             )
         if label in labels:
             raise PWAPIError(
-                f"{source}: clusters {_short(labels[label])} and {_short(name)} both become "
+                f"{source}: clusters {shown(labels[label])} and {shown(name)} both become "
                 f"site label {label!r}: rename one of them in the PW platform"
             )
         labels[label] = name
@@ -237,7 +233,7 @@ _ORIGIN = {
 
 def _validate_one(data: dict[str, Any], name: str, source: str) -> Site:
     """Run one site through the same validator as sites.yaml; errors name the cluster."""
-    prefix = f"{source}: cluster {_short(name)}"
+    prefix = f"{source}: cluster {shown(name)}"
     try:
         (site,) = validate_sites({"sites": [data]}, prefix)
     except SitesError as err:
@@ -289,20 +285,20 @@ def legacy_to_cluster(
     name = resource.get("name")
     which = f"{source}: resources[{index}]"
     if isinstance(name, str) and name.strip():
-        which = f"{source}: resource {_short(name.strip())}"
+        which = f"{source}: resource {shown(name.strip())}"
     elif name is None or isinstance(name, str):
         raise PWAPIError(f"{which}: field 'name' is missing or empty")
     for key, types in _LEGACY_FIELDS.items():
         value = resource.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
             expected = " or ".join(_TYPE_NAMES[kind] for kind in types)
-            raise PWAPIError(f"{which}: field {key!r} should be {expected}, got {_short(value)}")
+            raise PWAPIError(f"{which}: field {key!r} should be {expected}, got {shown(value)}")
     for (outer, key), types in _LEGACY_SUBFIELDS.items():
         value = (resource.get(outer) or {}).get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
             expected = " or ".join(_TYPE_NAMES[kind] for kind in types)
             raise PWAPIError(
-                f"{which}: field '{outer}.{key}' should be {expected}, got {_short(value)}"
+                f"{which}: field '{outer}.{key}' should be {expected}, got {shown(value)}"
             )
     variables: Mapping[str, Any] = resource.get("variables") or {}
     settings: Mapping[str, Any] = resource.get("settings") or {}
