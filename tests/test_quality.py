@@ -1,6 +1,8 @@
 """The code base stays ruff- and mypy-clean: checked by the suite, not only by habit."""
 
+import ast
 import subprocess
+from pathlib import Path
 
 import pytest
 from helpers import BIN, REPO
@@ -24,3 +26,38 @@ def test_tool_is_clean(command: list[str]) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+#: Lines of logic a function may have: its body after the signature and docstring, so
+#: typer commands and Parsl executors with long argument lists are measured by what
+#: they do, not by what they accept.
+MAX_FUNCTION_BODY = 50
+#: Lines a module may have before it should be split by concept.
+MAX_MODULE_LINES = 400
+
+
+def _python_sources() -> list[Path]:
+    return sorted([*(REPO / "pwgen").rglob("*.py"), REPO / "pwgen_script.py"])
+
+
+def _body_lines(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    body = function.body
+    first = body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and len(body) > 1:
+        body = body[1:]  # the docstring
+    return (function.end_lineno or function.lineno) - body[0].lineno + 1
+
+
+def test_functions_and_modules_stay_small() -> None:
+    too_long = []
+    for path in _python_sources():
+        text = path.read_text(encoding="utf-8")
+        name = path.relative_to(REPO)
+        if text.count("\n") > MAX_MODULE_LINES:
+            too_long.append(f"{name}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = _body_lines(node)
+                if lines > MAX_FUNCTION_BODY:
+                    too_long.append(f"{name}:{node.lineno} {node.name}: {lines} lines of body")
+    assert too_long == [], "split these by concept:\n" + "\n".join(too_long)
