@@ -219,6 +219,26 @@ def test_tasks_lost_in_a_broken_tunnel_are_failed_for_retry() -> None:
     assert failover.report()["presumed_lost"] == 3
 
 
+def test_lost_results_that_hold_every_worker_are_failed_for_retry() -> None:
+    """Nothing finishes after the repair because the lost tasks hold the site's workers:
+    with newer tasks waiting, the suspects are presumed lost after the grace period."""
+    failover = Failover()
+    site = _Executor()
+    site.tasks = {tid: Future() for tid in range(2)}  # both on the site's two workers
+    watch = SiteWatch(failover, SimpleNamespace(executors={"a": site}), queue_wait=None)
+    watch.check_once(0.0)
+    site.tunnel.repairs.append("master")
+    watch.check_once(1.0)  # suspects: 0, 1
+    originals = dict(site.tasks)
+    watch.check_once(12.0)  # past the grace, but nothing waits behind them: long tasks?
+    assert not any(f.done() for f in originals.values())
+    site.tasks[2] = Future()  # a newer task waits; still nothing finishes
+    watch.check_once(13.0)
+    assert all(isinstance(f.exception(), PresumedLost) for f in originals.values())
+    assert not site.tasks[2].done()
+    assert failover.report()["presumed_lost"] == 2
+
+
 # --- real runs on two local sites -------------------------------------------------------
 
 SITES_YAML = """\

@@ -13,9 +13,11 @@ seconds and the workers reconnect), a task message or result that was inside the
 broken connection is gone, and Parsl would wait for it for ever. After a repair, the
 tasks outstanding on that site are suspects; a suspect is presumed lost when a task
 submitted after it has finished since the repair (the interchange dispatches in
-order, so it got past the suspect) and the grace period has passed (3x the site's
-95th-percentile task duration, at least `min_grace`). It then fails with
-`PresumedLost` and is retried; a late result of the first try is dropped.
+order, so it got past the suspect), or when nothing has finished since the repair
+while newer tasks wait (the lost results hold every worker of the site), and the
+grace period has passed (3x the site's 95th-percentile task duration, at least
+`min_grace`). It then fails with `PresumedLost` and is retried; a late result of the
+first try is dropped.
 """
 
 import logging
@@ -142,7 +144,7 @@ class SiteWatch:
                 state.newest_finished = max(state.newest_finished, *finished)
             state.suspects &= current
             if now - state.repaired_at >= self._grace(label):
-                lost = {tid for tid in state.suspects if tid < state.newest_finished}
+                lost = _presumed_lost(state, current)
                 if lost:
                     state.suspects -= lost
                     self._fail_lost(label, executor, lost)
@@ -169,6 +171,22 @@ class SiteWatch:
         if failed:
             logger.warning("site %s: %d task(s) presumed lost in flight; retried", label, failed)
             self.failover.note_presumed_lost(failed)
+
+
+def _presumed_lost(state: _InFlight, current: set[int]) -> set[int]:
+    """The suspects shown lost once the grace period has passed.
+
+    A suspect is lost when a task submitted after it has finished since the repair (the
+    interchange dispatched past it). When nothing at all has finished since the repair
+    while newer tasks wait, the suspects are what holds the site's workers (their
+    results went down with the tunnel, so the interchange counts those workers busy for
+    ever): all of them are lost. Without newer tasks waiting, suspects may simply be
+    long tasks still running, and are left alone.
+    """
+    if state.newest_finished >= 0:
+        return {tid for tid in state.suspects if tid < state.newest_finished}
+    waiting = current - state.suspects
+    return set(state.suspects) if waiting else set()
 
 
 def _has_active_worker(executor: Any) -> bool:
