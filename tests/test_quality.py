@@ -61,3 +61,22 @@ def test_functions_and_modules_stay_small() -> None:
                 if lines > MAX_FUNCTION_BODY:
                     too_long.append(f"{name}:{node.lineno} {node.name}: {lines} lines of body")
     assert too_long == [], "split these by concept:\n" + "\n".join(too_long)
+
+
+def test_no_private_name_is_imported_from_another_module() -> None:
+    """A `_name` is its module's own: another module needing it means it is public."""
+    found = []
+    for path in [
+        *_python_sources(),
+        *(REPO / "tests").glob("*.py"),
+        *(REPO / "bench").glob("*.py"),
+    ]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pwgen"):
+                private = [
+                    a.name
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.endswith("__")
+                ]
+                found += [f"{path.relative_to(REPO)}: {node.module}.{name}" for name in private]
+    assert found == []
