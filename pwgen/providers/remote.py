@@ -83,7 +83,21 @@ class RemoteClusterProvider(ClusterProvider):
 
     Put it first among the bases, before the Parsl provider class, and call
     `_setup_remote()` and `_connect()` BEFORE the Parsl constructor (which may already
-    run scheduler commands).
+    run scheduler commands). The keyword-only arguments its subclasses take:
+
+    ssh_config : str (required)
+        Path of an OpenSSH client config on this machine (`ssh -F`), e.g. pwgen's
+        `.pwgen/ssh/config`. It should pin the site's host key and share one connection
+        (`ControlMaster auto`, `ControlPath`, `ControlPersist`); without a master every
+        command opens a new connection.
+    host : str (required)
+        The `Host` alias of the login node in `ssh_config` (pwgen: the site label).
+    remote_script_dir : str (required)
+        Absolute directory on the login node, on a filesystem the compute nodes share
+        (e.g. under the site user's home), for submit scripts and block stdout/stderr.
+        Created with `mkdir -p` (umask 077) at construction and before every copy.
+    connect_timeout : int (default 10)
+        ssh `ConnectTimeout` in seconds.
     """
 
     ssh_config: str
