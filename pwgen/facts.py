@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pwgen.errors import PwgenError
 from pwgen.fileio import atomic_write
+from pwgen.layout import facts_file_in
 from pwgen.validation import first_problem
 
 FACTS_VERSION = 1
@@ -182,13 +183,9 @@ class SiteFacts(_Model):
 # ---------------------------------------------------------------- files
 
 
-def facts_path(directory: Path, label: str) -> Path:
-    return directory / f"{label}.json"
-
-
 def read_facts(directory: Path, label: str) -> SiteFacts:
     """Load `<directory>/<label>.json`; any problem is one FactsError naming the file."""
-    path = facts_path(directory, label)
+    path = facts_file_in(directory, label)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -223,7 +220,7 @@ def write_facts(directory: Path, label: str, data: Mapping[str, Any] | SiteFacts
     A mapping is written as given (keys the model does not know, such as facts a newer
     role adds, are kept). Returns the validated facts.
     """
-    path = facts_path(directory, label)
+    path = facts_file_in(directory, label)
     if isinstance(data, SiteFacts):
         facts, record = data, data.model_dump(mode="json")
     else:

@@ -24,6 +24,11 @@ from pathlib import Path
 DEFAULT_STATE_DIR = Path(".pwgen")
 
 
+def facts_file_in(facts_dir: Path, label: str) -> Path:
+    """A site's facts file in `facts_dir` (the state's, or one a caller or test names)."""
+    return facts_dir / f"{label}.json"
+
+
 @dataclass(frozen=True)
 class RunLayout:
     """The files of one run dir, `<state>/runs/<id>/`."""
@@ -66,7 +71,7 @@ class StateLayout:
         return self.root / "facts"
 
     def facts_file(self, label: str) -> Path:
-        return self.facts_dir / f"{label}.json"
+        return facts_file_in(self.facts_dir, label)
 
     @property
     def ssh_dir(self) -> Path:

@@ -21,7 +21,7 @@ from pwgen.configgen.batch import (
 from pwgen.configgen.settings import FACTS, Setting, Settings, SiteOrigin
 from pwgen.configgen.source import Call, ExecutorSource, Ref
 from pwgen.errors import ConfigError
-from pwgen.facts import FactsError, Partition, SiteFacts, facts_path, read_facts
+from pwgen.facts import FactsError, Partition, SiteFacts, read_facts
 from pwgen.layout import DEFAULT_STATE_DIR, StateLayout
 from pwgen.sites import Site
 
@@ -52,15 +52,14 @@ class ProvisionedSite:
 def provisioned_site(site: Site, state_dir: Path = STATE_DIR) -> ProvisionedSite:
     """Read a remote site's facts and ssh config from the state dir; one ConfigError if missing."""
     state = StateLayout(state_dir.resolve())
-    directory = state.facts_dir
-    path = facts_path(directory, site.label)
+    path = state.facts_file(site.label)
     if not path.is_file():
         raise ConfigError(
             f"site {site.label!r} ({site.scheduler}): no facts gathered for it yet ({path}); "
             "run `pwgen provision` first"
         )
     try:
-        facts = read_facts(directory, site.label)
+        facts = read_facts(state.facts_dir, site.label)
     except FactsError as err:
         raise ConfigError(str(err)) from None
     ssh_config = state.ssh_config

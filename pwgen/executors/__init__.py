@@ -34,6 +34,7 @@ the site reaches it only through the tunnel. Encryption stays on by default.
               shutdown, the interchange commands that must not hang)
     htex.py   SiteHighThroughputExecutor: Parsl's HTEX arguments + the site's
     mpi.py    SiteMPIExecutor: Parsl's MPIExecutor arguments + the site's
+    blocks.py cancel_active_blocks: blocks Parsl's cleanup left (also the site watch's)
 """
 
 from pwgen.certificates import certificate_bundle

@@ -19,9 +19,10 @@ from parsl.executors import HighThroughputExecutor
 from parsl.executors.errors import BadStateException
 from parsl.executors.high_throughput.manager_selector import RandomManagerSelector
 from parsl.executors.status_handling import BlockProviderExecutor
-from parsl.jobs.states import TERMINAL_STATES, JobStatus
+from parsl.jobs.states import JobStatus
 
 from pwgen.certificates import create_private_certificates, ship_certificates
+from pwgen.executors.blocks import cancel_active_blocks
 from pwgen.parsl_internals import default_interchange_launch_cmd, set_bad_state
 from pwgen.tunnels import SiteTunnel
 
@@ -135,7 +136,8 @@ class SiteExecutor(HighThroughputExecutor):
             super().shutdown(timeout)
         finally:
             try:
-                self._cancel_leftover_blocks()
+                if self.tunnel is not None:  # blocks the DFK skipped (bad state)
+                    cancel_active_blocks(self.label, self)
             finally:
                 self._teardown_site()
 
@@ -182,24 +184,6 @@ class SiteExecutor(HighThroughputExecutor):
             logger.warning("%s: launch_cmd has no {cert_dir}: workers get no certs", self.label)
         escaped = remote.replace("{", "{{").replace("}", "}}")
         self.launch_cmd = self.launch_cmd.replace("{cert_dir}", escaped)
-
-    def _cancel_leftover_blocks(self) -> None:
-        """Cancel blocks the DFK did not (it skips an executor in bad state)."""
-        provider = self.provider
-        if provider is None or self.tunnel is None:
-            return
-        status = self.status_facade
-        leftover = [
-            job
-            for block, job in list(self.blocks_to_job_id.items())
-            if block not in status or status[block].state not in TERMINAL_STATES
-        ]
-        if leftover:
-            logger.info("%s: cancelling blocks still active: %s", self.label, leftover)
-            try:
-                provider.cancel(leftover)
-            except Exception as err:  # keep tearing down the site
-                logger.warning("%s: cancelling %s failed: %s", self.label, leftover, err)
 
     def _teardown_site(self) -> None:
         atexit.unregister(self._exit_without_cleanup)

@@ -27,8 +27,7 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
-from parsl.jobs.states import TERMINAL_STATES
-
+from pwgen.executors.blocks import cancel_active_blocks
 from pwgen.failover.errors import PresumedLost, QueueWaitExceeded
 from pwgen.failover.policy import Failover
 from pwgen.parsl_internals import INTERNAL_EXECUTOR, replace_task_future
@@ -200,23 +199,3 @@ def _task_ids(executor: Any) -> set[int]:
             return set(executor.tasks)
         except RuntimeError:  # the dict changed while we copied it
             continue
-
-
-def cancel_active_blocks(label: str, executor: Any) -> None:
-    """Cancel the executor's blocks that are not finished (Parsl's cleanup skips an
-    executor in bad state, and would leave them running)."""
-    provider = getattr(executor, "provider", None)
-    if provider is None:
-        return
-    status = executor.status_facade
-    jobs = [
-        job
-        for block, job in list(executor.blocks_to_job_id.items())
-        if block not in status or status[block].state not in TERMINAL_STATES
-    ]
-    if not jobs:
-        return
-    try:
-        provider.cancel(jobs)
-    except Exception as err:  # the executor's shutdown tries again
-        logger.warning("site %s: cancelling blocks %s failed: %s", label, jobs, err)

@@ -2,11 +2,11 @@
 
 import subprocess
 import sys
-import time
 
 from pwgen.flux.plan import SiteRunPlan
 from pwgen.flux.remote import remote
 from pwgen.flux.signals import signals_as_interrupt
+from pwgen.poll import poll
 from pwgen.ssh import SshSetup
 from pwgen_script import EXIT_INTERRUPTED
 
@@ -51,13 +51,13 @@ def stream(plan: SiteRunPlan, ssh: SshSetup, grace: float = GRACE_SECONDS) -> in
 
 def _stop(plan: SiteRunPlan, ssh: SshSetup, proc: "subprocess.Popen[bytes]", grace: float) -> None:
     """SIGTERM to the remote group (once the launcher has written it), then wait `grace` s."""
-    deadline = time.monotonic() + PGID_WAIT_SECONDS
-    while proc.poll() is None:
-        if remote(ssh, plan.label, plan.signal_command("TERM")) == 0:
-            break
-        if time.monotonic() > deadline:
-            return
-        time.sleep(0.2)
+
+    def signalled() -> bool:
+        """The run has ended, or its group got SIGTERM (fails until the pgid file exists)."""
+        return proc.poll() is not None or remote(ssh, plan.label, plan.signal_command("TERM")) == 0
+
+    if not poll(signalled, PGID_WAIT_SECONDS, interval=0.2):
+        return
     try:
         proc.wait(grace)
     except subprocess.TimeoutExpired:

@@ -23,12 +23,13 @@ mixin that sits in front of a Parsl provider class in the MRO (see `slurm.py`,
   (`cat > PATH` over ssh, umask 077). As a safety net, any remaining occurrence of the
   local script dir in the text (a user command naming it) is replaced by the remote one.
 
-Timeouts, measured on the lab: killing a local `ssh` client that shares a master
-neither stops the remote command nor closes the client's pipes (the master holds
-them), so `subprocess.communicate` would hang. Hence the remote side enforces the
-timeout itself (`timeout -k 2 T`, exit 124), and the local side kills the ssh
-process group as a backstop (a hung master or network) after
-`T + connect_timeout + 3` s, stops reading its pipes and returns exit 255.
+Timeouts (`pwgen.ssh.run_script`, shared with the tunnels), measured on the lab:
+killing a local `ssh` client that shares a master neither stops the remote command
+nor closes the client's pipes (the master holds them), so `subprocess.communicate`
+would hang. Hence the remote side enforces the timeout itself (`timeout -k 2 T`,
+exit 124), and the local side kills the ssh process group as a backstop (a hung
+master or network) after `T + connect_timeout + 3` s, stops reading its pipes and
+returns exit 255.
 Unlike `parsl.utils.execute_wait`, which raises `subprocess.TimeoutExpired` and leaves
 the child running, a timeout is a non-zero return code: Parsl handles those
 everywhere (`_status` skips the update, `cancel` returns False) while an exception
@@ -44,7 +45,6 @@ import logging
 import os
 import posixpath
 import shlex
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,15 +55,12 @@ from parsl.providers.cluster_provider import ClusterProvider
 from parsl.providers.errors import ExecutionProviderException, ScriptPathError
 
 from pwgen.errors import PwgenError
-from pwgen.ssh import SshCommand, kill_and_drain
+from pwgen.ssh import SSH_FAILED, SshCommand, run_script
 
 logger = logging.getLogger(__name__)
 
 #: Exit code of a command stopped by the remote `timeout` (as GNU timeout reports it).
 TIMEOUT_EXIT = 124
-#: Exit code of `ssh` itself failing (connection, authentication, host key, config),
-#: and of a call pwgen had to kill locally because nothing answered.
-SSH_FAILED = 255
 #: Largest job output `fetch_job_output` returns per stream (the tail is kept).
 MAX_OUTPUT_BYTES = 1_000_000
 
@@ -86,7 +83,21 @@ class RemoteClusterProvider(ClusterProvider):
 
     Put it first among the bases, before the Parsl provider class, and call
     `_setup_remote()` and `_connect()` BEFORE the Parsl constructor (which may already
-    run scheduler commands).
+    run scheduler commands). The keyword-only arguments its subclasses take:
+
+    ssh_config : str (required)
+        Path of an OpenSSH client config on this machine (`ssh -F`), e.g. pwgen's
+        `.pwgen/ssh/config`. It should pin the site's host key and share one connection
+        (`ControlMaster auto`, `ControlPath`, `ControlPersist`); without a master every
+        command opens a new connection.
+    host : str (required)
+        The `Host` alias of the login node in `ssh_config` (pwgen: the site label).
+    remote_script_dir : str (required)
+        Absolute directory on the login node, on a filesystem the compute nodes share
+        (e.g. under the site user's home), for submit scripts and block stdout/stderr.
+        Created with `mkdir -p` (umask 077) at construction and before every copy.
+    connect_timeout : int (default 10)
+        ssh `ConnectTimeout` in seconds.
     """
 
     ssh_config: str
@@ -157,27 +168,10 @@ class RemoteClusterProvider(ClusterProvider):
     def _run_remote(
         self, cmd: str, timeout: float, *, login: bool, stdin: bytes | None = None
     ) -> tuple[int, str, str]:
-        seconds = max(1, int(timeout))
-        proc = subprocess.Popen(
-            self._ssh.script(cmd, seconds, login=login),
-            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group: killed as one
-        )
-        try:
-            stdout, stderr = proc.communicate(stdin, timeout=seconds + self.connect_timeout + 3)
-            retcode = proc.returncode
-        except subprocess.TimeoutExpired:
-            stdout, stderr = kill_and_drain(proc)
-            retcode = SSH_FAILED
-            note = (
-                f"pwgen: ssh to {self.host} did not answer within {seconds} s "
-                "(plus connection time); the ssh process was killed\n"
-            )
-            stderr = (stderr + b"\n" if stderr.strip() else b"") + note.encode()
+        done = run_script(self._ssh, cmd, timeout, login=login, stdin=stdin)
+        if done.killed:
             logger.warning("ssh to %s timed out running %r; killed", self.host, cmd)
-        return retcode, stdout.decode(errors="replace"), stderr.decode(errors="replace")
+        return done.code, done.stdout, done.stderr
 
     # --- submit scripts: local paths become remote paths --------------------------------
 

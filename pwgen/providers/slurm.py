@@ -12,21 +12,9 @@ class SSHSlurmProvider(RemoteClusterProvider, SlurmProvider):
 
     Takes every `SlurmProvider` argument (same names, positions and defaults, except
     `cmd_timeout`, 30 s instead of 10, and `launcher`, None meaning a fresh
-    `SingleNodeLauncher()`), plus these keyword-only ones:
-
-    ssh_config : str (required)
-        Path of an OpenSSH client config on this machine (`ssh -F`), e.g. pwgen's
-        `.pwgen/ssh/config`. It should pin the site's host key and share one connection
-        (`ControlMaster auto`, `ControlPath`, `ControlPersist`); without a master every
-        command opens a new connection.
-    host : str (required)
-        The `Host` alias of the login node in `ssh_config` (pwgen: the site label).
-    remote_script_dir : str (required)
-        Absolute directory on the login node, on a filesystem the compute nodes share
-        (e.g. under the site user's home), for submit scripts and block stdout/stderr.
-        Created with `mkdir -p` (umask 077) at construction and before every copy.
-    connect_timeout : int (default 10)
-        ssh `ConnectTimeout` in seconds.
+    `SingleNodeLauncher()`), plus the keyword-only
+    `ssh_config`, `host`, `remote_script_dir` and `connect_timeout` of
+    `RemoteClusterProvider` (see there).
 
     Local vs remote: `sbatch`, `squeue`, `sacct`, `scancel` run on the login node
     through `ssh -F ssh_config -o BatchMode=yes host -- ... bash -lc CMD`. The DFK's

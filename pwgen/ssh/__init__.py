@@ -20,7 +20,7 @@ ControlMaster; the argvs are built in `command.py` only (a test checks it).
     config.py    `.pwgen/ssh/config`: the only writer of ssh config lines
     command.py   SshCommand: every ssh/rsync argv for a (config, Host alias)
     prepare.py   prepare_ssh, SshSetup: a state dir's ssh files
-    process.py   kill_and_drain: stopping an ssh client that shares a master
+    process.py   run_script: a bounded script on the login node; kill_and_drain
 """
 
 from pwgen.ssh.command import (
@@ -34,7 +34,7 @@ from pwgen.ssh.command import (
 from pwgen.ssh.config import CONTROL_DIR, CONTROL_PERSIST, render_config
 from pwgen.ssh.errors import SshError
 from pwgen.ssh.prepare import SshSetup, prepare_ssh
-from pwgen.ssh.process import kill_and_drain
+from pwgen.ssh.process import SSH_FAILED, ScriptResult, kill_and_drain, run_script
 from pwgen.ssh.trust import known_hosts_near
 
 __all__ = [
@@ -42,7 +42,9 @@ __all__ = [
     "CONTROL_DIR",
     "CONTROL_PERSIST",
     "KILL_AFTER",
+    "SSH_FAILED",
     "Master",
+    "ScriptResult",
     "SshCommand",
     "SshError",
     "SshSetup",
@@ -52,4 +54,5 @@ __all__ = [
     "known_hosts_near",
     "prepare_ssh",
     "render_config",
+    "run_script",
 ]

@@ -115,6 +115,21 @@ def run_cli(argv: list[str], what: str) -> None:
         )
 
 
+def cloud_copier(cli: str | None, scheme: str) -> Callable[[str, str, bool, str], None]:
+    """A portable `copy(source, destination, directory, what)` with the CLI chosen on the
+    worker: `cli` (the provider's), else the site's variable, else the default."""
+    argv_for, run = portable(cli_argv), portable(run_cli)
+    variable, default = CLI_VARIABLES[scheme], DEFAULT_CLIS[scheme]
+
+    def copy(source: str, destination: str, directory: bool, what: str) -> None:
+        import os
+
+        chosen = cli or os.environ.get(variable) or default
+        run(argv_for(chosen, scheme, source, destination, directory), what)
+
+    return portable(copy)
+
+
 def cloud_stage_in(
     func: Callable[..., Any],
     *,
@@ -125,19 +140,16 @@ def cloud_stage_in(
     cli: str | None,
 ) -> Any:
     """Download an object (or a prefix, `directory`) before the task; remove it after."""
-    argv_for, run = portable(cli_argv), portable(run_cli)
-    variable, default = CLI_VARIABLES[scheme], DEFAULT_CLIS[scheme]
+    copy = cloud_copier(cli, scheme)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         import os
         import shutil
 
-        chosen = cli or os.environ.get(variable) or default  # the provider's, the site's
         task_dir = os.path.dirname(local_path)
         os.makedirs(local_path if directory else task_dir, exist_ok=True)
         try:
-            argv = argv_for(chosen, scheme, url, local_path, directory)
-            run(argv, f"stage-in of {url} to {local_path}")
+            copy(url, local_path, directory, f"stage-in of {url} to {local_path}")
             return func(*args, **kwargs)
         finally:
             shutil.rmtree(task_dir, ignore_errors=True)
@@ -149,8 +161,7 @@ def cloud_stage_out(
     func: Callable[..., Any], *, url: str, scheme: str, local_path: str, cli: str | None
 ) -> Any:
     """Upload what the task wrote (a file, or a directory to a prefix); remove it after."""
-    argv_for, run = portable(cli_argv), portable(run_cli)
-    variable, default = CLI_VARIABLES[scheme], DEFAULT_CLIS[scheme]
+    copy = cloud_copier(cli, scheme)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         import os
@@ -158,7 +169,6 @@ def cloud_stage_out(
 
         from parsl.app.errors import RemoteExceptionWrapper
 
-        chosen = cli or os.environ.get(variable) or default  # the provider's, the site's
         task_dir = os.path.dirname(local_path)
         os.makedirs(task_dir, exist_ok=True)
         try:
@@ -170,8 +180,7 @@ def cloud_stage_out(
                     f"stage-out of {local_path} to {url} failed: the task wrote nothing there"
                 )
             directory = os.path.isdir(local_path)
-            argv = argv_for(chosen, scheme, local_path, url, directory)
-            run(argv, f"stage-out of {local_path} to {url}")
+            copy(local_path, url, directory, f"stage-out of {local_path} to {url}")
             return result
         finally:
             shutil.rmtree(task_dir, ignore_errors=True)

@@ -34,38 +34,26 @@ def teardown_site(
 
     Never raises: an unexpected error is reported as a failed action.
     """
-    try:
-        return _teardown_site(ssh_config, label, items, live, report)
-    except Exception as err:  # one site's trouble must not hide the others' results
-        run_ids = ",".join(run.run_id for run, _ in items)
-        return [Action(run_ids, label, "tear down the site", ok=False, detail=repr(err))]
-
-
-def _teardown_site(
-    ssh_config: Path,
-    label: str,
-    items: Sequence[tuple[RunInfo, RunSite]],
-    live: Sequence[RunInfo],
-    report: TeardownReport,
-) -> list[Action]:
-    """`teardown_site`, raising what goes wrong unexpectedly."""
     run_ids = ",".join(run.run_id for run, _ in items)
-    scheduler = items[0][1].scheduler
-    dirs = [path for _, site in items for path in site.site_dirs]
-    probe = probe_site(ssh_config, label, scheduler, dirs)
-    if not probe.ok:
-        return [Action(run_ids, label, "reach the site", ok=False, detail=probe.error or "")]
-    owner = {name: run.run_id for run, site in items for name in site.job_names}
-    dir_owner = {path: run.run_id for run, site in items for path in site.site_dirs}
-    plan = _plan(probe, owner, dir_owner)
-    actions: list[Action] = []
-    after = probe
-    if plan.any():
-        problem = _act(ssh_config, label, scheduler, plan)
-        after = probe_site(ssh_config, label, scheduler, dirs)
-        actions += _verify(label, plan, after, problem, owner, dir_owner)
-    actions += _master(ssh_config, label, items, live, report, after, found=plan.any())
-    return actions
+    try:
+        scheduler = items[0][1].scheduler
+        dirs = [path for _, site in items for path in site.site_dirs]
+        probe = probe_site(ssh_config, label, scheduler, dirs)
+        if not probe.ok:
+            return [Action(run_ids, label, "reach the site", ok=False, detail=probe.error or "")]
+        owner = {name: run.run_id for run, site in items for name in site.job_names}
+        dir_owner = {path: run.run_id for run, site in items for path in site.site_dirs}
+        plan = _plan(probe, owner, dir_owner)
+        actions: list[Action] = []
+        after = probe
+        if plan.any():
+            problem = _act(ssh_config, label, scheduler, plan)
+            after = probe_site(ssh_config, label, scheduler, dirs)
+            actions += _verify(label, plan, after, problem, owner, dir_owner)
+        actions += _master(ssh_config, label, items, live, report, after, found=plan.any())
+        return actions
+    except Exception as err:  # one site's trouble must not hide the others' results
+        return [Action(run_ids, label, "tear down the site", ok=False, detail=repr(err))]
 
 
 def _marker_args(site_dirs: Iterable[str]) -> list[str]:

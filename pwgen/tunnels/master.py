@@ -12,10 +12,10 @@ import re
 import subprocess
 import tempfile
 import threading
-import time
 from typing import IO
 
-from pwgen.ssh import Master, SshCommand, kill_and_drain
+from pwgen.poll import poll
+from pwgen.ssh import Master, SshCommand, run_script
 from pwgen.tunnels.errors import TunnelError
 
 logger = logging.getLogger(__name__)
@@ -115,17 +115,21 @@ class ControlMaster:
                 stderr=log,
                 start_new_session=True,  # Ctrl-C on the terminal must not kill it
             )
-            deadline = time.monotonic() + self.connect_timeout + 5
-            while (pid := self.pid()) is None:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    _stop_process(proc)
-                    log.seek(start)
-                    output = " ".join(log.read().decode(errors="replace").split()[-40:])
-                    raise TunnelError(
-                        f"site {self.host!r}: cannot start the ssh master "
-                        f"(exit {proc.returncode}): {output or 'no output'}"
-                    )
-                time.sleep(0.05)
+
+            def answered() -> int | None:
+                """The master's pid once it answers; 0 once the ssh started here exited."""
+                found = self.pid()
+                return 0 if found is None and proc.poll() is not None else found
+
+            pid = poll(answered, self.connect_timeout + 5)
+            if not pid:
+                _stop_process(proc)
+                log.seek(start)
+                output = " ".join(log.read().decode(errors="replace").split()[-40:])
+                raise TunnelError(
+                    f"site {self.host!r}: cannot start the ssh master "
+                    f"(exit {proc.returncode}): {output or 'no output'}"
+                )
         if pid != proc.pid:
             # Another ssh (a provider's `ControlMaster auto`) became the master first.
             _stop_process(proc)
@@ -188,22 +192,8 @@ class ControlMaster:
         direct connection, not a new master holding our pipes. Exit 124: the snippet hit
         `timeout` (stopped on the site); 255: ssh failed or did not answer (killed here).
         """
-        seconds = max(1, int(timeout))
-        proc = subprocess.Popen(
-            self.ssh.script(command, seconds, master=Master.JOIN),
-            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        try:
-            out, err = proc.communicate(stdin, timeout=seconds + self.connect_timeout + 3)
-            code = proc.returncode
-        except subprocess.TimeoutExpired:
-            out, err = kill_and_drain(proc)
-            code = 255
-            err += f"\npwgen: ssh to {self.host} did not answer within {seconds} s".encode()
-        return code, out.decode(errors="replace"), err.decode(errors="replace")
+        done = run_script(self.ssh, command, timeout, master=Master.JOIN, stdin=stdin)
+        return done.code, done.stdout, done.stderr
 
 
 def _stop_process(proc: "subprocess.Popen[bytes]") -> None:

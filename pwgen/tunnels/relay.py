@@ -17,10 +17,10 @@ import shlex
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from pwgen.poll import poll
 from pwgen.tunnels.errors import TunnelError
 from pwgen.tunnels.master import COMMAND_TIMEOUT, ControlMaster
 
@@ -149,14 +149,15 @@ class LoginRelay:
 
     def add_forward(self, retry_for: float) -> None:
         """Add the forward, retrying for `retry_for` s (sshd may still hold the old one)."""
-        deadline = time.monotonic() + retry_for
-        while True:
+        why = ""
+
+        def added() -> bool:
+            nonlocal why
             ok, why = self.forward("forward")
-            if ok:
-                return
-            if time.monotonic() > deadline:
-                raise TunnelError(f"site {self.host!r}: cannot re-add the forward: {why}")
-            time.sleep(0.2)
+            return ok
+
+        if not poll(added, retry_for, interval=0.2):
+            raise TunnelError(f"site {self.host!r}: cannot re-add the forward: {why}")
 
     # --- the relay --------------------------------------------------------------------
 
