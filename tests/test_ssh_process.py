@@ -67,5 +67,6 @@ def test_a_client_that_never_answers_is_killed_and_its_output_kept(
     assert done.code == SSH_FAILED and done.killed
     assert done.stderr.startswith("before-hang\n")
     assert "pwgen: ssh to site1 did not answer within 1 s" in done.stderr
-    # Backstop after 1 + 1 + 3 s, then at most a second of draining the held pipes.
-    assert 4.5 < elapsed < 8
+    # Killed by the backstop (1 + 1 + 3 s) and drained briefly, not after the 60 s the
+    # held pipes would last (a bound, not a speed target: generous on a loaded machine).
+    assert elapsed < 40
