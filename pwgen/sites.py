@@ -31,7 +31,13 @@ from pydantic import (
 )
 
 from pwgen.errors import SitesError
-from pwgen.sitevalues import USER, check_proxy_jump, check_requirement, refuse_template
+from pwgen.sitevalues import (
+    USER,
+    check_proxy_jump,
+    check_requirement,
+    refuse_control,
+    refuse_template,
+)
 from pwgen.userfiles import MAX_BYTES, read_user_text
 from pwgen.validation import first_problem, shown
 from pwgen.yamlload import load_yaml
@@ -78,11 +84,11 @@ class _Model(BaseModel):
 
     @field_validator("*")
     @classmethod
-    def _refuse_templates(cls, value: Any) -> Any:
+    def _refuse_code(cls, value: Any) -> Any:
         """Every string (and list of strings) of every site model: see pwgen.sitevalues."""
         for text in value if isinstance(value, tuple) else (value,):
             if isinstance(text, str):
-                refuse_template(text)
+                refuse_control(refuse_template(text))
         return value
 
 

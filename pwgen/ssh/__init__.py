@@ -31,7 +31,8 @@ from pwgen.ssh.command import (
     ansible_ssh_args,
     bounded_script,
 )
-from pwgen.ssh.config import CONTROL_DIR, CONTROL_PERSIST, render_config
+from pwgen.ssh.config import CONTROL_PERSIST, quote_path, render_config
+from pwgen.ssh.controldir import control_dir, ensure_control_dir
 from pwgen.ssh.errors import SshError
 from pwgen.ssh.prepare import SshSetup, prepare_ssh
 from pwgen.ssh.process import kill_and_drain
@@ -39,7 +40,6 @@ from pwgen.ssh.trust import known_hosts_near
 
 __all__ = [
     "CONNECT_TIMEOUT",
-    "CONTROL_DIR",
     "CONTROL_PERSIST",
     "KILL_AFTER",
     "Master",
@@ -48,8 +48,11 @@ __all__ = [
     "SshSetup",
     "ansible_ssh_args",
     "bounded_script",
+    "control_dir",
+    "ensure_control_dir",
     "kill_and_drain",
     "known_hosts_near",
     "prepare_ssh",
+    "quote_path",
     "render_config",
 ]

@@ -9,7 +9,8 @@ from pwgen.fileio import atomic_write
 from pwgen.layout import StateLayout
 from pwgen.sites import Site
 from pwgen.ssh.command import SshCommand, ansible_ssh_args
-from pwgen.ssh.config import CONTROL_DIR, render_config
+from pwgen.ssh.config import render_config
+from pwgen.ssh.controldir import ensure_control_dir
 from pwgen.ssh.errors import SshError
 from pwgen.ssh.trust import merge_known_hosts, require_pinned_keys
 
@@ -48,18 +49,19 @@ def prepare_ssh(
     accept_new_host_keys: bool = False,
 ) -> SshSetup:
     """Write `<state>/ssh/config` and merge pinned host keys into `<state>/ssh/known_hosts`."""
+    sockets = ensure_control_dir()  # before anything is written: refused if not private
     layout = StateLayout(state_dir.resolve())
     ssh_dir = layout.ssh_dir
     try:
         ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as err:
         raise SshError(f"{ssh_dir}: cannot create pwgen's ssh directory: {err.strerror}") from None
-    CONTROL_DIR.mkdir(exist_ok=True, mode=0o700)
     known_hosts = layout.known_hosts
     merge_known_hosts(known_hosts, known_hosts_files)
     remote = [site for site in sites if not site.is_local]
     if not accept_new_host_keys:
         require_pinned_keys(remote, known_hosts)
     config = layout.ssh_config
-    atomic_write(config, render_config(remote, known_hosts, accept_new_host_keys), mode=0o600)
+    text = render_config(remote, known_hosts, accept_new_host_keys, sockets)
+    atomic_write(config, text, mode=0o600)
     return SshSetup(config=config, known_hosts=known_hosts)
