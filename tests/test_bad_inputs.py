@@ -60,6 +60,9 @@ def remote(facts_text: str | bytes | None = None, sites: str = REMOTE_SITES) -> 
     files: dict[str, Any] = {
         "sites.yaml": sites,
         "known_hosts": KNOWN_HOSTS,
+        # Pinned by an earlier provision (a known_hosts beside the sites file is not
+        # trusted unless named, confirmed or written by `pwgen lab`).
+        ".pwgen/ssh/known_hosts": KNOWN_HOSTS,
         ".pwgen/ssh/config": "Host s1\n    HostName 127.0.0.1\n    Port 1\n",
     }
     if facts_text is not None:

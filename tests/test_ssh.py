@@ -5,6 +5,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -14,11 +15,12 @@ from helpers import run_pwgen
 from pwgen.sites import parse_sites
 from pwgen.ssh import (
     SshError,
+    adjacent_known_hosts,
     control_dir,
     ensure_control_dir,
-    known_hosts_near,
     prepare_ssh,
     render_config,
+    users,
 )
 
 SITES = parse_sites(
@@ -95,10 +97,50 @@ def test_missing_known_hosts_file(tmp_path: Path) -> None:
         prepare_ssh(SITES, tmp_path / ".pwgen", [tmp_path / "nope"])
 
 
-def test_known_hosts_next_to_the_sites_file(tmp_path: Path) -> None:
-    assert known_hosts_near(tmp_path / "sites.yaml") == []
+def test_known_hosts_next_to_the_sites_file_is_not_trusted_silently(tmp_path: Path) -> None:
+    """Only a known_hosts `pwgen lab` wrote (its state beside it, all private) is used
+    without being named; another is offered at a prompt, on a terminal only."""
+    sites_file = tmp_path / "sites.yaml"
+    asked: list[Path] = []
+
+    def confirm(path: Path) -> bool:
+        asked.append(path)
+        return True
+
+    assert adjacent_known_hosts(sites_file, confirm) == []  # none there
     (tmp_path / "known_hosts").write_text("")
-    assert known_hosts_near(tmp_path / "sites.yaml") == [tmp_path / "known_hosts"]
+    tmp_path.chmod(0o700)
+    assert adjacent_known_hosts(sites_file, confirm) == []  # copied in: not the lab's
+    assert asked == []  # stdin is not a terminal here: nobody to ask, so not trusted
+    (tmp_path / "lab.json").write_text("{}")
+    (tmp_path / "lab.json").chmod(0o600)
+    assert adjacent_known_hosts(sites_file, confirm) == [tmp_path / "known_hosts"]
+    (tmp_path / "known_hosts").chmod(0o666)  # anyone could have rewritten it
+    assert adjacent_known_hosts(sites_file, confirm) == []
+
+
+def test_a_trusted_file_replaces_the_keys_of_the_hosts_it_names(
+    tmp_path: Path, pinned: Path
+) -> None:
+    """A rotated key stops being trusted; other hosts keep their keys."""
+    state = tmp_path / ".pwgen"
+    prepare_ssh(SITES, state, [pinned])
+    rotated = tmp_path / "rotated"
+    (tmp_path / "new").mkdir()
+    rotated.write_text(_host_key_line("192.0.2.10", tmp_path / "new") + "\n")
+    ssh = prepare_ssh(SITES, state, [rotated])
+    lines = ssh.known_hosts.read_text().splitlines()
+    old_alpha, beta = pinned.read_text().splitlines()
+    assert old_alpha not in lines and beta in lines
+    assert rotated.read_text().strip() in lines and len(lines) == 2
+
+
+def test_cert_authority_lines_are_refused(tmp_path: Path, pinned: Path) -> None:
+    ca = tmp_path / "ca_known_hosts"
+    key = pinned.read_text().splitlines()[0].split(" ", 1)[1]
+    ca.write_text(f"@cert-authority *.example.org {key}\n")
+    with pytest.raises(SshError, match="line 1: @cert-authority lines are not accepted"):
+        prepare_ssh(SITES, tmp_path / ".pwgen", [ca])
 
 
 def _ssh_settings(config: Path, host: str) -> dict[str, str]:
@@ -199,3 +241,31 @@ def test_socket_dir_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         assert control_dir() == Path(f"/tmp/pwgen-cm-{os.getuid()}")
     finally:
         runtime.rmdir()
+
+
+def test_master_users_are_counted_across_processes(tmp_path: Path) -> None:
+    """pwgen.ssh.users: the last live user, in any process, is the one that stops a master."""
+    socket_path = str(tmp_path / "master")
+    first, second = users.register(socket_path), users.register(socket_path)
+    assert not users.release(first)  # this process still holds another use
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pwgen.ssh import users; "
+            "users.register(sys.argv[1]); print('ok', flush=True); time.sleep(60)",
+            socket_path,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline() == "ok\n"
+        assert not users.release(second)  # the other process is a live user
+        assert users.in_use(socket_path)
+    finally:
+        other.kill()
+        other.wait()
+    # Killed with -9, it left its token: a dead process's token does not count.
+    assert not users.in_use(socket_path)
+    assert list(users.users_dir(socket_path).iterdir()) == []

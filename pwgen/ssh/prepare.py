@@ -8,10 +8,12 @@ from pathlib import Path
 from pwgen.fileio import atomic_write
 from pwgen.layout import StateLayout
 from pwgen.sites import Site
+from pwgen.ssh import users
 from pwgen.ssh.command import SshCommand, ansible_ssh_args
 from pwgen.ssh.config import render_config
 from pwgen.ssh.controldir import ensure_control_dir
 from pwgen.ssh.errors import SshError
+from pwgen.ssh.query import control_path
 from pwgen.ssh.trust import merge_known_hosts, require_pinned_keys
 
 
@@ -38,7 +40,21 @@ class SshSetup:
         check = self.command(label).control("check")
         return subprocess.run(check, capture_output=True, check=False).returncode == 0
 
+    def use_master(self, label: str) -> Path | None:
+        """Register this process as a user of the site's master (pwgen.ssh.users)."""
+        path, _ = control_path(self.command(label))
+        return None if path is None else users.register(path)
+
+    def done_with_master(self, label: str, use: Path | None) -> None:
+        """Unregister; stop the master when no pwgen run uses it any more."""
+        if use is None or users.release(use):
+            self.stop_master(label)
+
     def stop_master(self, label: str) -> None:
+        """`ssh -O exit` on the site's master, unless a live pwgen run still uses it."""
+        path, _ = control_path(self.command(label))
+        if path is not None and users.in_use(path):
+            return
         subprocess.run(self.command(label).control("exit"), capture_output=True, check=False)
 
 
