@@ -15,7 +15,7 @@ from pwgen.configgen import Call, load_config_module, pyrepr, render_config
 from pwgen.configgen.settings import Setting, Settings, SiteOrigin
 from pwgen.errors import ConfigError
 from pwgen.facts import write_facts
-from pwgen.sites import parse_sites
+from pwgen.sites import SitesError, parse_sites
 
 SITES = parse_sites(
     """\
@@ -160,3 +160,18 @@ def test_values_from_files_and_facts_stay_prose_in_the_generated_module(tmp_path
     assert [ast.unparse(n) for n in calls] == [], "a value became a statement"
     comments = [line for line in text.splitlines() if line.lstrip().startswith("#")]
     assert any("ird" in line for line in comments)  # the partition is named in a comment
+
+
+def test_relay_allow_reaches_the_executor_and_is_checked(tmp_path: Path) -> None:
+    state = tmp_path / ".pwgen"
+    (state / "facts").mkdir(parents=True)
+    (state / "ssh").mkdir()
+    (state / "ssh" / "config").write_text("Host s1\n")
+    write_facts(state / "facts", "s1", provisioned_facts("s1"))
+    sites = parse_sites(
+        "sites:\n  - {label: s1, scheduler: slurm, host: h, relay_allow: [10.1.0.0/16]}\n"
+    )
+    text = render_config(sites, source="sites.yaml", state_dir=state)
+    assert "relay_allow=('10.1.0.0/16',),  # networks the relay serves" in text
+    with pytest.raises(SitesError, match=r"relay_allow.*'compute' is not a network"):
+        parse_sites("sites:\n  - {label: s1, scheduler: slurm, host: h, relay_allow: [compute]}\n")

@@ -382,3 +382,19 @@ def test_a_finishing_run_leaves_the_master_another_run_uses(lab: Lab) -> None:
         if last:
             master.stop()
     assert last and master.pid() is None  # the last user stops it
+
+
+@pytest.mark.lab
+def test_the_relay_serves_only_the_allowed_networks(lab: Lab) -> None:
+    """relay_allow: a compute node outside the allowed networks is closed at the relay."""
+    site = lab.site("lab1")
+    allowed, other = site.computes[0], site.computes[1]
+    tunnel = lab.tunnel("lab1", relay_allow=[f"{allowed.ip}/32"])
+    port = tunnel.open()
+    server = TokenServer(port)
+    try:
+        assert read_line_from(allowed.netns, tunnel.internal_address, port) == server.token
+        assert read_line_from(other.netns, tunnel.internal_address, port) != server.token
+    finally:
+        server.close()
+        tunnel.close()
