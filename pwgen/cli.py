@@ -44,6 +44,15 @@ SitesOption = Annotated[
     Path,
     typer.Option("--sites", "-s", help="Sites file (YAML).", envvar="PWGEN_SITES"),
 ]
+KnownHostsOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--known-hosts",
+        help="Trust the host keys in this file (repeatable); a known_hosts next to the "
+        "sites file is used only when named here, confirmed at the prompt, or written "
+        "by `pwgen lab`.",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -148,6 +157,7 @@ def run(
             "(`pwgen status --run ID` reads it)."
         ),
     ] = False,
+    known_hosts: KnownHostsOption = None,
 ) -> None:
     """Run a workflow on the sites; its apps name sites by label in executors=[...]."""
     from pwgen.preflight import PreflightError
@@ -166,7 +176,8 @@ def run(
         monitor=monitor,
     )
     try:
-        code = run_workflow(workflow, args or [], loaded, sites, STATE_DIR, options)
+        trusted = trusted_known_hosts(sites, known_hosts)
+        code = run_workflow(workflow, args or [], loaded, sites, STATE_DIR, options, trusted)
     except PreflightError as err:
         if err.rows:
             print_version_table(err.rows)
@@ -180,10 +191,7 @@ def provision(
     limit: Annotated[
         list[str] | None, typer.Option("--limit", help="Only this site (repeatable).")
     ] = None,
-    known_hosts: Annotated[
-        list[Path] | None,
-        typer.Option("--known-hosts", help="Trust the host keys in this file (repeatable)."),
-    ] = None,
+    known_hosts: KnownHostsOption = None,
     accept_new_host_keys: Annotated[
         bool,
         typer.Option(help="Record unknown host keys on first contact (changed keys still fail)."),
@@ -193,10 +201,10 @@ def provision(
     """Install the pinned Parsl env, relay and Flux on every site and gather its facts."""
     from pwgen.provision import provision as run_provision
     from pwgen.sites import load_sites
-    from pwgen.ssh import known_hosts_near, prepare_ssh
+    from pwgen.ssh import prepare_ssh
 
     chosen = select_sites(load_sites(sites), limit or [])
-    trusted = known_hosts_near(sites) + list(known_hosts or [])
+    trusted = trusted_known_hosts(sites, known_hosts)
     ssh = prepare_ssh(chosen, STATE_DIR, trusted, accept_new_host_keys)
     if as_json:
         reports = run_provision(chosen, STATE_DIR, ssh)
@@ -221,6 +229,16 @@ def _provision_with_progress(chosen: "list[Site]", ssh: "SshSetup") -> "dict[str
     print_table(summary_table(reports))
     print_failures(reports)
     return reports
+
+
+def trusted_known_hosts(sites: Path, named: list[Path] | None) -> list[Path]:
+    """The files named with --known-hosts, and the sites file's neighbour if trusted."""
+    from pwgen.ssh import adjacent_known_hosts
+
+    def confirm(path: Path) -> bool:
+        return typer.confirm(f"Trust the host keys in {path} (next to the sites file)?")
+
+    return adjacent_known_hosts(sites, confirm) + list(named or [])
 
 
 def select_sites(all_sites: "list[Site]", labels: list[str]) -> "list[Site]":

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pwgen.errors import PwgenError
 from pwgen.fileio import atomic_write
 from pwgen.layout import facts_file_in
+from pwgen.sitevalues import refuse_control, refuse_template
 from pwgen.validation import first_problem
 
 FACTS_VERSION = 1
@@ -42,6 +43,16 @@ class FactsError(PwgenError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    @field_validator("*")
+    @classmethod
+    def _refuse_code(cls, value: Any) -> Any:
+        """Facts come from the site, which other people administer: held to the same rules
+        as site values (no control character, no Ansible template marker)."""
+        for text in value if isinstance(value, list) else (value,):
+            if isinstance(text, str):
+                refuse_control(refuse_template(text))
+        return value
 
 
 Count = Annotated[int, Field(ge=0)]

@@ -42,7 +42,7 @@ from pwgen.manifest import (
 from pwgen.parsl_internals import add_executors, check_parsl_internals
 from pwgen.preflight import PreflightError, check_versions, unreachable_reasons
 from pwgen.sites import Site
-from pwgen.ssh import known_hosts_near, prepare_ssh
+from pwgen.ssh import prepare_ssh
 from pwgen_script import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_WORKFLOW_FAILED, run_script
 
 
@@ -66,12 +66,18 @@ def run_workflow(
     sites_file: Path,
     state_dir: Path = DEFAULT_STATE_DIR,
     options: RunOptions = RunOptions(),
+    known_hosts: Sequence[Path] = (),
 ) -> int:
-    """Run `workflow` on `sites`; returns the exit code the CLI should exit with."""
+    """Run `workflow` on `sites`; returns the exit code the CLI should exit with.
+
+    `known_hosts`: files whose host keys the user trusts (pwgen.ssh.trust).
+    """
     _check_workflow(workflow)
     site_side = [site for site in sites if site.executor == "flux" and not site.is_local]
     if site_side:
-        return _run_site_side(workflow, args, sites, site_side[0], sites_file, state_dir)
+        return _run_site_side(
+            workflow, args, sites, site_side[0], sites_file, state_dir, known_hosts
+        )
     import parsl  # slow import: only when a run really starts
 
     run = new_run_dir(state_dir)
@@ -87,7 +93,7 @@ def run_workflow(
     # Written now (finished: null) and again at the end: a run killed -9 still has one.
     write_manifest(run.path, manifest)
     try:
-        config = _prepare(sites, sites_file, state_dir, run, manifest, options)
+        config = _prepare(sites, sites_file, state_dir, run, manifest, options, known_hosts)
     except BaseException:
         finish_manifest(run.path, manifest, EXIT_BAD_INPUT)
         raise
@@ -164,6 +170,7 @@ def _run_site_side(
     site: Site,
     sites_file: Path,
     state_dir: Path,
+    known_hosts: Sequence[Path],
 ) -> int:
     """A flux site runs its workflow on its own login node (pwgen.flux), alone."""
     if len(sites) > 1:
@@ -172,7 +179,7 @@ def _run_site_side(
             f"site {site.label!r} uses executor flux, so its workflow runs on its own login "
             f"node: it cannot share a run with {others}; use a sites file with only {site.label!r}"
         )
-    ssh = prepare_ssh([site], state_dir, known_hosts_near(sites_file))
+    ssh = prepare_ssh([site], state_dir, known_hosts)
     return run_site_side(site, workflow, args, state_dir, ssh, source=sites_file.name)
 
 
@@ -183,6 +190,7 @@ def _prepare(
     run: RunLayout,
     manifest: RunManifest,
     options: RunOptions,
+    known_hosts: Sequence[Path],
 ) -> Any:
     """ssh config, preflight and the generated config; returns the loaded Parsl Config.
 
@@ -193,7 +201,7 @@ def _prepare(
     ssh = None
     try:
         if remote:
-            ssh = prepare_ssh(remote, state_dir, known_hosts_near(sites_file))
+            ssh = prepare_ssh(remote, state_dir, known_hosts)
             with manifest.timed("preflight"):
                 versions = check_versions(
                     remote, state_dir, ssh, require_all=options.require_all_sites

@@ -13,6 +13,7 @@ produce the same `Site` models, so everything downstream has one input shape.
 """
 
 import difflib
+import ipaddress
 import keyword
 import re
 from collections.abc import Sequence
@@ -31,7 +32,13 @@ from pydantic import (
 )
 
 from pwgen.errors import SitesError
-from pwgen.sitevalues import USER, check_proxy_jump, check_requirement, refuse_template
+from pwgen.sitevalues import (
+    USER,
+    check_proxy_jump,
+    check_requirement,
+    refuse_control,
+    refuse_template,
+)
 from pwgen.userfiles import MAX_BYTES, read_user_text
 from pwgen.validation import first_problem, shown
 from pwgen.yamlload import load_yaml
@@ -78,11 +85,11 @@ class _Model(BaseModel):
 
     @field_validator("*")
     @classmethod
-    def _refuse_templates(cls, value: Any) -> Any:
+    def _refuse_code(cls, value: Any) -> Any:
         """Every string (and list of strings) of every site model: see pwgen.sitevalues."""
         for text in value if isinstance(value, tuple) else (value,):
             if isinstance(text, str):
-                refuse_template(text)
+                refuse_control(refuse_template(text))
         return value
 
 
@@ -118,6 +125,8 @@ class Site(_Model):
     port: int = Field(22, ge=1, le=65535)
     identity_file: str | None = None
     proxy_jump: str | None = None
+    # Networks whose hosts may use the worker-port relay (default: any that reach it).
+    relay_allow: tuple[str, ...] = Field((), strict=False)
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
@@ -171,6 +180,18 @@ class Site(_Model):
             raise ValueError(f"{shown(word)} has characters a scheduler directive cannot hold")
         return word
 
+    @field_validator("relay_allow")
+    @classmethod
+    def _check_relay_allow(cls, networks: tuple[str, ...]) -> tuple[str, ...]:
+        for network in networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{shown(network)} is not a network (expected CIDR, e.g. 10.1.0.0/16)"
+                ) from None
+        return networks
+
     @field_validator("worker_init")
     @classmethod
     def _check_worker_init(cls, lines: tuple[str, ...]) -> tuple[str, ...]:
@@ -183,6 +204,7 @@ class Site(_Model):
     def _check_consistency(self) -> "Site":
         if self.scheduler == "local":
             given = [name for name in _REMOTE_ONLY if getattr(self, name) is not None]
+            given += ["relay_allow"] if self.relay_allow else []
             if given:
                 raise ValueError(f"{given[0]} is not used by a local site (scheduler: local)")
         elif self.host is None:

@@ -1,6 +1,7 @@
 """What a site's strings may hold: nothing Ansible runs, nothing ssh or pip reads as an option.
 
     refuse_template(text)        `{{`, `{%`, `{#` or a leading `#jinja2:` -> ValueError
+    refuse_control(text)         a control character (a newline ends a config line) -> ValueError
     check_proxy_jump(text)       every hop is [user@]host[:port] -> ValueError
     check_requirement(text)      one PEP 508 requirement, no URL -> ValueError
 
@@ -25,6 +26,7 @@ JINJA_OVERRIDE = "#jinja2:"
 USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
 _PORT = re.compile(r"^[0-9]{1,5}$")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def refuse_template(text: str) -> str:
@@ -33,6 +35,15 @@ def refuse_template(text: str) -> str:
             f"{shown(text)} holds an Ansible template marker ({{{{, {{%, {{# or #jinja2:), "
             "which Ansible would run"
         )
+    return text
+
+
+def refuse_control(text: str) -> str:
+    """No control character but tab: a newline in a path would start a new line of
+    `.pwgen/ssh/config` (`ProxyCommand ...`, run by ssh on the controller)."""
+    bad = next((char for char in text if _CONTROL.match(char)), None)
+    if bad is not None:
+        raise ValueError(f"{shown(text)} holds a control character ({bad!r})")
     return text
 
 

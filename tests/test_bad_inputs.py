@@ -13,8 +13,10 @@ workflow argument. Remote sites point at 127.0.0.1 port 1: should a row ever get
 as ssh, it is refused on this machine.
 """
 
+import hashlib
 import json
 import os
+import shutil
 import socket
 import stat
 from collections.abc import Callable, Mapping
@@ -58,6 +60,9 @@ def remote(facts_text: str | bytes | None = None, sites: str = REMOTE_SITES) -> 
     files: dict[str, Any] = {
         "sites.yaml": sites,
         "known_hosts": KNOWN_HOSTS,
+        # Pinned by an earlier provision (a known_hosts beside the sites file is not
+        # trusted unless named, confirmed or written by `pwgen lab`).
+        ".pwgen/ssh/known_hosts": KNOWN_HOSTS,
         ".pwgen/ssh/config": "Host s1\n    HostName 127.0.0.1\n    Port 1\n",
     }
     if facts_text is not None:
@@ -73,7 +78,8 @@ class Case:
     needles: tuple[str, ...]
     # Files written before the command (over a project with LOCAL_SITES and wf.py).
     files: Mapping[str, str | bytes] = field(default_factory=dict)
-    # Environment; "{closed_port}" is replaced by a port nothing listens on.
+    # Environment; "{closed_port}" is replaced by a port nothing listens on, "{runtime}" by
+    # a short private dir for the project (`_runtime_dir`).
     env: Mapping[str, str] = field(default_factory=dict)
     # PW API stand-in settings (attributes of PWServer); None: no stand-in.
     pw: Mapping[str, Any] | None = None
@@ -94,6 +100,29 @@ def _dir(name: str) -> Callable[[Path], None]:
 
 def _symlink(name: str, target: str) -> Callable[[Path], None]:
     return lambda project: (project / name).symlink_to(target)
+
+
+def _squatted_control_dir(how: str) -> Callable[[Path], None]:
+    """A private runtime dir `rt/` whose `pwgen/` socket dir another user got to first."""
+
+    def prepare(project: Path) -> None:
+        if os.geteuid() != 0:
+            pytest.skip("making a directory another user owns needs root")
+        runtime = _runtime_dir(project)
+        runtime.mkdir(mode=0o700)
+        if how == "symlink":
+            (runtime / "pwgen").symlink_to("/tmp")
+            return
+        (runtime / "pwgen").mkdir()
+        os.chmod(runtime / "pwgen", 0o777)
+        os.chown(runtime / "pwgen", 65534, 65534)
+
+    return prepare
+
+
+def _runtime_dir(project: Path) -> Path:
+    """A short XDG_RUNTIME_DIR for the project (a socket path must stay short), in /tmp."""
+    return Path("/tmp") / f"pwrt-{hashlib.sha1(str(project).encode()).hexdigest()[:10]}"
 
 
 def _state_dir_is_a_file(project: Path) -> None:
@@ -316,7 +345,7 @@ CASES: dict[str, Case] = {
     ),
     "sites_multiline_worker_init_entry": Case(
         ("config",),
-        ("sites[0].worker_init", "single line"),
+        ("sites[0].worker_init", "control character"),
         files={"sites.yaml": 'sites:\n  - {label: a, scheduler: local, worker_init: ["a\\nb"]}\n'},
     ),
     "sites_not_utf8": Case(
@@ -336,6 +365,26 @@ CASES: dict[str, Case] = {
         },
     ),
     # ---------------------------------------------------------------- hostile sites files
+    "ssh_control_dir_of_another_user": Case(
+        ("provision",),
+        ("/pwgen: is owned by uid 65534", "has mode 0777", "another user may have made it"),
+        files=remote(),
+        env={"XDG_RUNTIME_DIR": "{runtime}"},
+        prepare=_squatted_control_dir("owner"),
+    ),
+    "ssh_control_dir_is_a_symlink": Case(
+        ("run", "wf.py"),
+        ("/pwgen: is a symbolic link",),
+        files=remote(facts()),
+        env={"XDG_RUNTIME_DIR": "{runtime}"},
+        prepare=_squatted_control_dir("symlink"),
+        may_write=RUN_RECORD,
+    ),
+    "sites_identity_file_starts_an_ssh_config_line": Case(
+        ("provision",),
+        ("sites.yaml:2: sites[0].identity_file", "control character"),
+        files={"sites.yaml": _remote_site(identity_file="/k\nProxyCommand touch pwned")},
+    ),
     "sites_proxy_jump_command_in_second_hop": Case(
         TO_INVENTORY,
         ("sites.yaml:2: sites[0].proxy_jump", "hop 2"),
@@ -465,6 +514,19 @@ CASES: dict[str, Case] = {
         ("run", "wf.py"),
         ("s1.json: expected a JSON object, got list",),
         files=remote("[1, 2]"),
+        may_write=RUN_RECORD,
+    ),
+    "facts_partition_name_starts_a_statement": Case(
+        ("config",),
+        ("s1.json: partitions[0].name", "control character"),
+        files=remote(
+            facts(partitions=[{**COMPUTE, "name": "compute\nimport os; os.system('touch pwned')"}])
+        ),
+    ),
+    "facts_env_path_holds_a_template": Case(
+        ("run", "wf.py"),
+        ("s1.json: env.path", "template marker"),
+        files=remote(facts(env={"path": PIPE_LOOKUP})),
         may_write=RUN_RECORD,
     ),
     "facts_not_utf8_config": Case(
@@ -710,8 +772,13 @@ def _snapshot(project: Path) -> dict[str, tuple[int, bytes | None]]:
     return found
 
 
-def _environment(case: Case, request: pytest.FixtureRequest) -> dict[str, str]:
-    env = {name: value.format(closed_port=_closed_port()) for name, value in case.env.items()}
+def _environment(case: Case, request: pytest.FixtureRequest, project: Path) -> dict[str, str]:
+    env = {
+        name: value.format(closed_port=_closed_port(), runtime=_runtime_dir(project))
+        for name, value in case.env.items()
+    }
+    if any("{runtime}" in value for value in case.env.values()):
+        request.addfinalizer(lambda: shutil.rmtree(_runtime_dir(project), ignore_errors=True))
     if case.pw is None:
         return env
     server: PWServer = request.getfixturevalue("pw_server")
@@ -729,7 +796,7 @@ def test_bad_input(name: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     _write(project, {"sites.yaml": LOCAL_SITES, "wf.py": WORKFLOW, **case.files})
     if case.prepare is not None:
         case.prepare(project)
-    env = _environment(case, request)
+    env = _environment(case, request, project)
     before = _snapshot(project)
 
     result = run_pwgen(*case.args, cwd=project, env=env, timeout=60)

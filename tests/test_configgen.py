@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from facts_samples import COMPUTE, provisioned_facts
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor, MPIExecutor
 from parsl.launchers import SimpleLauncher, SingleNodeLauncher
@@ -13,7 +14,8 @@ from parsl.providers import LocalProvider
 from pwgen.configgen import Call, load_config_module, pyrepr, render_config
 from pwgen.configgen.settings import Setting, Settings, SiteOrigin
 from pwgen.errors import ConfigError
-from pwgen.sites import parse_sites
+from pwgen.facts import write_facts
+from pwgen.sites import SitesError, parse_sites
 
 SITES = parse_sites(
     """\
@@ -134,3 +136,42 @@ def test_settings_write_each_value_with_where_it_came_from() -> None:
     assert isinstance(call, ast.Expr) and isinstance(call.value, ast.Call)
     values = {kw.arg: ast.literal_eval(kw.value) for kw in call.value.keywords}
     assert values["worker_init"] == (hostile,) and list(values) == list(settings)
+
+
+def test_values_from_files_and_facts_stay_prose_in_the_generated_module(tmp_path: Path) -> None:
+    """A sites path or a fact that looks like code ends up in comments and the docstring
+    escaped: the module holds only what pwgen generated, and says the values as they are."""
+    odd = 'we"""ird\\N{x} \u2028# → \''
+    state = tmp_path / ".pwgen"
+    partition = {**COMPUTE, "name": odd}
+    (state / "facts").mkdir(parents=True)
+    (state / "ssh").mkdir()
+    (state / "ssh" / "config").write_text("Host s1\n")
+    write_facts(state / "facts", "s1", provisioned_facts("s1", partitions=[partition]))
+    sites = parse_sites("sites:\n  - {label: s1, scheduler: slurm, host: h}\n")
+    source_path = f"/p/{odd}\nimport os; os.system('touch pwned')/sites.yaml"
+    text = render_config(sites, source=source_path, state_dir=state)
+    module = ast.parse(text)
+    docstring = ast.get_docstring(module)
+    assert docstring is not None and source_path in docstring  # said as it is, escaped
+    kinds = {type(node).__name__ for node in module.body[1:]}
+    assert kinds <= {"Import", "ImportFrom", "Assign", "Expr"}, kinds
+    calls = [n for n in module.body[1:] if isinstance(n, ast.Expr)]
+    assert [ast.unparse(n) for n in calls] == [], "a value became a statement"
+    comments = [line for line in text.splitlines() if line.lstrip().startswith("#")]
+    assert any("ird" in line for line in comments)  # the partition is named in a comment
+
+
+def test_relay_allow_reaches_the_executor_and_is_checked(tmp_path: Path) -> None:
+    state = tmp_path / ".pwgen"
+    (state / "facts").mkdir(parents=True)
+    (state / "ssh").mkdir()
+    (state / "ssh" / "config").write_text("Host s1\n")
+    write_facts(state / "facts", "s1", provisioned_facts("s1"))
+    sites = parse_sites(
+        "sites:\n  - {label: s1, scheduler: slurm, host: h, relay_allow: [10.1.0.0/16]}\n"
+    )
+    text = render_config(sites, source="sites.yaml", state_dir=state)
+    assert "relay_allow=('10.1.0.0/16',),  # networks the relay serves" in text
+    with pytest.raises(SitesError, match=r"relay_allow.*'compute' is not a network"):
+        parse_sites("sites:\n  - {label: s1, scheduler: slurm, host: h, relay_allow: [compute]}\n")

@@ -306,7 +306,9 @@ def _broken_config(ssh: SshSetup, tmp_path: Path, host: str, port: int, keys: st
     if keys == "unpinned":
         empty = tmp_path / "empty_known_hosts"
         empty.write_text("")
-        text = text.replace(f"UserKnownHostsFile {ssh.known_hosts}", f"UserKnownHostsFile {empty}")
+        text = text.replace(
+            f'UserKnownHostsFile "{ssh.known_hosts}"', f'UserKnownHostsFile "{empty}"'
+        )
     path = tmp_path / "broken_config"
     path.write_text(f"Host broken\n    HostName {host}\n    Port {port}\n\n{text}")
     return str(path)
@@ -377,7 +379,7 @@ def test_hung_ssh_is_killed(lab: tuple[LabState, SshSetup], tmp_path: Path) -> N
     # A master of its own (own ControlPath), so the shared one is not disturbed.
     text = ssh.config.read_text()
     config = tmp_path / "own_master_config"
-    config.write_text(re.sub(r"ControlPath (\S+)/%C", r"ControlPath \1/pwpr-hang-%C", text))
+    config.write_text(re.sub(r'ControlPath "(\S+)/%C"', r'ControlPath "\1/pwpr-hang-%C"', text))
     provider = SSHSlurmProvider(
         ssh_config=str(config),
         host="lab1",

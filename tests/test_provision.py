@@ -135,7 +135,14 @@ def test_unreachable_site_fails_alone(lab: LabState, tmp_path: Path) -> None:
     (tmp_path / "sites.yaml").write_text(yaml.safe_dump(sites))
     shutil.copy(LAB_DIR / "known_hosts", tmp_path / "known_hosts")
     result = run_pwgen(
-        "provision", "--sites", "sites.yaml", "--accept-new-host-keys", cwd=tmp_path, timeout=600
+        "provision",
+        "--sites",
+        "sites.yaml",
+        "--known-hosts",
+        "known_hosts",
+        "--accept-new-host-keys",
+        cwd=tmp_path,
+        timeout=600,
     )
     assert result.returncode == 1
     assert "pwgen: error: site ghost:" in result.stderr
@@ -218,7 +225,16 @@ def test_python_mismatch_fails_with_the_fix(lab: LabState, workdir: Path, tmp_pa
     sites["sites"][0]["env"] = {"python": fake}
     (tmp_path / "sites.yaml").write_text(yaml.safe_dump(sites))
     shutil.copy(LAB_DIR / "known_hosts", tmp_path / "known_hosts")
-    result = run_pwgen("provision", "--sites", "sites.yaml", "--limit", "lab1", cwd=tmp_path)
+    result = run_pwgen(
+        "provision",
+        "--sites",
+        "sites.yaml",
+        "--known-hosts",
+        "known_hosts",
+        "--limit",
+        "lab1",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("pwgen: error:")]
     assert "site lab1:" in error and "is 3.9" in error

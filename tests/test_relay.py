@@ -236,18 +236,22 @@ def test_half_close_from_the_client_side(tmp_path: Path, echo_server: Server) ->
 
 
 @pytest.mark.parametrize(
-    ("listen", "message"),
+    ("listen", "message", "extra"),
     [
-        ("0.0.0.0:5000", "wildcard"),
-        ("[::]:5000", "wildcard"),
-        ("localhost:5000", "not a name"),
-        ("127.0.0.1:0", "1-65535"),
-        ("127.0.0.1", "IP:PORT"),
+        ("0.0.0.0:5000", "wildcard", ()),
+        ("[::]:5000", "wildcard", ()),
+        ("localhost:5000", "not a name", ()),
+        ("127.0.0.1:0", "1-65535", ()),
+        ("127.0.0.1", "IP:PORT", ()),
+        ("127.0.0.1:5000", "--allow 'compute'", ("--allow", "compute")),
+        ("127.0.0.1:5000", "at least 1", ("--max-connections", "0")),
     ],
 )
-def test_refuses_wildcard_and_bad_addresses(listen: str, message: str) -> None:
+def test_refuses_wildcard_and_bad_addresses(
+    listen: str, message: str, extra: tuple[str, ...]
+) -> None:
     result = subprocess.run(
-        [PYTHON, str(RELAY), "--listen", listen, "--target", "127.0.0.1:5001"],
+        [PYTHON, str(RELAY), "--listen", listen, "--target", "127.0.0.1:5001", *extra],
         capture_output=True,
         text=True,
         timeout=30,
@@ -314,3 +318,42 @@ def test_idle_exit(tmp_path: Path, echo_server: Server) -> None:
     with relay(tmp_path, echo_server.port, "--idle-exit", "0.3") as proc:
         assert proc.proc.wait(10) == 0
     assert not proc.pidfile.exists()
+
+
+def _closed_at_once(sock: socket.socket) -> bool:
+    """The relay closed this client without relaying it (EOF or reset, nothing echoed)."""
+    sock.settimeout(10)
+    try:
+        sock.sendall(b"x")
+        return sock.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+
+
+def test_connections_over_the_cap_are_closed_and_the_held_ones_served(
+    tmp_path: Path, echo_server: Server
+) -> None:
+    """Anyone on the site's network can connect: a flood cannot exhaust the login node."""
+    with relay(tmp_path, echo_server.port, "--max-connections", "2") as proc:
+        held = [proc.connect(), proc.connect()]
+        for sock in held:  # both relayed (the echo proves it)
+            sock.sendall(b"h")
+            assert sock.recv(1) == b"h"
+        with proc.connect() as third:
+            assert _closed_at_once(third)
+        held.pop().close()
+        assert poll(lambda: round_trip(proc, b"again") == b"again", 10, interval=0.1)
+        held[0].close()
+    assert "closed: over --max-connections 2" in proc.log.read_text()
+
+
+def test_only_allowed_networks_are_relayed(tmp_path: Path, echo_server: Server) -> None:
+    with relay(tmp_path, echo_server.port, "--allow", "10.0.0.0/8") as proc:
+        outsider = proc.connect()  # 127.0.0.1 is not in 10.0.0.0/8
+        assert _closed_at_once(outsider)
+        outsider.close()
+    assert "127.0.0.1" in proc.log.read_text() and "closed: not in --allow" in proc.log.read_text()
+    with relay(
+        tmp_path, echo_server.port, "--allow", "10.0.0.0/8", "--allow", "127.0.0.0/8"
+    ) as proc:
+        assert round_trip(proc, b"inside") == b"inside"

@@ -37,7 +37,7 @@ from helpers import PWGEN
 from lab_helpers import running_lab, ssh, wait_for
 
 from pwgen.lab.state import LabState
-from pwgen.ssh import CONTROL_DIR
+from pwgen.ssh import control_dir
 
 pytestmark = pytest.mark.lab
 
@@ -510,7 +510,7 @@ def test_local_ssh_state_and_client_key_are_private(observed: Observed) -> None:
     assert _mode(run_dir) == 0o700
     identity = Path(yaml.safe_load(Path(SITES).read_text())["sites"][0]["identity_file"])
     assert _mode(identity) == 0o600  # the ssh client key the sites file names
-    assert _mode(CONTROL_DIR) == 0o700  # the ControlMaster sockets
+    assert _mode(control_dir()) == 0o700  # the ControlMaster sockets
 
 
 def test_local_certificate_keys_are_0600(observed: Observed) -> None:

@@ -32,6 +32,7 @@ from pwgen.facts import SiteFacts, read_facts
 from pwgen.lab.procs import alive
 from pwgen.lab.state import LabState, SiteRecord
 from pwgen.tunnels import SiteTunnel, TunnelError, proc_net_tcp
+from pwgen.tunnels.master import ControlMaster
 
 PREFIX, SUBNET = "pwtn", "10.246.0.0/16"
 LAB_DIR = Path(tempfile.gettempdir()) / "pwtn-lab"
@@ -332,3 +333,68 @@ def test_close_leaves_nothing_running(lab: Lab) -> None:
     )
     assert check.stdout.split() == ["relay.log"]
     assert [t.repairs for t in tunnels] == [[], []]
+
+
+# A second pwgen process that shares lab1's master, uses it and finishes, as a run's
+# tunnel does at its end (release, and stop when it was the last user); then a
+# site-side run's ending (SshSetup.stop_master).
+OTHER_RUN = """
+import sys
+from pathlib import Path
+from pwgen.ssh import SshSetup
+from pwgen.tunnels.master import ControlMaster
+config = sys.argv[1]
+master = ControlMaster(ssh_config=config, host="lab1", connect_timeout=10, log_file=None)
+print(master.ensure(), flush=True)
+master.register()
+last = master.release()
+if last:
+    master.stop()
+SshSetup(Path(config), Path(config).with_name("known_hosts")).stop_master("lab1")
+print("last user" if last else "not the last user")
+"""
+
+
+def test_a_finishing_run_leaves_the_master_another_run_uses(lab: Lab) -> None:
+    """Two runs on one site share its master: the one that ends first must not stop it."""
+    master = ControlMaster(
+        ssh_config=str(lab.ssh_config), host="lab1", connect_timeout=10, log_file=None
+    )
+    master.ensure()
+    master.register()
+    pid = master.pid()
+    try:
+        other = subprocess.run(
+            [sys.executable, "-c", OTHER_RUN, str(lab.ssh_config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert other.stdout.splitlines() == [
+            f"master pid {pid} already running",
+            "not the last user",
+        ]
+        assert master.pid() == pid, "the other run stopped a master this run still uses"
+        assert master.run("echo still here")[1] == "still here\n"
+    finally:
+        last = master.release()
+        if last:
+            master.stop()
+    assert last and master.pid() is None  # the last user stops it
+
+
+@pytest.mark.lab
+def test_the_relay_serves_only_the_allowed_networks(lab: Lab) -> None:
+    """relay_allow: a compute node outside the allowed networks is closed at the relay."""
+    site = lab.site("lab1")
+    allowed, other = site.computes[0], site.computes[1]
+    tunnel = lab.tunnel("lab1", relay_allow=[f"{allowed.ip}/32"])
+    port = tunnel.open()
+    server = TokenServer(port)
+    try:
+        assert read_line_from(allowed.netns, tunnel.internal_address, port) == server.token
+        assert read_line_from(other.netns, tunnel.internal_address, port) != server.token
+    finally:
+        server.close()
+        tunnel.close()

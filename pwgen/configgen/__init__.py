@@ -42,7 +42,7 @@ from pwgen.configgen.remote import (
     remote_executor,
 )
 from pwgen.configgen.settings import FACTS
-from pwgen.configgen.source import Call, ExecutorSource, Ref, pyrepr
+from pwgen.configgen.source import Call, ExecutorSource, Ref, pyrepr, source_text
 from pwgen.errors import ConfigError
 from pwgen.layout import StateLayout
 from pwgen.sites import Site
@@ -154,6 +154,7 @@ def _template() -> jinja2.Template:
         autoescape=False,  # renders Python source, not HTML
     )
     env.filters["pyrepr"] = pyrepr
+    env.filters["text"] = source_text  # values quoted in comments and the docstring
     return env.get_template("parsl_config.py.j2")
 
 

@@ -161,6 +161,8 @@ def _tunnel_settings(site: Site, facts: SiteFacts, provider: Call) -> Settings:
     )
     settings["relay"] = Setting(facts.relay, f"{FACTS}: pwgen-relay on the login node")
     settings["remote_dir"] = Setting(facts.workdir, f"{FACTS}: workdir (per-run logs, certs)")
+    if site.relay_allow:
+        settings["relay_allow"] = Setting(site.relay_allow, "networks the relay serves")
     settings["storage_access"] = Setting(
         storage_access(), "Files: file:// by rsync from here, the rest in the task"
     )

@@ -66,7 +66,8 @@ def pyrepr(value: Any, depth: int = 0) -> str:
         for key, item in value.kwargs.items():
             comment = value.comments.get(key)
             lines.append(
-                f"{inner}{key}={pyrepr(item, depth + 1)},{f'  # {comment}' if comment else ''}\n"
+                f"{inner}{key}={pyrepr(item, depth + 1)},"
+                f"{f'  # {source_text(comment)}' if comment else ''}\n"
             )
         return f"{value.name}(\n{''.join(lines)}{_INDENT * depth})"
     if isinstance(value, list) and any(isinstance(item, Call | Ref) for item in value):
@@ -74,3 +75,21 @@ def pyrepr(value: Any, depth: int = 0) -> str:
         items = "".join(f"{inner}{pyrepr(item, depth + 1)},\n" for item in value)
         return f"[\n{items}{_INDENT * depth}]"
     return repr(value)
+
+
+def source_text(text: str) -> str:
+    """`text` made safe for a comment or the docstring of the generated module.
+
+    The values comments quote (the sites path, partition names, versions, env paths)
+    come from files and sites: a newline would end the comment and start a statement,
+    a `\"\"\"` would end the docstring and a backslash start an escape. Every
+    character that is not printable, every backslash and every double quote is written
+    as its Python escape, so the text stays one line of inert prose.
+    """
+    return "".join(_safe_char(char) for char in text)
+
+
+def _safe_char(char: str) -> str:
+    if char in '\\"':
+        return "\\" + char
+    return char if char.isprintable() else char.encode("unicode_escape").decode("ascii")

@@ -33,6 +33,8 @@ class SiteHighThroughputExecutor(SiteExecutor):
         the relay's pid file and log.
     tunnel_check_interval : float (default 2.0)
         Seconds between two checks of the ssh master, forward and relay.
+    relay_allow : sequence of str (default: any)
+        Networks (CIDR) whose hosts the relay serves; others are closed at once.
 
     `worker_port` None (the default) picks a port free here and on the login node.
     The provider runs scheduler commands over the same ssh config (pwgen's
@@ -76,9 +78,17 @@ class SiteHighThroughputExecutor(SiteExecutor):
         relay: str,
         remote_dir: str,
         tunnel_check_interval: float = DEFAULT_CHECK_INTERVAL,
+        relay_allow: Sequence[str] = (),
     ) -> None:
         self._init_site(
-            address, ssh_config, host, internal_address, relay, remote_dir, tunnel_check_interval
+            address,
+            ssh_config,
+            host,
+            internal_address,
+            relay,
+            remote_dir,
+            tunnel_check_interval,
+            relay_allow,
         )
         super().__init__(
             label=label,

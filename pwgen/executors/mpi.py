@@ -1,5 +1,6 @@
 """`SiteMPIExecutor`: Parsl's MPIExecutor, its worker pool on a site."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from parsl.data_provider.staging import Staging
@@ -54,9 +55,17 @@ class SiteMPIExecutor(SiteExecutor, MPIExecutor):
         relay: str,
         remote_dir: str,
         tunnel_check_interval: float = DEFAULT_CHECK_INTERVAL,
+        relay_allow: Sequence[str] = (),
     ) -> None:
         self._init_site(
-            address, ssh_config, host, internal_address, relay, remote_dir, tunnel_check_interval
+            address,
+            ssh_config,
+            host,
+            internal_address,
+            relay,
+            remote_dir,
+            tunnel_check_interval,
+            relay_allow,
         )
         MPIExecutor.__init__(
             self,

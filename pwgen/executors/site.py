@@ -10,7 +10,7 @@ import posixpath
 import shlex
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import InvalidStateError
 from typing import Any
 
@@ -57,6 +57,7 @@ class SiteExecutor(HighThroughputExecutor):
         relay: str,
         remote_dir: str,
         tunnel_check_interval: float,
+        relay_allow: Sequence[str],
     ) -> None:
         """Check and store the site arguments (no network access)."""
         try:
@@ -87,6 +88,7 @@ class SiteExecutor(HighThroughputExecutor):
         self.relay = relay
         self.remote_dir = remote_dir
         self.tunnel_check_interval = tunnel_check_interval
+        self.relay_allow = tuple(relay_allow)
         self.tunnel = None
         self.remote_cert_dir = None
         self.remote_run_dir = None
@@ -108,6 +110,7 @@ class SiteExecutor(HighThroughputExecutor):
             port_range=self.worker_port_range or (54000, 55000),
             check_interval=self.tunnel_check_interval,
             log_file=os.path.join(self.logdir, "ssh-master.log"),
+            relay_allow=self.relay_allow,
         )
         atexit.register(self._exit_without_cleanup)
         try:

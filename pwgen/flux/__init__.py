@@ -121,6 +121,7 @@ def run_site_side(
     plan: SiteRunPlan | None = None
     shipped = False
     exit_code = EXIT_BAD_INPUT
+    master_use = ssh.use_master(site.label)  # another run on this site keeps its master
     try:
         plan = plan_site_run(
             site,
@@ -144,7 +145,7 @@ def run_site_side(
             if plan is not None and shipped:
                 with manifest.timed("cleanup"):
                     remote(ssh, plan.label, plan.cleanup_command())
-            ssh.stop_master(site.label)
+            ssh.done_with_master(site.label, master_use)
             _finish(run, manifest, exit_code, plan)
     return exit_code
 

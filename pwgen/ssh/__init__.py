@@ -21,6 +21,9 @@ ControlMaster; the argvs are built in `command.py` only (a test checks it).
     command.py   SshCommand: every ssh/rsync argv for a (config, Host alias)
     prepare.py   prepare_ssh, SshSetup: a state dir's ssh files
     process.py   run_script: a bounded script on the login node; kill_and_drain
+    controldir.py  the masters' socket directory: this user's alone (lstat-checked) or refused
+    users.py     which pwgen processes use a master: only the last one stops it
+    query.py     what ssh reads from the config for a host (`ssh -G`: the ControlPath)
 """
 
 from pwgen.ssh.command import (
@@ -31,15 +34,15 @@ from pwgen.ssh.command import (
     ansible_ssh_args,
     bounded_script,
 )
-from pwgen.ssh.config import CONTROL_DIR, CONTROL_PERSIST, render_config
+from pwgen.ssh.config import CONTROL_PERSIST, quote_path, render_config
+from pwgen.ssh.controldir import control_dir, ensure_control_dir
 from pwgen.ssh.errors import SshError
 from pwgen.ssh.prepare import SshSetup, prepare_ssh
 from pwgen.ssh.process import SSH_FAILED, ScriptResult, kill_and_drain, run_script
-from pwgen.ssh.trust import known_hosts_near
+from pwgen.ssh.trust import adjacent_known_hosts
 
 __all__ = [
     "CONNECT_TIMEOUT",
-    "CONTROL_DIR",
     "CONTROL_PERSIST",
     "KILL_AFTER",
     "SSH_FAILED",
@@ -48,11 +51,14 @@ __all__ = [
     "SshCommand",
     "SshError",
     "SshSetup",
+    "adjacent_known_hosts",
     "ansible_ssh_args",
     "bounded_script",
+    "control_dir",
+    "ensure_control_dir",
     "kill_and_drain",
-    "known_hosts_near",
     "prepare_ssh",
+    "quote_path",
     "render_config",
     "run_script",
 ]

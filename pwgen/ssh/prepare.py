@@ -8,9 +8,12 @@ from pathlib import Path
 from pwgen.fileio import atomic_write
 from pwgen.layout import StateLayout
 from pwgen.sites import Site
+from pwgen.ssh import users
 from pwgen.ssh.command import SshCommand, ansible_ssh_args
-from pwgen.ssh.config import CONTROL_DIR, render_config
+from pwgen.ssh.config import render_config
+from pwgen.ssh.controldir import ensure_control_dir
 from pwgen.ssh.errors import SshError
+from pwgen.ssh.query import control_path
 from pwgen.ssh.trust import merge_known_hosts, require_pinned_keys
 
 
@@ -37,7 +40,21 @@ class SshSetup:
         check = self.command(label).control("check")
         return subprocess.run(check, capture_output=True, check=False).returncode == 0
 
+    def use_master(self, label: str) -> Path | None:
+        """Register this process as a user of the site's master (pwgen.ssh.users)."""
+        path, _ = control_path(self.command(label))
+        return None if path is None else users.register(path)
+
+    def done_with_master(self, label: str, use: Path | None) -> None:
+        """Unregister; stop the master when no pwgen run uses it any more."""
+        if use is None or users.release(use):
+            self.stop_master(label)
+
     def stop_master(self, label: str) -> None:
+        """`ssh -O exit` on the site's master, unless a live pwgen run still uses it."""
+        path, _ = control_path(self.command(label))
+        if path is not None and users.in_use(path):
+            return
         subprocess.run(self.command(label).control("exit"), capture_output=True, check=False)
 
 
@@ -48,18 +65,19 @@ def prepare_ssh(
     accept_new_host_keys: bool = False,
 ) -> SshSetup:
     """Write `<state>/ssh/config` and merge pinned host keys into `<state>/ssh/known_hosts`."""
+    sockets = ensure_control_dir()  # before anything is written: refused if not private
     layout = StateLayout(state_dir.resolve())
     ssh_dir = layout.ssh_dir
     try:
         ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as err:
         raise SshError(f"{ssh_dir}: cannot create pwgen's ssh directory: {err.strerror}") from None
-    CONTROL_DIR.mkdir(exist_ok=True, mode=0o700)
     known_hosts = layout.known_hosts
     merge_known_hosts(known_hosts, known_hosts_files)
     remote = [site for site in sites if not site.is_local]
     if not accept_new_host_keys:
         require_pinned_keys(remote, known_hosts)
     config = layout.ssh_config
-    atomic_write(config, render_config(remote, known_hosts, accept_new_host_keys), mode=0o600)
+    text = render_config(remote, known_hosts, accept_new_host_keys, sockets)
+    atomic_write(config, text, mode=0o600)
     return SshSetup(config=config, known_hosts=known_hosts)

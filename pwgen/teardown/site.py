@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pwgen.manifest import RunState
 from pwgen.poll import poll
+from pwgen.ssh import users as ssh_users
 from pwgen.status import (
     RunInfo,
     RunSite,
@@ -163,8 +164,9 @@ def _master(
     if not (first_time or found):
         return []
     users = [run.run_id for run in live if label in run.labels]
-    if users:
-        report.notes.append(f"{label}: ssh master pid {pid} kept: used by running run {users[0]}")
+    if users or ssh_users.in_use(master.control_path()):
+        used_by = f"running run {users[0]}" if users else "another live pwgen process"
+        report.notes.append(f"{label}: ssh master pid {pid} kept: used by {used_by}")
         report.kept_masters.append(pid)
         return _cancel_forwards(master, label, items)
     # Another pwgen relay on the site: another project's live run shares this master.

@@ -1,8 +1,9 @@
 """The site's ssh ControlMaster: the one connection the forward and remote commands use.
 
 Started here if none runs (a stale control socket removed first), shared by every
-tunnel of this process with the same ControlPath (reference counted: the last user
-stops it), and the way to run a shell snippet on the login node.
+tunnel with the same ControlPath, in this process or another pwgen run (each registers
+in pwgen.ssh.users: only the last user stops it), and the way to run a shell snippet on
+the login node.
 """
 
 import contextlib
@@ -11,11 +12,13 @@ import os
 import re
 import subprocess
 import tempfile
-import threading
+from pathlib import Path
 from typing import IO
 
 from pwgen.poll import poll
 from pwgen.ssh import Master, SshCommand, run_script
+from pwgen.ssh import users as ssh_users
+from pwgen.ssh.query import control_path
 from pwgen.tunnels.errors import TunnelError
 
 logger = logging.getLogger(__name__)
@@ -23,11 +26,6 @@ logger = logging.getLogger(__name__)
 #: Remote commands of the tunnel itself (short shell snippets).
 COMMAND_TIMEOUT = 30
 _MASTER_PID = re.compile(r"Master running \(pid=(\d+)\)")
-
-# One ControlMaster per ControlPath, shared by every tunnel of this process that uses
-# it (two sites on the same login node and user): the last close() stops it.
-_MASTER_USERS: dict[str, int] = {}
-_MASTER_USERS_LOCK = threading.Lock()
 
 
 class ControlMaster:
@@ -51,7 +49,7 @@ class ControlMaster:
         self.ssh = SshCommand(ssh_config, host, connect_timeout)
         self._proc: subprocess.Popen[bytes] | None = None
         self._control_path: str | None = None
-        self._registered = False
+        self._use: Path | None = None  # this tunnel's pwgen.ssh.users token
 
     def control(self, operation: str, *extra: str) -> subprocess.CompletedProcess[str]:
         """`ssh -O <operation>` on the master (check, exit, forward, cancel)."""
@@ -79,20 +77,13 @@ class ControlMaster:
     def control_path(self) -> str:
         """The master's socket path, as ssh computes it from the config (`ssh -G`)."""
         if self._control_path is None:
-            done = subprocess.run(
-                self.ssh.query(),
-                capture_output=True,
-                text=True,
-                timeout=COMMAND_TIMEOUT,
-                check=False,
-            )
-            found = re.search(r"^controlpath (.+)$", done.stdout, re.MULTILINE)
-            if done.returncode != 0 or found is None or found.group(1) == "none":
+            path, why = control_path(self.ssh, COMMAND_TIMEOUT)
+            if path is None:
                 raise TunnelError(
                     f"site {self.host!r}: {self.ssh_config} sets no ControlPath for it "
-                    f"({done.stderr.strip() or 'ssh -G'}); the tunnel needs a shared master"
+                    f"({why or 'ssh -G'}); the tunnel needs a shared master"
                 )
-            self._control_path = found.group(1)
+            self._control_path = path
         return self._control_path
 
     def ensure(self) -> str:
@@ -151,29 +142,20 @@ class ControlMaster:
             self._proc = None
 
     def register(self) -> None:
-        """Count this tunnel as a user of the master of its ControlPath."""
-        if not self._registered:
-            with _MASTER_USERS_LOCK:
-                path = self.control_path()
-                _MASTER_USERS[path] = _MASTER_USERS.get(path, 0) + 1
-            self._registered = True
+        """Count this tunnel as a user of the master of its ControlPath (pwgen.ssh.users)."""
+        if self._use is None:
+            self._use = ssh_users.register(self.control_path())
 
     def release(self) -> bool:
-        """Unregister; True when this tunnel was the master's last user in this process.
+        """Unregister; True when no user of the master is left, in any pwgen process.
 
         A tunnel that never registered (never opened) stops no master: it may be
         someone else's.
         """
-        if not self._registered:
+        if self._use is None:
             return False
-        self._registered = False
-        with _MASTER_USERS_LOCK:
-            path = self.control_path()
-            _MASTER_USERS[path] -= 1
-            if _MASTER_USERS[path] > 0:
-                return False
-            del _MASTER_USERS[path]
-            return True
+        use, self._use = self._use, None
+        return ssh_users.release(use)
 
     def stop(self) -> None:
         """`ssh -O exit`, and stop a master started here if it is still running."""

@@ -17,7 +17,7 @@ import shlex
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from pwgen.poll import poll
@@ -72,6 +72,7 @@ class LoginRelay:
         remote_dir: str,
         requested_port: int | None,
         port_range: tuple[int, int],
+        allow: Sequence[str] = (),
     ) -> None:
         self.master = master
         self.host = master.host
@@ -80,6 +81,8 @@ class LoginRelay:
         self.remote_dir = remote_dir
         self.requested_port = requested_port
         self.port_range = port_range
+        # Only these networks may use the relay (pwgen-relay --allow); () lets any host in.
+        self.allow = tuple(str(ipaddress.ip_network(net, strict=False)) for net in allow)
         self.port: int | None = None
 
     @property
@@ -169,6 +172,10 @@ class LoginRelay:
             f"tr '\\0' ' ' </proc/\"$1\"/cmdline 2>/dev/null | grep -qF -- {marker}; }}"
         )
 
+    def _allow_words(self) -> str:
+        """The relay's `--allow` options (each a validated network, quoted anyway)."""
+        return "".join(f" --allow {shlex.quote(network)}" for network in self.allow)
+
     def start_relay(self) -> None:
         """(Re)start the relay on the login node; wait until it listens."""
         port = self.require_port()
@@ -181,7 +188,7 @@ old=$(cat {pidfile} 2>/dev/null)
 if alive "$old"; then kill "$old"; sleep 0.1; fi
 rm -f -- {pidfile}
 setsid {shlex.quote(self.program)} --listen {self.address} --target 127.0.0.1:{port} \\
-    --pidfile {pidfile} </dev/null >>{log} 2>&1 &
+    --pidfile {pidfile}{self._allow_words()} </dev/null >>{log} 2>&1 &
 pid=$!
 i=0
 while [ ! -s {pidfile} ]; do

@@ -11,6 +11,7 @@ import os
 import posixpath
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pwgen.tunnels.errors import TunnelError
@@ -80,6 +81,7 @@ class SiteTunnel:
         check_interval: float = DEFAULT_CHECK_INTERVAL,
         connect_timeout: int = 10,
         log_file: str | None = None,
+        relay_allow: Sequence[str] = (),
     ) -> None:
         address = ipaddress.ip_address(internal_address)  # ValueError names the bad value
         if address.is_unspecified:
@@ -110,6 +112,7 @@ class SiteTunnel:
             remote_dir=self.remote_dir,
             requested_port=port,
             port_range=port_range,
+            allow=relay_allow,
         )
         self._lock = threading.RLock()
         self._stop = threading.Event()

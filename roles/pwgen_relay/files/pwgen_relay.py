@@ -12,6 +12,14 @@ in both directions until each side has closed its half (half-close is passed on
 with shutdown()), so the relay is invisible to the protocol it carries. It never
 listens on a wildcard address (0.0.0.0, ::): only on the address given.
 
+Who can connect: anyone who reaches the listen address, i.e. every host of the site's
+internal network (other users' jobs included). What they reach is the interchange's
+worker port, which only speaks to clients holding the run's CurveZMQ keys (HTEX
+encryption is on), but they do get as far as the handshake. So the relay caps how
+many connections it holds (`--max-connections`, default 1024: a flood cannot exhaust
+the login node's descriptors) and, with `--allow CIDR` (repeatable), closes at once
+every connection from outside those networks (e.g. the compute nodes' subnet).
+
 One thread, one selector, non-blocking sockets: an idle connection costs a few
 kilobytes, a busy one at most one 256 KiB chunk per direction in flight. Logs
 one line per connection to stderr. SIGTERM or SIGINT
@@ -34,7 +42,8 @@ import sys
 import time
 from types import FrameType
 
-VERSION = "1"
+VERSION = "2"
+MAX_CONNECTIONS = 1024  # relayed connections held at once (each costs two descriptors)
 CHUNK = 256 * 1024  # bytes read per recv(); one chunk in flight per direction
 
 
@@ -63,6 +72,14 @@ def parse_endpoint(text: str, option: str) -> tuple[str, int]:
     if not sep or not 0 < port < 65536:
         raise UsageError(f"{option} {text!r}: the port must be 1-65535")
     return str(ip), port
+
+
+def parse_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """`--allow` CIDR (an address alone is a /32 or /128)."""
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise UsageError(f"--allow {text!r}: expected a network such as 10.1.0.0/16") from None
 
 
 class Pipe:
@@ -176,10 +193,18 @@ class Relay:
     """The listening socket and every open connection, driven by one selector."""
 
     def __init__(
-        self, listen: tuple[str, int], target: tuple[str, int], idle_exit: float | None
+        self,
+        listen: tuple[str, int],
+        target: tuple[str, int],
+        idle_exit: float | None,
+        max_connections: int = MAX_CONNECTIONS,
+        allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None = None,
     ) -> None:
         self.target = target
         self.idle_exit = idle_exit
+        self.max_connections = max_connections
+        self.allow = allow or []
+        self.refused = 0  # connections closed at once (not allowed, or over the cap)
         self.selector = selectors.DefaultSelector()
         family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
         self.listener = socket.socket(family, socket.SOCK_STREAM)
@@ -241,6 +266,11 @@ class Relay:
                 return
             client.setblocking(False)
             self.last_active = time.monotonic()
+            why = self.refusal(peer[0])
+            if why:
+                client.close()
+                self.note_refused(peer, why)
+                continue
             try:
                 conn = Connection(client, peer, self.target)
             except OSError as err:
@@ -252,6 +282,20 @@ class Relay:
                 continue
             self.owner[client] = self.owner[conn.server] = conn
             self.update(conn)
+
+    def refusal(self, address: str) -> str:
+        """Why a client is closed at once ("" when it is relayed)."""
+        if self.allow and not any(ipaddress.ip_address(address) in net for net in self.allow):
+            return "not in --allow"
+        if len(self.owner) // 2 >= self.max_connections:  # two sockets per connection
+            return f"over --max-connections {self.max_connections}"
+        return ""
+
+    def note_refused(self, peer: tuple[str, int], why: str) -> None:
+        """Log the first refusals and then every 1000th: a flood must not fill the log."""
+        self.refused += 1
+        if self.refused <= 10 or self.refused % 1000 == 0:
+            log(f"{peer[0]}:{peer[1]} closed: {why} ({self.refused} refused so far)")
 
     def pause_accepting(self) -> None:
         """Out of descriptors: the listener would stay readable and spin, so stop
@@ -345,6 +389,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="SECONDS",
         help="exit after this long without any connection",
     )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        metavar="N",
+        help=f"relayed connections held at once (default {MAX_CONNECTIONS}); more are closed",
+    )
+    parser.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="only relay clients from this network (repeatable; default: any)",
+    )
     parser.add_argument("--version", action="version", version=f"pwgen-relay {VERSION}")
     return parser.parse_args(argv)
 
@@ -361,12 +419,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.idle_exit is not None and args.idle_exit <= 0:
             raise UsageError("--idle-exit must be a positive number of seconds")
+        if args.max_connections < 1:
+            raise UsageError("--max-connections must be at least 1")
+        allow = [parse_network(text) for text in args.allow]
     except UsageError as err:
         sys.stderr.write(f"pwgen-relay: error: {err}\n")
         return 2
     raise_fd_limit()
     try:
-        relay = Relay(listen, target, args.idle_exit)
+        relay = Relay(listen, target, args.idle_exit, args.max_connections, allow)
     except OSError as err:
         sys.stderr.write(f"pwgen-relay: error: cannot listen on {args.listen}: {err}\n")
         return 1
