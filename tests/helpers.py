@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -53,3 +54,33 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
     assert "Traceback" not in result.stderr + result.stdout
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+class Recorder:
+    """Stands in for the providers' `_run_remote` (the `recorder` fixture): records
+    (command, stdin) and answers like a site."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None]] = []
+
+    def __call__(
+        self, provider: Any, cmd: str, timeout: float, *, login: bool, stdin: bytes | None = None
+    ) -> tuple[int, str, str]:
+        self.calls.append((cmd, None if stdin is None else stdin.decode()))
+        if cmd.startswith("sacct"):
+            return 1, "", "Slurm accounting storage is disabled"
+        if cmd.startswith("sbatch"):
+            return 0, "Submitted batch job 42\n", ""
+        if cmd.startswith("qsub"):
+            return 0, "42.pbs\n", ""
+        if cmd.startswith("qstat"):
+            return 0, '{"Jobs": {"42.pbs": {"job_state": "R"}}}', ""
+        return 0, "", ""
+
+    def commands(self) -> list[str]:
+        return [cmd for cmd, _ in self.calls]
+
+    def copied(self) -> str:
+        texts = [stdin for cmd, stdin in self.calls if stdin is not None]
+        assert len(texts) == 1
+        return texts[0]

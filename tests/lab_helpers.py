@@ -9,16 +9,20 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import run_pwgen
 
 from pwgen.lab.state import LabState
 from pwgen.lab.system import missing_packages
+from pwgen.layout import StateLayout
 from pwgen.poll import poll
+from pwgen.ssh.command import SshCommand
+from pwgen.ssh.prepare import SshSetup
 
 
 def skip_reason() -> str | None:
@@ -45,10 +49,18 @@ def lab_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
     )
 
 
-def ssh(state_dir: Path, site: str, command: str, timeout: float = 60) -> str:
+def lab_ssh_command(state_dir: Path, site: str) -> SshCommand:
+    """The lab's own ssh (`<state_dir>/ssh_config`) to a site's login node as the site user."""
+    return SshCommand(str(state_dir / "ssh_config"), site)
+
+
+def ssh(
+    state_dir: Path, site: str, command: str, timeout: float = 60, stdin: str | None = None
+) -> str:
     """Run a shell command on a site's login node as the site user; return stdout."""
     done = subprocess.run(
-        ["ssh", "-F", str(state_dir / "ssh_config"), site, command],
+        lab_ssh_command(state_dir, site).remote(command),
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -56,6 +68,46 @@ def ssh(state_dir: Path, site: str, command: str, timeout: float = 60) -> str:
     )
     assert done.returncode == 0, f"ssh {site} {command!r}: {done.stderr}"
     return done.stdout
+
+
+def project_ssh(project: Path) -> SshSetup:
+    """The ssh config and pinned keys `pwgen provision` wrote in `project` (its masters)."""
+    layout = StateLayout(project / ".pwgen")
+    return SshSetup(layout.ssh_config, layout.known_hosts)
+
+
+def stop_masters(project: Path, labels: Iterable[str]) -> None:
+    """Stop the project's ssh master of each site (none running is fine)."""
+    setup = project_ssh(project)
+    for label in labels:
+        setup.stop_master(label)
+
+
+def provision(project: Path, *args: str, timeout: float = 600) -> None:
+    """`pwgen provision ARGS` in `project`; the test fails (with its output) on an error."""
+    done = run_pwgen("provision", *args, cwd=project, timeout=timeout)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@contextmanager
+def masters_stopped(project: Path, labels: Iterable[str]) -> Iterator[None]:
+    """Stop the project's ssh master of each site when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        stop_masters(project, labels)
+
+
+def master_running(config: Path | str, label: str) -> bool:
+    """Whether the ssh master of `label` in ssh config `config` answers `ssh -O check`."""
+    check = SshCommand(str(config), label).control("check")
+    return subprocess.run(check, capture_output=True, check=False).returncode == 0
+
+
+def master_pid(command: SshCommand) -> int:
+    """The pid of the site's running ssh master (`ssh -O check` names it)."""
+    check = subprocess.run(command.control("check"), capture_output=True, text=True, check=True)
+    return int(check.stderr.split("pid=")[1].split(")")[0])
 
 
 def sbatch_and_wait(
@@ -75,6 +127,19 @@ def sbatch_and_wait(
     return [(int(lines[i]), lines[i + 1]) for i in range(0, len(lines), 2)]
 
 
+def netns_python(netns: str, code: str, timeout: float = 10) -> str:
+    """Run Python `code` inside a node's network namespace; its stdout, stripped."""
+    done = subprocess.run(
+        # Root in the node's network namespace only: this very Python works there.
+        ["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
 def tcp_probe(netns: str, host: str, port: int) -> str:
     """Connect from inside a node's namespace: 'ok' or the error (1 s timeout)."""
     code = (
@@ -84,15 +149,7 @@ def tcp_probe(netns: str, host: str, port: int) -> str:
         "except OSError as err:\n"
         "    print(type(err).__name__, err)\n"
     )
-    done = subprocess.run(
-        # Root in the node's network namespace only: this very Python works there.
-        ["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=True,
-    )
-    return done.stdout.strip()
+    return netns_python(netns, code)
 
 
 def lab_status(state_dir: Path) -> dict[str, Any]:

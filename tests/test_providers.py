@@ -21,6 +21,7 @@ from typing import Any
 
 import psutil
 import pytest
+from helpers import Recorder
 from lab_helpers import running_lab
 from parsl.jobs.states import JobState
 from parsl.launchers import SingleNodeLauncher, SrunLauncher
@@ -40,50 +41,6 @@ REMOTE_DIR = "/home/{user}/.pwgen/provider-test"
 
 
 # --- offline: the ssh call is recorded, nothing is contacted --------------------------
-
-
-class Recorder:
-    """Stands in for `_run_remote`: records (command, stdin) and answers like a site."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str | None]] = []
-
-    def __call__(
-        self, provider: Any, cmd: str, timeout: float, *, login: bool, stdin: bytes | None = None
-    ) -> tuple[int, str, str]:
-        self.calls.append((cmd, None if stdin is None else stdin.decode()))
-        if cmd.startswith("sacct"):
-            return 1, "", "Slurm accounting storage is disabled"
-        if cmd.startswith("sbatch"):
-            return 0, "Submitted batch job 42\n", ""
-        if cmd.startswith("qsub"):
-            return 0, "42.pbs\n", ""
-        if cmd.startswith("qstat"):
-            return 0, '{"Jobs": {"42.pbs": {"job_state": "R"}}}', ""
-        return 0, "", ""
-
-    def copied(self) -> str:
-        texts = [stdin for cmd, stdin in self.calls if stdin is not None]
-        assert len(texts) == 1
-        return texts[0]
-
-
-@pytest.fixture
-def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    record = Recorder()
-
-    def run_remote(provider: Any, *args: Any, **kwargs: Any) -> tuple[int, str, str]:
-        return record(provider, *args, **kwargs)
-
-    monkeypatch.setattr(RemoteClusterProvider, "_run_remote", run_remote)
-    return record
-
-
-@pytest.fixture
-def ssh_config(tmp_path: Path) -> str:
-    path = tmp_path / "ssh_config"
-    path.write_text("Host site\n    HostName 192.0.2.1\n")
-    return str(path)
 
 
 def _local_dir(tmp_path: Path) -> str:
