@@ -6,6 +6,7 @@ failed one on this machine.
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pwgen.lab.state import LabState
 from pwgen.lab.system import missing_packages
 from pwgen.layout import StateLayout
 from pwgen.poll import poll
-from pwgen.ssh.command import SshCommand
+from pwgen.ssh.command import Master, SshCommand
 from pwgen.ssh.prepare import SshSetup
 
 
@@ -54,20 +55,30 @@ def lab_ssh_command(state_dir: Path, site: str) -> SshCommand:
     return SshCommand(str(state_dir / "ssh_config"), site)
 
 
+def remote_output(argv: list[str], timeout: float = 60, stdin: str | None = None) -> str:
+    """Run an ssh argv that runs a remote command; the test fails unless it exits 0; stdout."""
+    done = subprocess.run(
+        argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, f"{shlex.join(argv)}: {done.stderr}"
+    return done.stdout
+
+
 def ssh(
     state_dir: Path, site: str, command: str, timeout: float = 60, stdin: str | None = None
 ) -> str:
     """Run a shell command on a site's login node as the site user; return stdout."""
-    done = subprocess.run(
-        lab_ssh_command(state_dir, site).remote(command),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, f"ssh {site} {command!r}: {done.stderr}"
-    return done.stdout
+    return remote_output(lab_ssh_command(state_dir, site).remote(command), timeout, stdin)
+
+
+def on_project_site(
+    project: Path, label: str, command: str, master: Master = Master.AUTO, timeout: float = 60
+) -> str:
+    """A shell command on a site through the project's own ssh config (pwgen's); stdout.
+
+    `Master.AUTO` starts the site's master if none runs (stop it after); `Master.JOIN` never.
+    """
+    return remote_output(project_ssh(project).command(label).remote(command, master), timeout)
 
 
 def project_ssh(project: Path) -> SshSetup:

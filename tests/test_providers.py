@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 import pytest
 from helpers import Recorder
-from lab_helpers import running_lab
+from lab_helpers import master_pid, remote_output, running_lab
 from parsl.jobs.states import JobState
 from parsl.launchers import SingleNodeLauncher, SrunLauncher
 from parsl.providers.errors import ScriptPathError
@@ -34,6 +34,7 @@ from pwgen.providers import ProviderConnectionError, SSHPBSProProvider, SSHSlurm
 from pwgen.providers.remote import RemoteClusterProvider
 from pwgen.sites import load_sites
 from pwgen.ssh import SshSetup, prepare_ssh
+from pwgen.ssh.command import SshCommand
 
 PREFIX, SUBNET = "pwpr", "10.245.0.0/16"
 LAB_DIR = Path(tempfile.gettempdir()) / "pwpr-lab"
@@ -184,11 +185,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabState, Ss
 
 
 def _remote(ssh: SshSetup, label: str, command: str) -> str:
-    done = subprocess.run(
-        ssh.argv(label, command), capture_output=True, text=True, timeout=30, check=False
-    )
-    assert done.returncode == 0, f"{label}: {command}: {done.stderr}"
-    return done.stdout
+    return remote_output(ssh.argv(label, command), timeout=30)
 
 
 def _user(label: str) -> str:
@@ -341,10 +338,8 @@ def test_hung_ssh_is_killed(lab: tuple[LabState, SshSetup], tmp_path: Path) -> N
         remote_script_dir=REMOTE_DIR.format(user=_user("lab1")),
         connect_timeout=1,
     )
-    check = subprocess.run(
-        ["ssh", "-F", str(config), "-O", "check", "lab1"], capture_output=True, text=True
-    )
-    master = int(re.search(r"pid=(\d+)", check.stderr).group(1))  # type: ignore[union-attr]
+    own = SshCommand(str(config), "lab1")
+    master = master_pid(own)
     os.kill(master, signal.SIGSTOP)
     try:
         started = time.monotonic()
@@ -352,7 +347,7 @@ def test_hung_ssh_is_killed(lab: tuple[LabState, SshSetup], tmp_path: Path) -> N
         elapsed = time.monotonic() - started
     finally:
         os.kill(master, signal.SIGCONT)
-        subprocess.run(["ssh", "-F", str(config), "-O", "exit", "lab1"], capture_output=True)
+        subprocess.run(own.control("exit"), capture_output=True)
     assert retcode == 255 and "did not answer" in stderr
     assert elapsed < 8
     assert _ssh_processes("marker-hung-7") == []

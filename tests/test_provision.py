@@ -18,7 +18,7 @@ import parsl
 import pytest
 import yaml
 from helpers import BIN, REPO, run_pwgen
-from lab_helpers import running_lab
+from lab_helpers import on_project_site, running_lab
 
 import pwgen_worker
 from pwgen.facts import read_facts
@@ -57,14 +57,7 @@ def _facts(workdir: Path, label: str) -> dict[str, object]:
 
 
 def _remote(workdir: Path, label: str, command: str) -> str:
-    done = subprocess.run(
-        ["ssh", "-F", str(workdir / ".pwgen" / "ssh" / "config"), label, command],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout.strip()
+    return on_project_site(workdir, label, command).strip()
 
 
 def test_cold_provision_pins_the_controllers_versions(lab: LabState, workdir: Path) -> None:

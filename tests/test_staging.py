@@ -32,7 +32,7 @@ import parsl
 import pytest
 import yaml
 from helpers import REPO, run_pwgen
-from lab_helpers import running_lab, wait_for
+from lab_helpers import masters_stopped, provision, running_lab, ssh, wait_for
 from parsl import File, bash_app, python_app
 from parsl.config import Config
 from parsl.dataflow.errors import DependencyError
@@ -367,38 +367,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                 "for n in aws gcloud gsutil; do ln -sf fake_cloud_cli.py $n; done"
             )
             lab_ssh(label, install, stdin=FAKE_CLI.read_text())
-        known_hosts = str(LAB_DIR / "known_hosts")
-        done = run_pwgen(
-            "provision",
-            "--sites",
-            "sites.yaml",
-            "--known-hosts",
-            known_hosts,
-            cwd=path,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        yield path
-        for label in LABELS:
-            subprocess.run(
-                ["ssh", "-F", str(path / ".pwgen/ssh/config"), "-O", "exit", label],
-                capture_output=True,
-                check=False,
-            )
+        provision(path, "--sites", "sites.yaml", "--known-hosts", str(LAB_DIR / "known_hosts"))
+        with masters_stopped(path, LABELS):
+            yield path
 
 
 def lab_ssh(label: str, command: str, stdin: str | None = None) -> str:
     """A shell command on a site's login node as the site user (the lab's own ssh)."""
-    done = subprocess.run(
-        ["ssh", "-F", str(LAB_DIR / "ssh_config"), label, command],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, f"{label}: {command}: {done.stderr}"
-    return done.stdout
+    return ssh(LAB_DIR, label, command, stdin=stdin)
 
 
 def pwgen_run(project: Path, workflow: str, *args: str) -> subprocess.CompletedProcess[str]:
