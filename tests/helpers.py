@@ -28,6 +28,15 @@ def run_pwgen(
     )
 
 
+def run_ok(argv: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a program; the test fails (showing its output) unless it exits 0."""
+    done = subprocess.run(
+        argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
 def parsl_processes() -> list[str]:
     """Live (non-zombie) interchange and worker-pool processes on this machine."""
     found = []

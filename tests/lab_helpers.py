@@ -10,7 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,7 @@ def stop_masters(project: Path, labels: Iterable[str]) -> None:
         setup.stop_master(label)
 
 
-def provision(project: Path, *args: str, timeout: float = 600) -> None:
+def pwgen_provision(project: Path, *args: str, timeout: float = 600) -> None:
     """`pwgen provision ARGS` in `project`; the test fails (with its output) on an error."""
     done = run_pwgen("provision", *args, cwd=project, timeout=timeout)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -138,14 +138,24 @@ def sbatch_and_wait(
     return [(int(lines[i]), lines[i + 1]) for i in range(0, len(lines), 2)]
 
 
-def netns_python(netns: str, code: str, timeout: float = 10) -> str:
-    """Run Python `code` inside a node's network namespace; its stdout, stripped."""
+def netns_connect(netns: str, host: str, port: int, then: str, seconds: float = 1) -> str:
+    """Connect from inside a node's namespace to host:port, then run `then` (Python, the
+    socket is `s`); what it prints, or the error. `seconds`: connect and read timeout."""
+    code = (
+        "import socket\n"
+        "try:\n"
+        f"    s = socket.create_connection(({host!r}, {port}), timeout={seconds})\n"
+        f"    s.settimeout({seconds})\n"
+        f"    {then}\n"
+        "except OSError as err:\n"
+        "    print(type(err).__name__, err)\n"
+    )
     done = subprocess.run(
         # Root in the node's network namespace only: this very Python works there.
         ["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=10 + 2 * seconds,
         check=True,
     )
     return done.stdout.strip()
@@ -153,14 +163,7 @@ def netns_python(netns: str, code: str, timeout: float = 10) -> str:
 
 def tcp_probe(netns: str, host: str, port: int) -> str:
     """Connect from inside a node's namespace: 'ok' or the error (1 s timeout)."""
-    code = (
-        "import socket\n"
-        "try:\n"
-        f"    socket.create_connection(({host!r}, {port}), timeout=1).close(); print('ok')\n"
-        "except OSError as err:\n"
-        "    print(type(err).__name__, err)\n"
-    )
-    return netns_python(netns, code)
+    return netns_connect(netns, host, port, "s.close(); print('ok')")
 
 
 def lab_status(state_dir: Path) -> dict[str, Any]:
@@ -193,6 +196,25 @@ def running_lab(
         yield state
     finally:
         lifecycle.down(state_dir)
+
+
+@contextmanager
+def provisioned_lab(
+    prefix: str,
+    subnet: str,
+    state_dir: Path,
+    project: Path,
+    sites: int = 2,
+    compute_nodes: int = 1,
+    provision_args: Sequence[str] = (),
+) -> Iterator[LabState]:
+    """`running_lab`, provisioned by `pwgen provision` (the lab's sites.yaml) in `project`;
+    the project's ssh masters are stopped before the lab goes down."""
+    with running_lab(prefix, subnet, state_dir, sites, compute_nodes) as state:
+        lab_sites = str(state_dir / "sites.yaml")
+        pwgen_provision(project, "--sites", lab_sites, *provision_args)
+        with masters_stopped(project, [site.label for site in state.sites]):
+            yield state
 
 
 def netns_processes(netns: str, marker: str) -> list[str]:

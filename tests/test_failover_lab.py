@@ -23,12 +23,10 @@ import pytest
 from helpers import PWGEN, assert_one_line_error, parsl_processes, run_pwgen
 from lab_helpers import (
     master_pid,
-    masters_stopped,
     netns_processes,
     on_project_site,
     project_ssh,
-    provision,
-    running_lab,
+    provisioned_lab,
     wait_for,
 )
 
@@ -72,12 +70,10 @@ with open(out, "w") as fh:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Two provisioned lab sites (2 compute nodes each) and the fault workflow."""
-    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2):
-        path = tmp_path_factory.mktemp("project")
-        provision(path, "--sites", SITES)
+    path = tmp_path_factory.mktemp("project")
+    with provisioned_lab(PREFIX, SUBNET, LAB_DIR, path, sites=2, compute_nodes=2):
         (path / "squares.py").write_text(WORKFLOW)
-        with masters_stopped(path, ("lab1", "lab2")):
-            yield path
+        yield path
 
 
 @pytest.fixture(autouse=True)

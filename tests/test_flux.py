@@ -35,7 +35,7 @@ from typing import Any
 import psutil
 import pytest
 from facts_samples import COMPUTE, DEBUG, provisioned_facts
-from lab_helpers import masters_stopped, project_ssh, provision, running_lab, ssh, wait_for
+from lab_helpers import project_ssh, provisioned_lab, ssh, wait_for
 
 import pwgen_script
 from pwgen.configgen.flux import SRUN_OVERRIDES, flux_executor, render_flux_config
@@ -664,13 +664,11 @@ class LabSite(DrivenProject):
 
 @pytest.fixture(scope="module")
 def lab_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSite]:
-    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=1, compute_nodes=1) as state:
-        project = tmp_path_factory.mktemp("flux-project")
-        sites = LAB_DIR / "sites.yaml"
-        provision(project, "--sites", str(sites))
+    project = tmp_path_factory.mktemp("flux-project")
+    with provisioned_lab(PREFIX, SUBNET, LAB_DIR, project, sites=1, compute_nodes=1) as state:
         write_project(project)
-        with masters_stopped(project, ["lab1"]):
-            yield LabSite(project, project / ".pwgen", sites, "lab1", None, state.sites[0].user)
+        sites = LAB_DIR / "sites.yaml"
+        yield LabSite(project, project / ".pwgen", sites, "lab1", None, state.sites[0].user)
 
 
 @pytest.mark.lab

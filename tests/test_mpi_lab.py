@@ -21,7 +21,14 @@ from typing import Any
 import pytest
 import yaml
 from helpers import REPO, run_pwgen
-from lab_helpers import masters_stopped, netns_processes, provision, running_lab, ssh, wait_for
+from lab_helpers import (
+    masters_stopped,
+    netns_processes,
+    pwgen_provision,
+    running_lab,
+    ssh,
+    wait_for,
+)
 from parsl.executors.errors import InvalidResourceSpecification
 from parsl.launchers import SimpleLauncher
 from parsl.providers import LocalProvider
@@ -92,7 +99,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabState, Pa
             site.update(executor="mpi", nodes_per_block=2)
         (project / "sites.yaml").write_text(yaml.safe_dump(sites, sort_keys=False))
         known_hosts = str(LAB_DIR / "known_hosts")
-        provision(project, "--sites", "sites.yaml", "--known-hosts", known_hosts, "--json")
+        pwgen_provision(project, "--sites", "sites.yaml", "--known-hosts", known_hosts, "--json")
         with masters_stopped(project, LABELS):
             yield state, project
 

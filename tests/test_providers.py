@@ -28,7 +28,6 @@ from parsl.launchers import SingleNodeLauncher, SrunLauncher
 from parsl.providers.errors import ScriptPathError
 from parsl.utils import RepresentationMixin
 
-from pwgen.lab.state import LabState
 from pwgen.poll import poll
 from pwgen.providers import ProviderConnectionError, SSHPBSProProvider, SSHSlurmProvider
 from pwgen.providers.remote import RemoteClusterProvider
@@ -173,12 +172,13 @@ def test_bad_settings_are_refused_before_any_ssh(recorder: Recorder, ssh_config:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabState, SshSetup]]:
-    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2) as state:
+def ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshSetup]:
+    """pwgen's ssh to the sites of a lab of its own (its config in a scratch state dir)."""
+    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2):
         sites = load_sites(LAB_DIR / "sites.yaml")
         ssh = prepare_ssh(sites, tmp_path_factory.mktemp("pwgen"), [LAB_DIR / "known_hosts"])
         try:
-            yield state, ssh
+            yield ssh
         finally:
             for site in sites:
                 ssh.stop_master(site.label)
@@ -209,10 +209,7 @@ def _slurm(ssh: SshSetup, tmp_path: Path, **kwargs: Any) -> SSHSlurmProvider:
 
 
 @pytest.mark.lab
-def test_slurm_job_runs_on_a_compute_node_and_is_cancelled(
-    lab: tuple[LabState, SshSetup], tmp_path: Path
-) -> None:
-    _, ssh = lab
+def test_slurm_job_runs_on_a_compute_node_and_is_cancelled(ssh: SshSetup, tmp_path: Path) -> None:
     provider = _slurm(ssh, tmp_path, launcher=SrunLauncher())
     assert provider._cmd.startswith("squeue")  # accounting is off in the lab; ssh worked
     remote = provider.remote_script_dir
@@ -243,8 +240,7 @@ def test_slurm_job_runs_on_a_compute_node_and_is_cancelled(
 
 
 @pytest.mark.lab
-def test_failed_job_stderr_is_fetched(lab: tuple[LabState, SshSetup], tmp_path: Path) -> None:
-    _, ssh = lab
+def test_failed_job_stderr_is_fetched(ssh: SshSetup, tmp_path: Path) -> None:
     provider = _slurm(ssh, tmp_path, launcher=SingleNodeLauncher())
     job_id = provider.submit("echo boom-$SLURM_JOB_ID >&2; exit 3", tasks_per_node=1)
     _wait(lambda: _remote(ssh, "lab1", "squeue -h").strip() == "")
@@ -276,9 +272,8 @@ def _broken_config(ssh: SshSetup, tmp_path: Path, host: str, port: int, keys: st
     ],
 )
 def test_unreachable_site_fails_construction_clearly(
-    lab: tuple[LabState, SshSetup], tmp_path: Path, where: str, port: int, keys: str, message: str
+    ssh: SshSetup, tmp_path: Path, where: str, port: int, keys: str, message: str
 ) -> None:
-    _, ssh = lab
     login = load_sites(LAB_DIR / "sites.yaml")[0].host
     host = login if where == "login" else login.rsplit(".", 2)[0] + ".254.1"
     config = _broken_config(ssh, tmp_path, host, port, keys)
@@ -294,8 +289,7 @@ def test_unreachable_site_fails_construction_clearly(
 
 
 @pytest.mark.lab
-def test_uncreatable_remote_dir_is_refused(lab: tuple[LabState, SshSetup]) -> None:
-    _, ssh = lab
+def test_uncreatable_remote_dir_is_refused(ssh: SshSetup) -> None:
     with pytest.raises(ScriptPathError, match="Permission denied"):
         SSHSlurmProvider(ssh_config=str(ssh.config), host="lab1", remote_script_dir="/root/x")
 
@@ -311,10 +305,7 @@ def _ssh_processes(marker: str) -> list[psutil.Process]:
 
 
 @pytest.mark.lab
-def test_command_timeout_stops_the_remote_command(
-    lab: tuple[LabState, SshSetup], tmp_path: Path
-) -> None:
-    _, ssh = lab
+def test_command_timeout_stops_the_remote_command(ssh: SshSetup, tmp_path: Path) -> None:
     provider = _slurm(ssh, tmp_path)
     started = time.monotonic()
     retcode, stdout, _ = provider.execute_wait("echo start; sleep 41; echo never", timeout=1)
@@ -325,9 +316,8 @@ def test_command_timeout_stops_the_remote_command(
 
 
 @pytest.mark.lab
-def test_hung_ssh_is_killed(lab: tuple[LabState, SshSetup], tmp_path: Path) -> None:
+def test_hung_ssh_is_killed(ssh: SshSetup, tmp_path: Path) -> None:
     """A master that stops answering (network hang): the ssh client is killed locally."""
-    _, ssh = lab
     # A master of its own (own ControlPath), so the shared one is not disturbed.
     text = ssh.config.read_text()
     config = tmp_path / "own_master_config"
@@ -384,10 +374,7 @@ for id in "$@"; do kill -- -"$(cat "$d/$id.pid")" 2>/dev/null; touch "$d/$id.don
 
 
 @pytest.mark.lab
-def test_pbspro_over_ssh_with_fake_scheduler(
-    lab: tuple[LabState, SshSetup], tmp_path: Path
-) -> None:
-    _, ssh = lab
+def test_pbspro_over_ssh_with_fake_scheduler(ssh: SshSetup, tmp_path: Path) -> None:
     # The login shell (bash -lc) finds qsub & co. in ~/bin through ~/.profile.
     install = ["mkdir -p bin", "echo 'PATH=$HOME/bin:$PATH' > .profile"]
     for name, text in (("qsub", FAKE_QSUB), ("qstat", FAKE_QSTAT), ("qdel", FAKE_QDEL)):

@@ -34,16 +34,7 @@ import pytest
 import zmq
 from facts_samples import provisioned_facts
 from helpers import Recorder, run_pwgen
-from lab_helpers import (
-    master_running,
-    masters_stopped,
-    netns_processes,
-    project_ssh,
-    provision,
-    running_lab,
-    ssh,
-    wait_for,
-)
+from lab_helpers import master_running, netns_processes, project_ssh, provisioned_lab, ssh, wait_for
 from parsl import curvezmq
 from parsl.errors import ConfigurationError
 from parsl.launchers import MpiExecLauncher, SimpleLauncher, SingleNodeLauncher, SrunLauncher
@@ -506,10 +497,8 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     project = tmp_path_factory.mktemp("remote-config-project")
-    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2) as state:
-        provision(project, "--sites", str(LAB_DIR / "sites.yaml"))
-        with masters_stopped(project, [site.label for site in state.sites]):
-            yield Lab(state, project)
+    with provisioned_lab(PREFIX, SUBNET, LAB_DIR, project, sites=2, compute_nodes=2) as state:
+        yield Lab(state, project)
 
 
 def lab_sites(**per_label: str) -> str:

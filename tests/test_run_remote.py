@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers import PWGEN, REPO, parsl_processes, run_pwgen
-from lab_helpers import masters_stopped, on_project_site, project_ssh, provision, running_lab
+from lab_helpers import on_project_site, project_ssh, provisioned_lab
 
 from pwgen.poll import poll
 
@@ -23,11 +23,9 @@ SITES = str(LAB_DIR / "sites.yaml")
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A project whose two lab sites (2 compute nodes each) are provisioned."""
-    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2):
-        path = tmp_path_factory.mktemp("project")
-        provision(path, "--sites", SITES, "--json")
-        with masters_stopped(path, ("lab1", "lab2")):
-            yield path
+    path = tmp_path_factory.mktemp("project")
+    with provisioned_lab(PREFIX, SUBNET, LAB_DIR, path, 2, 2, provision_args=["--json"]):
+        yield path
 
 
 def _assert_sites_clean(project: Path) -> None:

@@ -23,14 +23,7 @@ from pathlib import Path
 
 import pytest
 from helpers import PWGEN, run_pwgen
-from lab_helpers import (
-    masters_stopped,
-    on_project_site,
-    project_ssh,
-    provision,
-    running_lab,
-    wait_for,
-)
+from lab_helpers import on_project_site, project_ssh, provisioned_lab, wait_for
 
 from pwgen.layout import StateLayout
 from pwgen.sites import Site, load_sites
@@ -415,11 +408,9 @@ def test_cli_status_and_teardown_on_an_empty_project(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A project whose one lab site (2 compute nodes) is provisioned."""
-    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=1, compute_nodes=2):
-        path = tmp_path_factory.mktemp("project")
-        provision(path, "--sites", str(LAB_DIR / "sites.yaml"), "--json", timeout=300)
-        with masters_stopped(path, ["lab1"]):
-            yield path
+    path = tmp_path_factory.mktemp("project")
+    with provisioned_lab(PREFIX, SUBNET, LAB_DIR, path, 1, 2, provision_args=["--json"]):
+        yield path
 
 
 def _on_site(project: Path, command: str) -> str:

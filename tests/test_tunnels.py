@@ -26,12 +26,10 @@ from pathlib import Path
 import pytest
 from lab_helpers import (
     lab_ssh_command,
-    masters_stopped,
+    netns_connect,
     netns_processes,
-    netns_python,
     project_ssh,
-    provision,
-    running_lab,
+    provisioned_lab,
     ssh,
     wait_for,
 )
@@ -122,10 +120,8 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     project = tmp_path_factory.mktemp("tunnels-project")
-    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2) as state:
-        provision(project, "--sites", str(LAB_DIR / "sites.yaml"))
-        with masters_stopped(project, [site.label for site in state.sites]):
-            yield Lab(state, project, project_ssh(project).config)
+    with provisioned_lab(PREFIX, SUBNET, LAB_DIR, project, sites=2, compute_nodes=2) as state:
+        yield Lab(state, project, project_ssh(project).config)
 
 
 class TokenServer:
@@ -161,16 +157,7 @@ class TokenServer:
 
 def read_line_from(netns: str, host: str, port: int) -> str:
     """From inside a node's network namespace: the first line served at host:port."""
-    code = (
-        "import socket\n"
-        "try:\n"
-        f"    s = socket.create_connection(({host!r}, {port}), timeout=2)\n"
-        "    s.settimeout(2)\n"
-        "    print(s.makefile().readline().strip() or 'EOF')\n"
-        "except OSError as err:\n"
-        "    print(type(err).__name__, err)\n"
-    )
-    return netns_python(netns, code, timeout=15)
+    return netns_connect(netns, host, port, "print(s.makefile().readline().strip() or 'EOF')", 2)
 
 
 def listeners(netns: str | None) -> list[dict[str, str]]:
