@@ -38,6 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from common import PWGEN, project_ssh
 from rich.console import Console
 from rich.table import Table
 
@@ -46,7 +47,6 @@ from pwgen.lab.plan import make_options
 from pwgen.lab.state import load_state
 
 PREFIX, SUBNET = "pwbf", "10.239.0.0/16"
-PWGEN = Path(sys.executable).parent / "pwgen"
 
 WORKFLOW = """\
 import concurrent.futures, sys, time
@@ -96,7 +96,7 @@ class RunResult:
 def kill_master(label: str, project: Path) -> float:
     """SIGKILL the site's ssh ControlMaster; the time of it."""
     check = subprocess.run(
-        ["ssh", "-F", str(project / ".pwgen/ssh/config"), "-O", "check", label],
+        project_ssh(project).command(label).control("check"),
         capture_output=True,
         text=True,
         check=False,
@@ -202,11 +202,7 @@ def main() -> None:
         lost = run_once(project, args, state_dir, fault="site")
     finally:
         for label in ("lab1", "lab2"):
-            subprocess.run(
-                ["ssh", "-F", str(project / ".pwgen/ssh/config"), "-O", "exit", label],
-                capture_output=True,
-                check=False,
-            )
+            project_ssh(project).stop_master(label)
         lifecycle.down(state_dir)
     table = Table(title=f"faults on lab1 mid-run: {args.tasks} tasks of {args.pause} s, 2 sites")
     columns = ("run", "wall", "vs undisturbed", "failure -> repaired / first move")

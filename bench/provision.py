@@ -11,29 +11,16 @@ Targets (issue 4): warm 4 sites <= 10 s and <= 1.5x one site; cold 2 sites <= 60
 """
 
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
+from common import pwgen
 from rich.console import Console
 from rich.table import Table
 
 PREFIX = "pwbp"
 SUBNET = "10.241.0.0/16"
 SITE_COUNTS = (1, 2, 4)
-PWGEN = Path(sys.executable).parent / "pwgen"
-
-
-def pwgen(*args: str, cwd: Path) -> float:
-    """Run one pwgen command; return its wall time in seconds (exit on failure)."""
-    started = time.perf_counter()
-    done = subprocess.run([str(PWGEN), *args], cwd=cwd, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"`pwgen {' '.join(args)}` failed:\n{done.stdout}\n{done.stderr}")
-    return seconds
 
 
 def measure(sites: int, project: Path) -> tuple[float, float]:

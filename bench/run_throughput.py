@@ -41,6 +41,7 @@ from types import ModuleType
 from typing import Any
 
 import yaml
+from common import PWGEN, project_ssh, pwgen
 from rich.console import Console
 from rich.table import Table
 
@@ -48,7 +49,6 @@ from pwgen.poll import poll
 
 PREFIX = "pwbt"
 SUBNET = "10.235.0.0/16"
-PWGEN = Path(sys.executable).parent / "pwgen"
 LOCAL_LABEL = "loopback"
 RATIO_TARGET = 0.9
 FIRST_RESULT_TARGET = 5.0
@@ -93,16 +93,6 @@ class FirstResult:
     total: list[float] = field(default_factory=list)  # s, whole `pwgen run`
     load: list[float] = field(default_factory=list)  # s, parsl.load (run manifest)
     cleanup: list[float] = field(default_factory=list)  # s, dfk.cleanup (run manifest)
-
-
-def pwgen(*args: str, cwd: Path) -> float:
-    """Run one pwgen command; return its wall time in seconds (exit on failure)."""
-    started = time.perf_counter()
-    done = subprocess.run([str(PWGEN), *args], cwd=cwd, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"`pwgen {' '.join(args)}` failed:\n{done.stdout}\n{done.stderr}")
-    return seconds
 
 
 def load_module(path: Path) -> ModuleType:
@@ -280,17 +270,6 @@ def leftovers(
     return ours()
 
 
-def master_running(ssh_config: Path, label: str) -> bool:
-    check = ["ssh", "-F", str(ssh_config), "-O", "check", label]
-    return subprocess.run(check, capture_output=True).returncode == 0
-
-
-def stop_master(ssh_config: Path, label: str) -> None:
-    if ssh_config.exists():
-        exit_ = ["ssh", "-F", str(ssh_config), "-O", "exit", label]
-        subprocess.run(exit_, capture_output=True)
-
-
 def mark(ok: bool) -> str:
     return "[green]✓ pass" if ok else "[red]✗ FAIL"
 
@@ -309,7 +288,7 @@ def main() -> None:
     project = Path(tempfile.mkdtemp(prefix="pwgen-throughput-bench-"))
     lab_dir = project / "lab"
     sites = lab_dir / "sites.yaml"
-    ssh_config = project / ".pwgen" / "ssh" / "config"
+    ssh = project_ssh(project)
     os.chdir(project)  # the generated config's run_dir is relative, as for a user
     baseline = set(pgrep(LEFTOVER_PATTERN))
     load_before = os.getloadavg()
@@ -330,9 +309,9 @@ def main() -> None:
         throughput = measure_throughput(config_file, args.rounds, args.tasks)
         first = measure_first_result(project, sites, label, args.runs)
     finally:
-        stop_master(ssh_config, label)
+        ssh.stop_master(label)  # ssh fails harmlessly when provisioning never wrote it
         checks["before lab down"] = leftovers(baseline, marker, project, site_uid)
-        if master_running(ssh_config, label):
+        if ssh.master_running(label):
             checks["before lab down"].append(f"ssh master for {label}")
         if (lab_dir / "lab.json").exists():
             pwgen("lab", "down", *lab, cwd=project)

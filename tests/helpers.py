@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -25,6 +26,15 @@ def run_pwgen(
         timeout=timeout,
         check=False,
     )
+
+
+def run_ok(argv: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a program; the test fails (showing its output) unless it exits 0."""
+    done = subprocess.run(
+        argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
 
 
 def parsl_processes() -> list[str]:
@@ -53,3 +63,33 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
     assert "Traceback" not in result.stderr + result.stdout
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+class Recorder:
+    """Stands in for the providers' `_run_remote` (the `recorder` fixture): records
+    (command, stdin) and answers like a site."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None]] = []
+
+    def __call__(
+        self, provider: Any, cmd: str, timeout: float, *, login: bool, stdin: bytes | None = None
+    ) -> tuple[int, str, str]:
+        self.calls.append((cmd, None if stdin is None else stdin.decode()))
+        if cmd.startswith("sacct"):
+            return 1, "", "Slurm accounting storage is disabled"
+        if cmd.startswith("sbatch"):
+            return 0, "Submitted batch job 42\n", ""
+        if cmd.startswith("qsub"):
+            return 0, "42.pbs\n", ""
+        if cmd.startswith("qstat"):
+            return 0, '{"Jobs": {"42.pbs": {"job_state": "R"}}}', ""
+        return 0, "", ""
+
+    def commands(self) -> list[str]:
+        return [cmd for cmd, _ in self.calls]
+
+    def copied(self) -> str:
+        texts = [stdin for cmd, stdin in self.calls if stdin is not None]
+        assert len(texts) == 1
+        return texts[0]

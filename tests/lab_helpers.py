@@ -6,19 +6,24 @@ failed one on this machine.
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import run_pwgen
 
 from pwgen.lab.state import LabState
 from pwgen.lab.system import missing_packages
+from pwgen.layout import StateLayout
 from pwgen.poll import poll
+from pwgen.ssh.command import Master, SshCommand
+from pwgen.ssh.prepare import SshSetup
 
 
 def skip_reason() -> str | None:
@@ -45,17 +50,75 @@ def lab_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
     )
 
 
-def ssh(state_dir: Path, site: str, command: str, timeout: float = 60) -> str:
-    """Run a shell command on a site's login node as the site user; return stdout."""
+def lab_ssh_command(state_dir: Path, site: str) -> SshCommand:
+    """The lab's own ssh (`<state_dir>/ssh_config`) to a site's login node as the site user."""
+    return SshCommand(str(state_dir / "ssh_config"), site)
+
+
+def remote_output(argv: list[str], timeout: float = 60, stdin: str | None = None) -> str:
+    """Run an ssh argv that runs a remote command; the test fails unless it exits 0; stdout."""
     done = subprocess.run(
-        ["ssh", "-F", str(state_dir / "ssh_config"), site, command],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+        argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
     )
-    assert done.returncode == 0, f"ssh {site} {command!r}: {done.stderr}"
+    assert done.returncode == 0, f"{shlex.join(argv)}: {done.stderr}"
     return done.stdout
+
+
+def ssh(
+    state_dir: Path, site: str, command: str, timeout: float = 60, stdin: str | None = None
+) -> str:
+    """Run a shell command on a site's login node as the site user; return stdout."""
+    return remote_output(lab_ssh_command(state_dir, site).remote(command), timeout, stdin)
+
+
+def on_project_site(
+    project: Path, label: str, command: str, master: Master = Master.AUTO, timeout: float = 60
+) -> str:
+    """A shell command on a site through the project's own ssh config (pwgen's); stdout.
+
+    `Master.AUTO` starts the site's master if none runs (stop it after); `Master.JOIN` never.
+    """
+    return remote_output(project_ssh(project).command(label).remote(command, master), timeout)
+
+
+def project_ssh(project: Path) -> SshSetup:
+    """The ssh config and pinned keys `pwgen provision` wrote in `project` (its masters)."""
+    layout = StateLayout(project / ".pwgen")
+    return SshSetup(layout.ssh_config, layout.known_hosts)
+
+
+def stop_masters(project: Path, labels: Iterable[str]) -> None:
+    """Stop the project's ssh master of each site (none running is fine)."""
+    setup = project_ssh(project)
+    for label in labels:
+        setup.stop_master(label)
+
+
+def pwgen_provision(project: Path, *args: str, timeout: float = 600) -> None:
+    """`pwgen provision ARGS` in `project`; the test fails (with its output) on an error."""
+    done = run_pwgen("provision", *args, cwd=project, timeout=timeout)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@contextmanager
+def masters_stopped(project: Path, labels: Iterable[str]) -> Iterator[None]:
+    """Stop the project's ssh master of each site when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        stop_masters(project, labels)
+
+
+def master_running(config: Path | str, label: str) -> bool:
+    """Whether the ssh master of `label` in ssh config `config` answers `ssh -O check`."""
+    check = SshCommand(str(config), label).control("check")
+    return subprocess.run(check, capture_output=True, check=False).returncode == 0
+
+
+def master_pid(command: SshCommand) -> int:
+    """The pid of the site's running ssh master (`ssh -O check` names it)."""
+    check = subprocess.run(command.control("check"), capture_output=True, text=True, check=True)
+    return int(check.stderr.split("pid=")[1].split(")")[0])
 
 
 def sbatch_and_wait(
@@ -75,12 +138,15 @@ def sbatch_and_wait(
     return [(int(lines[i]), lines[i + 1]) for i in range(0, len(lines), 2)]
 
 
-def tcp_probe(netns: str, host: str, port: int) -> str:
-    """Connect from inside a node's namespace: 'ok' or the error (1 s timeout)."""
+def netns_connect(netns: str, host: str, port: int, then: str, seconds: float = 1) -> str:
+    """Connect from inside a node's namespace to host:port, then run `then` (Python, the
+    socket is `s`); what it prints, or the error. `seconds`: connect and read timeout."""
     code = (
         "import socket\n"
         "try:\n"
-        f"    socket.create_connection(({host!r}, {port}), timeout=1).close(); print('ok')\n"
+        f"    s = socket.create_connection(({host!r}, {port}), timeout={seconds})\n"
+        f"    s.settimeout({seconds})\n"
+        f"    {then}\n"
         "except OSError as err:\n"
         "    print(type(err).__name__, err)\n"
     )
@@ -89,10 +155,15 @@ def tcp_probe(netns: str, host: str, port: int) -> str:
         ["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        timeout=10,
+        timeout=10 + 2 * seconds,
         check=True,
     )
     return done.stdout.strip()
+
+
+def tcp_probe(netns: str, host: str, port: int) -> str:
+    """Connect from inside a node's namespace: 'ok' or the error (1 s timeout)."""
+    return netns_connect(netns, host, port, "s.close(); print('ok')")
 
 
 def lab_status(state_dir: Path) -> dict[str, Any]:
@@ -125,6 +196,25 @@ def running_lab(
         yield state
     finally:
         lifecycle.down(state_dir)
+
+
+@contextmanager
+def provisioned_lab(
+    prefix: str,
+    subnet: str,
+    state_dir: Path,
+    project: Path,
+    sites: int = 2,
+    compute_nodes: int = 1,
+    provision_args: Sequence[str] = (),
+) -> Iterator[LabState]:
+    """`running_lab`, provisioned by `pwgen provision` (the lab's sites.yaml) in `project`;
+    the project's ssh masters are stopped before the lab goes down."""
+    with running_lab(prefix, subnet, state_dir, sites, compute_nodes) as state:
+        lab_sites = str(state_dir / "sites.yaml")
+        pwgen_provision(project, "--sites", lab_sites, *provision_args)
+        with masters_stopped(project, [site.label for site in state.sites]):
+            yield state
 
 
 def netns_processes(netns: str, marker: str) -> list[str]:

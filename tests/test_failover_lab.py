@@ -21,7 +21,14 @@ from typing import Any
 
 import pytest
 from helpers import PWGEN, assert_one_line_error, parsl_processes, run_pwgen
-from lab_helpers import netns_processes, running_lab, wait_for
+from lab_helpers import (
+    master_pid,
+    netns_processes,
+    on_project_site,
+    project_ssh,
+    provisioned_lab,
+    wait_for,
+)
 
 from pwgen.lab import lifecycle
 from pwgen.lab.nodes import run_in
@@ -63,14 +70,10 @@ with open(out, "w") as fh:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Two provisioned lab sites (2 compute nodes each) and the fault workflow."""
-    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2):
-        path = tmp_path_factory.mktemp("project")
-        done = run_pwgen("provision", "--sites", SITES, cwd=path, timeout=600)
-        assert done.returncode == 0, done.stdout + done.stderr
+    path = tmp_path_factory.mktemp("project")
+    with provisioned_lab(PREFIX, SUBNET, LAB_DIR, path, sites=2, compute_nodes=2):
         (path / "squares.py").write_text(WORKFLOW)
         yield path
-        for label in ("lab1", "lab2"):
-            _ssh(path, "-O", "exit", label)
 
 
 @pytest.fixture(autouse=True)
@@ -96,18 +99,11 @@ def _kill_in_node(netns: str, *markers: str) -> None:
             os.kill(int(line.split(":")[0]), signal.SIGKILL)
 
 
-def _ssh(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["ssh", "-F", str(project / ".pwgen/ssh/config"), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def _on_site(project: Path, label: str, command: str) -> str:
-    return _ssh(project, label, command).stdout
+def _run_ok(project: Path, workflow: Path) -> str:
+    """`pwgen run` of a workflow on both sites; it exits 0; its stdout."""
+    done = run_pwgen("run", str(workflow), "--sites", SITES, cwd=project, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 class Run:
@@ -168,17 +164,15 @@ def _assert_every_result_once(run: Run, stdout: str) -> list[str]:
 def _assert_nothing_left(project: Path, labels: tuple[str, ...] = ("lab1", "lab2")) -> None:
     assert wait_for(lambda: parsl_processes() == [], timeout=20), parsl_processes()
     for label in labels:
-        assert wait_for(lambda label=label: _on_site(project, label, "squeue -h") == "", 30)
-        live = _on_site(project, label, "ps -eo stat=,args= | grep -v '^Z' || true")
+        assert wait_for(lambda label=label: on_project_site(project, label, "squeue -h") == "", 30)
+        live = on_project_site(project, label, "ps -eo stat=,args= | grep -v '^Z' || true")
         assert "pwgen-relay" not in live and "process_worker_pool" not in live, live
 
 
 def test_tunnel_master_killed_mid_run(project: Path) -> None:
     run = Run(project, "--monitor")
     run.wait_for_line("progress")
-    check = _ssh(project, "-O", "check", "lab1")
-    pid = int(check.stderr.split("pid=")[1].split(")")[0])
-    os.kill(pid, signal.SIGKILL)
+    os.kill(master_pid(project_ssh(project).command("lab1")), signal.SIGKILL)
     stdout = run.finish()
     hosts = _assert_every_result_once(run, stdout)
     assert {host.split("-")[0] for host in hosts} == {"lab1", "lab2"}
@@ -242,16 +236,15 @@ def test_walltime_kills_python_and_bash_apps(project: Path) -> None:
         # Asked on the site while its block still runs (cancelling it would kill them).
         "print('sleeps left:', sleeps_left().result())\n"
     )
-    done = run_pwgen("run", str(workflow), "--sites", SITES, cwd=project, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "slow_bash AppTimeout" in done.stdout and "slow_python AppTimeout" in done.stdout
-    assert "sleeps left: []" in done.stdout
+    stdout = _run_ok(project, workflow)
+    assert "slow_bash AppTimeout" in stdout and "slow_python AppTimeout" in stdout
+    assert "sleeps left: []" in stdout
     _assert_nothing_left(project)
 
 
 def test_site_down_before_the_run(project: Path) -> None:
     login = _lab().site("lab1").login  # type: ignore[union-attr]
-    _ssh(project, "-O", "exit", "lab1")
+    project_ssh(project).stop_master("lab1")
     _kill_in_node(login.netns, "sshd")
     try:
         refused = run_pwgen(

@@ -27,6 +27,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,7 @@ from typing import Any
 import psutil
 import pytest
 from facts_samples import COMPUTE, DEBUG, provisioned_facts
-from helpers import run_pwgen
-from lab_helpers import running_lab, wait_for
+from lab_helpers import project_ssh, provisioned_lab, ssh, wait_for
 
 import pwgen_script
 from pwgen.configgen.flux import SRUN_OVERRIDES, flux_executor, render_flux_config
@@ -437,16 +437,28 @@ FAKE_SCANCEL = '#!/bin/sh\necho "scancel $*" >> "$FAKE_LOG"\n'
 FAKE_SBATCH = "#!/bin/sh\necho 501\n"
 
 
+def write_project(project: Path) -> None:
+    """The driver, its threads config and the workflows the tests run."""
+    (project / "driver.py").write_text(DRIVER)
+    (project / "threads_config.py").write_text(THREADS_CONFIG)
+    (project / "flow.py").write_text(WORKFLOW)
+    (project / "slow.py").write_text(SLOW_WORKFLOW)
+
+
 @dataclass
-class LocalSite:
-    """A flux site whose 'login node' is this machine, reached through the fake ssh."""
+class DrivenProject:
+    """A project whose driver.py runs workflows on its flux site `label` (see DRIVER)."""
 
     project: Path
     state: Path
     sites_file: Path
-    workdir: Path
-    log: Path
-    env: dict[str, str]
+    label: str
+    env: dict[str, str] | None
+
+    def argv(self, workflow: str, *args: str) -> list[str]:
+        driver = str(self.project / "driver.py")
+        sites = str(self.sites_file)
+        return [sys.executable, driver, str(self.state), sites, self.label, workflow, *args]
 
     def run(
         self, workflow: str, *args: str, timeout: float = 120
@@ -461,17 +473,31 @@ class LocalSite:
             check=False,
         )
 
-    def argv(self, workflow: str, *args: str) -> list[str]:
-        driver = str(self.project / "driver.py")
-        return [
-            sys.executable,
-            driver,
-            str(self.state),
-            str(self.sites_file),
-            "f1",
-            workflow,
-            *args,
-        ]
+    @contextmanager
+    def started(self, workflow: str) -> "Iterator[subprocess.Popen[str]]":
+        """The driver running `workflow`, its output piped; killed if still running after."""
+        proc = subprocess.Popen(
+            self.argv(workflow),
+            cwd=self.project,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@dataclass
+class LocalSite(DrivenProject):
+    """A flux site whose 'login node' is this machine, reached through the fake ssh."""
+
+    workdir: Path
+    log: Path
 
     def run_dirs(self) -> list[Path]:
         return sorted(self.workdir.iterdir())
@@ -495,13 +521,10 @@ def local_site(tmp_path: Path) -> LocalSite:
     sites_file.write_text(
         "sites:\n  - {label: f1, scheduler: slurm, host: f1.example, executor: flux}\n"
     )
-    (project / "driver.py").write_text(DRIVER)
-    (project / "threads_config.py").write_text(THREADS_CONFIG)
-    (project / "flow.py").write_text(WORKFLOW)
-    (project / "slow.py").write_text(SLOW_WORKFLOW)
+    write_project(project)
     log = tmp_path / "log"
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_LOG": str(log)}
-    return LocalSite(project, state, sites_file, workdir, log, env)
+    return LocalSite(project, state, sites_file, "f1", env, workdir, log)
 
 
 def test_local_run_streams_output_and_keeps_the_run(local_site: LocalSite) -> None:
@@ -532,13 +555,17 @@ def test_local_run_streams_output_and_keeps_the_run(local_site: LocalSite) -> No
     assert (manifest_dir / CONFIG_NAME).read_text() == THREADS_CONFIG
 
 
-@pytest.mark.parametrize(
+#: The workflow's own exit code, and a raise (exit 1): what a run of flow.py ARGS gives.
+exit_cases = pytest.mark.parametrize(
     ("args", "code", "needle"),
     [
         (("exit", "3"), 3, "args ['exit', '3']"),
         (("raise",), 1, "RuntimeError: the workflow broke"),
     ],
 )
+
+
+@exit_cases
 def test_local_run_exit_codes(
     local_site: LocalSite, args: tuple[str, ...], code: int, needle: str
 ) -> None:
@@ -594,15 +621,7 @@ def marked_processes(run_id: str) -> list[str]:
 def test_local_interrupt_ends_the_remote_process_group(
     local_site: LocalSite, signum: signal.Signals
 ) -> None:
-    proc = subprocess.Popen(
-        local_site.argv("slow.py"),
-        cwd=local_site.project,
-        env=local_site.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with local_site.started("slow.py") as proc:
         assert proc.stdout is not None
         assert [proc.stdout.readline().strip() for _ in range(2)] == ["job 501", "started"]
         (run_dir,) = local_site.run_dirs()
@@ -610,10 +629,6 @@ def test_local_interrupt_ends_the_remote_process_group(
         clock = time.monotonic()
         proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, stderr
     assert time.monotonic() - clock < 15
     assert "pwgen: interrupted; stopping the run on f1" in stderr
@@ -629,43 +644,15 @@ LAB_DIR = Path(tempfile.gettempdir()) / "pwgen-test-flux-lab"
 
 
 @dataclass
-class LabSite:
-    project: Path
+class LabSite(DrivenProject):
     user: str
-
-    @property
-    def ssh_config(self) -> Path:
-        return self.project / ".pwgen" / "ssh" / "config"
-
-    def run(self, *args: str, timeout: float = 120) -> "subprocess.CompletedProcess[str]":
-        return subprocess.run(
-            self.argv(*args),
-            cwd=self.project,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def argv(self, *args: str) -> list[str]:
-        driver = str(self.project / "driver.py")
-        sites = str(LAB_DIR / "sites.yaml")
-        return [sys.executable, driver, str(self.project / ".pwgen"), sites, "lab1", *args]
 
     def on_site(self, command: str) -> str:
         """A command on the login node through the lab's own ssh config (not the run's)."""
-        done = subprocess.run(
-            ["ssh", "-F", str(LAB_DIR / "ssh_config"), "lab1", command],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        return done.stdout
+        return ssh(LAB_DIR, self.label, command)
 
     def master_running(self) -> bool:
-        check = ["ssh", "-F", str(self.ssh_config), "-O", "check", "lab1"]
-        return subprocess.run(check, capture_output=True, check=False).returncode == 0
+        return project_ssh(self.project).master_running(self.label)
 
     def leftovers(self) -> str:
         """The site user's run processes and Slurm jobs ('' when there are none)."""
@@ -677,25 +664,11 @@ class LabSite:
 
 @pytest.fixture(scope="module")
 def lab_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSite]:
-    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=1, compute_nodes=1) as state:
-        project = tmp_path_factory.mktemp("flux-project")
-        done = run_pwgen(
-            "provision", "--sites", str(LAB_DIR / "sites.yaml"), cwd=project, timeout=600
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        (project / "driver.py").write_text(DRIVER)
-        (project / "threads_config.py").write_text(THREADS_CONFIG)
-        (project / "flow.py").write_text(WORKFLOW)
-        (project / "slow.py").write_text(SLOW_WORKFLOW)
-        site = LabSite(project, state.sites[0].user)
-        try:
-            yield site
-        finally:
-            subprocess.run(
-                ["ssh", "-F", str(site.ssh_config), "-O", "exit", "lab1"],
-                capture_output=True,
-                check=False,
-            )
+    project = tmp_path_factory.mktemp("flux-project")
+    with provisioned_lab(PREFIX, SUBNET, LAB_DIR, project, sites=1, compute_nodes=1) as state:
+        write_project(project)
+        sites = LAB_DIR / "sites.yaml"
+        yield LabSite(project, project / ".pwgen", sites, "lab1", None, state.sites[0].user)
 
 
 @pytest.mark.lab
@@ -730,13 +703,7 @@ def test_lab_run_streams_back_from_the_login_node(lab_site: LabSite) -> None:
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize(
-    ("args", "code", "needle"),
-    [
-        (("exit", "3"), 3, "args ['exit', '3']"),
-        (("raise",), 1, "RuntimeError: the workflow broke"),
-    ],
-)
+@exit_cases
 def test_lab_exit_codes_propagate(
     lab_site: LabSite, args: tuple[str, ...], code: int, needle: str
 ) -> None:
@@ -747,14 +714,7 @@ def test_lab_exit_codes_propagate(
 
 @pytest.mark.lab
 def test_lab_ctrl_c_kills_the_remote_process_group(lab_site: LabSite) -> None:
-    proc = subprocess.Popen(
-        lab_site.argv("slow.py"),
-        cwd=lab_site.project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with lab_site.started("slow.py") as proc:
         assert proc.stdout is not None
         job = proc.stdout.readline().split()
         assert job[0] == "job", job
@@ -764,10 +724,6 @@ def test_lab_ctrl_c_kills_the_remote_process_group(lab_site: LabSite) -> None:
         assert job[1] in lab_site.on_site("squeue -h -o %i")
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, stderr
     assert "pwgen-site: interrupted; cleaning up" in stderr
     assert f"pwgen-site: cancelled Slurm jobs {job[1]}" in stderr

@@ -13,7 +13,6 @@ pool, relay or MPI process is left on the sites and no Parsl process of the run 
 
 import json
 import re
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,14 @@ from typing import Any
 import pytest
 import yaml
 from helpers import REPO, run_pwgen
-from lab_helpers import netns_processes, running_lab, ssh, wait_for
+from lab_helpers import (
+    masters_stopped,
+    netns_processes,
+    pwgen_provision,
+    running_lab,
+    ssh,
+    wait_for,
+)
 from parsl.executors.errors import InvalidResourceSpecification
 from parsl.launchers import SimpleLauncher
 from parsl.providers import LocalProvider
@@ -92,24 +98,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabState, Pa
         for site in sites["sites"]:
             site.update(executor="mpi", nodes_per_block=2)
         (project / "sites.yaml").write_text(yaml.safe_dump(sites, sort_keys=False))
-        done = run_pwgen(
-            "provision",
-            "--sites",
-            "sites.yaml",
-            "--known-hosts",
-            str(LAB_DIR / "known_hosts"),
-            "--json",
-            cwd=project,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        yield state, project
-        for label in LABELS:
-            subprocess.run(
-                ["ssh", "-F", str(project / ".pwgen/ssh/config"), "-O", "exit", label],
-                capture_output=True,
-                check=False,
-            )
+        known_hosts = str(LAB_DIR / "known_hosts")
+        pwgen_provision(project, "--sites", "sites.yaml", "--known-hosts", known_hosts, "--json")
+        with masters_stopped(project, LABELS):
+            yield state, project
 
 
 def _reports(stdout: str) -> dict[str, dict[str, dict[str, Any]]]:

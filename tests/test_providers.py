@@ -21,18 +21,19 @@ from typing import Any
 
 import psutil
 import pytest
-from lab_helpers import running_lab
+from helpers import Recorder
+from lab_helpers import master_pid, remote_output, running_lab
 from parsl.jobs.states import JobState
 from parsl.launchers import SingleNodeLauncher, SrunLauncher
 from parsl.providers.errors import ScriptPathError
 from parsl.utils import RepresentationMixin
 
-from pwgen.lab.state import LabState
 from pwgen.poll import poll
 from pwgen.providers import ProviderConnectionError, SSHPBSProProvider, SSHSlurmProvider
 from pwgen.providers.remote import RemoteClusterProvider
 from pwgen.sites import load_sites
 from pwgen.ssh import SshSetup, prepare_ssh
+from pwgen.ssh.command import SshCommand
 
 PREFIX, SUBNET = "pwpr", "10.245.0.0/16"
 LAB_DIR = Path(tempfile.gettempdir()) / "pwpr-lab"
@@ -40,50 +41,6 @@ REMOTE_DIR = "/home/{user}/.pwgen/provider-test"
 
 
 # --- offline: the ssh call is recorded, nothing is contacted --------------------------
-
-
-class Recorder:
-    """Stands in for `_run_remote`: records (command, stdin) and answers like a site."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str | None]] = []
-
-    def __call__(
-        self, provider: Any, cmd: str, timeout: float, *, login: bool, stdin: bytes | None = None
-    ) -> tuple[int, str, str]:
-        self.calls.append((cmd, None if stdin is None else stdin.decode()))
-        if cmd.startswith("sacct"):
-            return 1, "", "Slurm accounting storage is disabled"
-        if cmd.startswith("sbatch"):
-            return 0, "Submitted batch job 42\n", ""
-        if cmd.startswith("qsub"):
-            return 0, "42.pbs\n", ""
-        if cmd.startswith("qstat"):
-            return 0, '{"Jobs": {"42.pbs": {"job_state": "R"}}}', ""
-        return 0, "", ""
-
-    def copied(self) -> str:
-        texts = [stdin for cmd, stdin in self.calls if stdin is not None]
-        assert len(texts) == 1
-        return texts[0]
-
-
-@pytest.fixture
-def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    record = Recorder()
-
-    def run_remote(provider: Any, *args: Any, **kwargs: Any) -> tuple[int, str, str]:
-        return record(provider, *args, **kwargs)
-
-    monkeypatch.setattr(RemoteClusterProvider, "_run_remote", run_remote)
-    return record
-
-
-@pytest.fixture
-def ssh_config(tmp_path: Path) -> str:
-    path = tmp_path / "ssh_config"
-    path.write_text("Host site\n    HostName 192.0.2.1\n")
-    return str(path)
 
 
 def _local_dir(tmp_path: Path) -> str:
@@ -215,23 +172,20 @@ def test_bad_settings_are_refused_before_any_ssh(recorder: Recorder, ssh_config:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabState, SshSetup]]:
-    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2) as state:
+def ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshSetup]:
+    """pwgen's ssh to the sites of a lab of its own (its config in a scratch state dir)."""
+    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2):
         sites = load_sites(LAB_DIR / "sites.yaml")
         ssh = prepare_ssh(sites, tmp_path_factory.mktemp("pwgen"), [LAB_DIR / "known_hosts"])
         try:
-            yield state, ssh
+            yield ssh
         finally:
             for site in sites:
                 ssh.stop_master(site.label)
 
 
 def _remote(ssh: SshSetup, label: str, command: str) -> str:
-    done = subprocess.run(
-        ssh.argv(label, command), capture_output=True, text=True, timeout=30, check=False
-    )
-    assert done.returncode == 0, f"{label}: {command}: {done.stderr}"
-    return done.stdout
+    return remote_output(ssh.argv(label, command), timeout=30)
 
 
 def _user(label: str) -> str:
@@ -255,10 +209,7 @@ def _slurm(ssh: SshSetup, tmp_path: Path, **kwargs: Any) -> SSHSlurmProvider:
 
 
 @pytest.mark.lab
-def test_slurm_job_runs_on_a_compute_node_and_is_cancelled(
-    lab: tuple[LabState, SshSetup], tmp_path: Path
-) -> None:
-    _, ssh = lab
+def test_slurm_job_runs_on_a_compute_node_and_is_cancelled(ssh: SshSetup, tmp_path: Path) -> None:
     provider = _slurm(ssh, tmp_path, launcher=SrunLauncher())
     assert provider._cmd.startswith("squeue")  # accounting is off in the lab; ssh worked
     remote = provider.remote_script_dir
@@ -289,8 +240,7 @@ def test_slurm_job_runs_on_a_compute_node_and_is_cancelled(
 
 
 @pytest.mark.lab
-def test_failed_job_stderr_is_fetched(lab: tuple[LabState, SshSetup], tmp_path: Path) -> None:
-    _, ssh = lab
+def test_failed_job_stderr_is_fetched(ssh: SshSetup, tmp_path: Path) -> None:
     provider = _slurm(ssh, tmp_path, launcher=SingleNodeLauncher())
     job_id = provider.submit("echo boom-$SLURM_JOB_ID >&2; exit 3", tasks_per_node=1)
     _wait(lambda: _remote(ssh, "lab1", "squeue -h").strip() == "")
@@ -324,9 +274,8 @@ def _broken_config(ssh: SshSetup, tmp_path: Path, host: str, port: int, keys: st
     ],
 )
 def test_unreachable_site_fails_construction_clearly(
-    lab: tuple[LabState, SshSetup], tmp_path: Path, where: str, port: int, keys: str, message: str
+    ssh: SshSetup, tmp_path: Path, where: str, port: int, keys: str, message: str
 ) -> None:
-    _, ssh = lab
     login = load_sites(LAB_DIR / "sites.yaml")[0].host
     host = login if where == "login" else login.rsplit(".", 2)[0] + ".254.1"
     config = _broken_config(ssh, tmp_path, host, port, keys)
@@ -342,8 +291,7 @@ def test_unreachable_site_fails_construction_clearly(
 
 
 @pytest.mark.lab
-def test_uncreatable_remote_dir_is_refused(lab: tuple[LabState, SshSetup]) -> None:
-    _, ssh = lab
+def test_uncreatable_remote_dir_is_refused(ssh: SshSetup) -> None:
     with pytest.raises(ScriptPathError, match="Permission denied"):
         SSHSlurmProvider(ssh_config=str(ssh.config), host="lab1", remote_script_dir="/root/x")
 
@@ -359,10 +307,7 @@ def _ssh_processes(marker: str) -> list[psutil.Process]:
 
 
 @pytest.mark.lab
-def test_command_timeout_stops_the_remote_command(
-    lab: tuple[LabState, SshSetup], tmp_path: Path
-) -> None:
-    _, ssh = lab
+def test_command_timeout_stops_the_remote_command(ssh: SshSetup, tmp_path: Path) -> None:
     provider = _slurm(ssh, tmp_path)
     started = time.monotonic()
     retcode, stdout, _ = provider.execute_wait("echo start; sleep 41; echo never", timeout=1)
@@ -373,9 +318,8 @@ def test_command_timeout_stops_the_remote_command(
 
 
 @pytest.mark.lab
-def test_hung_ssh_is_killed(lab: tuple[LabState, SshSetup], tmp_path: Path) -> None:
+def test_hung_ssh_is_killed(ssh: SshSetup, tmp_path: Path) -> None:
     """A master that stops answering (network hang): the ssh client is killed locally."""
-    _, ssh = lab
     # A master of its own (own ControlPath), so the shared one is not disturbed.
     text = ssh.config.read_text()
     config = tmp_path / "own_master_config"
@@ -386,10 +330,8 @@ def test_hung_ssh_is_killed(lab: tuple[LabState, SshSetup], tmp_path: Path) -> N
         remote_script_dir=REMOTE_DIR.format(user=_user("lab1")),
         connect_timeout=1,
     )
-    check = subprocess.run(
-        ["ssh", "-F", str(config), "-O", "check", "lab1"], capture_output=True, text=True
-    )
-    master = int(re.search(r"pid=(\d+)", check.stderr).group(1))  # type: ignore[union-attr]
+    own = SshCommand(str(config), "lab1")
+    master = master_pid(own)
     os.kill(master, signal.SIGSTOP)
     try:
         started = time.monotonic()
@@ -397,7 +339,7 @@ def test_hung_ssh_is_killed(lab: tuple[LabState, SshSetup], tmp_path: Path) -> N
         elapsed = time.monotonic() - started
     finally:
         os.kill(master, signal.SIGCONT)
-        subprocess.run(["ssh", "-F", str(config), "-O", "exit", "lab1"], capture_output=True)
+        subprocess.run(own.control("exit"), capture_output=True)
     assert retcode == 255 and "did not answer" in stderr
     assert elapsed < 8
     assert _ssh_processes("marker-hung-7") == []
@@ -434,10 +376,7 @@ for id in "$@"; do kill -- -"$(cat "$d/$id.pid")" 2>/dev/null; touch "$d/$id.don
 
 
 @pytest.mark.lab
-def test_pbspro_over_ssh_with_fake_scheduler(
-    lab: tuple[LabState, SshSetup], tmp_path: Path
-) -> None:
-    _, ssh = lab
+def test_pbspro_over_ssh_with_fake_scheduler(ssh: SshSetup, tmp_path: Path) -> None:
     # The login shell (bash -lc) finds qsub & co. in ~/bin through ~/.profile.
     install = ["mkdir -p bin", "echo 'PATH=$HOME/bin:$PATH' > .profile"]
     for name, text in (("qsub", FAKE_QSUB), ("qstat", FAKE_QSTAT), ("qdel", FAKE_QDEL)):

@@ -18,7 +18,7 @@ import parsl
 import pytest
 import yaml
 from helpers import BIN, REPO, run_pwgen
-from lab_helpers import running_lab
+from lab_helpers import on_project_site, pwgen_provision, running_lab
 
 import pwgen_worker
 from pwgen.facts import read_facts
@@ -44,8 +44,7 @@ def lab() -> Iterator[LabState]:
 def workdir(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project directory whose .pwgen/ holds one cold provision of both sites."""
     path = tmp_path_factory.mktemp("project")
-    result = run_pwgen("provision", "--sites", str(LAB_DIR / "sites.yaml"), cwd=path, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
+    pwgen_provision(path, "--sites", str(LAB_DIR / "sites.yaml"))
     return path
 
 
@@ -56,23 +55,21 @@ def _facts(workdir: Path, label: str) -> dict[str, object]:
     return data
 
 
+def _site_python(facts: dict[str, object]) -> str:
+    """The Python of the env provisioning built on the site (the facts' `env.path`)."""
+    env = facts["env"]
+    assert isinstance(env, dict)
+    return f"{env['path']}/bin/python"
+
+
 def _remote(workdir: Path, label: str, command: str) -> str:
-    done = subprocess.run(
-        ["ssh", "-F", str(workdir / ".pwgen" / "ssh" / "config"), label, command],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout.strip()
+    return on_project_site(workdir, label, command).strip()
 
 
 def test_cold_provision_pins_the_controllers_versions(lab: LabState, workdir: Path) -> None:
     for site in lab.sites:
         facts = _facts(workdir, site.label)
-        env = facts["env"]
-        assert isinstance(env, dict)
-        python = f"{env['path']}/bin/python"
+        python = _site_python(facts)
         remote = _remote(
             workdir,
             site.label,
@@ -93,9 +90,7 @@ def test_sites_import_the_worker_helpers(lab: LabState, workdir: Path) -> None:
     """pwgen_worker sits in each env's pure-lib site-packages (0644) and imports as on a worker."""
     for site in lab.sites:
         facts = _facts(workdir, site.label)
-        env = facts["env"]
-        assert isinstance(env, dict)
-        check = f"{env['path']}/bin/python -I -c '{_WORKER_CHECK}'"
+        check = f"{_site_python(facts)} -I -c '{_WORKER_CHECK}'"
         purelib, path, version, mode = _remote(workdir, site.label, check).split()
         assert path == f"{purelib}/pwgen_worker.py" == facts["worker_helpers"]
         assert version == pwgen_worker.__version__

@@ -1,11 +1,10 @@
 """The code base stays ruff- and mypy-clean: checked by the suite, not only by habit."""
 
 import ast
-import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import BIN, REPO
+from helpers import BIN, REPO, run_ok
 
 
 @pytest.mark.parametrize(
@@ -17,15 +16,7 @@ from helpers import BIN, REPO
     ],
 )
 def test_tool_is_clean(command: list[str]) -> None:
-    result = subprocess.run(
-        [str(BIN / command[0]), *command[1:]],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_ok([str(BIN / command[0]), *command[1:]], cwd=REPO)
 
 
 #: Lines of logic a function may have: its body after the signature and docstring, so

@@ -33,8 +33,8 @@ import psutil
 import pytest
 import zmq
 from facts_samples import provisioned_facts
-from helpers import run_pwgen
-from lab_helpers import netns_processes, running_lab, wait_for
+from helpers import Recorder, run_pwgen
+from lab_helpers import master_running, netns_processes, project_ssh, provisioned_lab, ssh, wait_for
 from parsl import curvezmq
 from parsl.errors import ConfigurationError
 from parsl.launchers import MpiExecLauncher, SimpleLauncher, SingleNodeLauncher, SrunLauncher
@@ -48,7 +48,6 @@ from pwgen.facts import read_facts
 from pwgen.lab.procs import alive
 from pwgen.lab.state import LabState
 from pwgen.providers import SSHPBSProProvider, SSHSlurmProvider
-from pwgen.providers.remote import RemoteClusterProvider
 from pwgen.sites import Site, parse_sites
 from pwgen.staging import SiteFileStaging
 
@@ -72,32 +71,15 @@ def state_dir(tmp_path: Path) -> Path:
     return state
 
 
+def configure(project: Path, sites_yaml: str) -> None:
+    """`pwgen config -o parsl_config.py` in `project` for these sites."""
+    (project / "sites.yaml").write_text(sites_yaml)
+    done = run_pwgen("config", "-o", "parsl_config.py", cwd=project)
+    assert done.returncode == 0, done.stderr
+
+
 def sites(text: str) -> list[Site]:
     return parse_sites(textwrap.dedent(text), source="sites.yaml")
-
-
-class Recorder:
-    """Stands in for the providers' ssh call: `mkdir` and `sacct -X` answer like a site."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def __call__(self, provider: Any, cmd: str, *args: Any, **kwargs: Any) -> tuple[int, str, str]:
-        self.calls.append(cmd)
-        if cmd.startswith("sacct"):
-            return 1, "", "Slurm accounting storage is disabled"
-        return 0, "", ""
-
-
-@pytest.fixture
-def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    record = Recorder()
-
-    def run_remote(provider: Any, *args: Any, **kwargs: Any) -> tuple[int, str, str]:
-        return record(provider, *args, **kwargs)
-
-    monkeypatch.setattr(RemoteClusterProvider, "_run_remote", run_remote)
-    return record
 
 
 def load(tmp_path: Path, source: str) -> Any:
@@ -157,8 +139,8 @@ def test_slurm_site_from_facts(tmp_path: Path, state_dir: Path, recorder: Record
         "CloudStaging",
     ]
     # Building the provider contacted the site (recorded): mkdir, then Slurm's probe.
-    assert recorder.calls[0].endswith("mkdir -p -- /home/s1u/.pwgen/work/scripts")
-    assert recorder.calls[1].startswith("sacct -X")
+    assert recorder.commands()[0].endswith("mkdir -p -- /home/s1u/.pwgen/work/scripts")
+    assert recorder.commands()[1].startswith("sacct -X")
 
 
 def test_one_node_blocks_and_partition_limits(
@@ -265,22 +247,13 @@ def test_missing_ssh_config_or_relay(state_dir: Path) -> None:
 
 def test_pwgen_config_uses_the_project_state_dir(state_dir: Path) -> None:
     project = state_dir.parent
-    (project / "sites.yaml").write_text("sites:\n  - {label: s1, scheduler: slurm, host: h}\n")
-    done = run_pwgen("config", "-o", "parsl_config.py", cwd=project)
-    assert done.returncode == 0, done.stderr
+    configure(project, "sites:\n  - {label: s1, scheduler: slurm, host: h}\n")
     text = (project / "parsl_config.py").read_text()
     assert f"SSH_CONFIG = '{state_dir.resolve()}/ssh/config'" in text
     assert "site_s1 = SiteHighThroughputExecutor(" in text
 
 
 # --- offline: the executors -----------------------------------------------------------
-
-
-@pytest.fixture
-def ssh_config(tmp_path: Path) -> str:
-    path = tmp_path / "ssh_config"
-    path.write_text("Host site\n    HostName 192.0.2.1\n")
-    return str(path)
 
 
 def site_args(ssh_config: str) -> dict[str, Any]:
@@ -520,26 +493,12 @@ class Lab:
     state: LabState
     project: Path
 
-    @property
-    def ssh_config(self) -> Path:
-        return self.project / ".pwgen" / "ssh" / "config"
-
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     project = tmp_path_factory.mktemp("remote-config-project")
-    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2) as state:
-        done = run_pwgen("provision", "--sites", str(LAB_DIR / "sites.yaml"), cwd=project)
-        assert done.returncode == 0, done.stdout + done.stderr
-        try:
-            yield Lab(state, project)
-        finally:
-            for site in state.sites:
-                subprocess.run(
-                    ["ssh", "-F", str(project / ".pwgen/ssh/config"), "-O", "exit", site.label],
-                    capture_output=True,
-                    check=False,
-                )
+    with provisioned_lab(PREFIX, SUBNET, LAB_DIR, project, sites=2, compute_nodes=2) as state:
+        yield Lab(state, project)
 
 
 def lab_sites(**per_label: str) -> str:
@@ -552,14 +511,7 @@ def lab_sites(**per_label: str) -> str:
 
 def lab_ssh(label: str, command: str) -> str:
     """A command on a login node through the lab's own ssh config (its own connection)."""
-    done = subprocess.run(
-        ["ssh", "-F", str(LAB_DIR / "ssh_config"), label, command],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return done.stdout
+    return ssh(LAB_DIR, label, command, timeout=30)
 
 
 def interchanges_of(project: Path) -> list[str]:
@@ -620,9 +572,7 @@ class Driver:
 @pytest.mark.lab
 def test_generated_config_runs_on_both_sites(lab: Lab) -> None:
     project = lab.project
-    (project / "sites.yaml").write_text(lab_sites(lab1="nodes_per_block: 2"))
-    done = run_pwgen("config", "-o", "parsl_config.py", cwd=project)
-    assert done.returncode == 0, done.stderr
+    configure(project, lab_sites(lab1="nodes_per_block: 2"))
     driver = Driver(project, DRIVER)
     try:
         ran = driver.next("ran")
@@ -676,12 +626,7 @@ def test_generated_config_runs_on_both_sites(lab: Lab) -> None:
                 ),
                 timeout=10,
             )
-            check = subprocess.run(
-                ["ssh", "-F", ran["ssh_config"], "-O", "check", label],
-                capture_output=True,
-                check=False,
-            )
-            assert check.returncode != 0
+            assert not master_running(ran["ssh_config"], label)
             assert not alive(executor["master"])
             leftovers = lab_ssh(label, f"ls -A {executor['remote_run_dir']}/{label}")
             assert "certificates" not in leftovers.split()
@@ -736,9 +681,7 @@ def test_mpi_site_runs_srun_over_two_nodes(lab: Lab) -> None:
 @pytest.mark.lab
 def test_exit_without_cleanup_leaves_nothing(lab: Lab) -> None:
     project = lab.project
-    (project / "sites.yaml").write_text(lab_sites())
-    done = run_pwgen("config", "-o", "parsl_config.py", cwd=project)
-    assert done.returncode == 0, done.stderr
+    configure(project, lab_sites())
     driver = Driver(project, EXIT_DRIVER)
     try:
         assert driver.proc.wait(120) == 0, (project / "driver.err").read_text()[-3000:]
@@ -761,12 +704,7 @@ def assert_nothing_left(lab: Lab) -> None:
             ),
             timeout=10,
         )
-        check = subprocess.run(
-            ["ssh", "-F", str(lab.ssh_config), "-O", "check", record.label],
-            capture_output=True,
-            check=False,
-        )
-        assert check.returncode != 0
+        assert not project_ssh(lab.project).master_running(record.label)
     assert interchanges_of(lab.project) == []
 
 
@@ -774,9 +712,7 @@ def assert_nothing_left(lab: Lab) -> None:
 def test_ctrl_c_mid_run_leaves_nothing(lab: Lab) -> None:
     """SIGINT to the whole process group, as a terminal's Ctrl-C, while tasks run."""
     project = lab.project
-    (project / "sites.yaml").write_text(lab_sites())
-    done = run_pwgen("config", "-o", "parsl_config.py", cwd=project)
-    assert done.returncode == 0, done.stderr
+    configure(project, lab_sites())
     (project / "driver.py").write_text(SIGINT_DRIVER)
     proc = subprocess.Popen(
         [sys.executable, "driver.py"],

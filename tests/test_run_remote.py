@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers import PWGEN, REPO, parsl_processes, run_pwgen
-from lab_helpers import running_lab
+from lab_helpers import on_project_site, project_ssh, provisioned_lab
 
 from pwgen.poll import poll
 
@@ -23,39 +23,19 @@ SITES = str(LAB_DIR / "sites.yaml")
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A project whose two lab sites (2 compute nodes each) are provisioned."""
-    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2):
-        path = tmp_path_factory.mktemp("project")
-        done = run_pwgen("provision", "--sites", SITES, "--json", cwd=path, timeout=600)
-        assert done.returncode == 0, done.stdout + done.stderr
+    path = tmp_path_factory.mktemp("project")
+    with provisioned_lab(PREFIX, SUBNET, LAB_DIR, path, 2, 2, provision_args=["--json"]):
         yield path
-        for label in ("lab1", "lab2"):
-            subprocess.run(
-                ["ssh", "-F", str(path / ".pwgen/ssh/config"), "-O", "exit", label],
-                capture_output=True,
-                check=False,
-            )
-
-
-def _on_site(project: Path, label: str, command: str) -> str:
-    done = subprocess.run(
-        ["ssh", "-F", str(project / ".pwgen/ssh/config"), label, command],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return done.stdout
 
 
 def _assert_sites_clean(project: Path) -> None:
     """No jobs, relays or worker pools on the sites; no master or Parsl process here."""
     assert parsl_processes() == []
     for label in ("lab1", "lab2"):
-        assert _on_site(project, label, "squeue -h") == ""
-        live = _on_site(project, label, "ps -eo stat=,args= | grep -v '^Z' || true")
+        assert on_project_site(project, label, "squeue -h") == ""
+        live = on_project_site(project, label, "ps -eo stat=,args= | grep -v '^Z' || true")
         assert "pwgen-relay" not in live and "process_worker_pool" not in live, live
-        check = ["ssh", "-F", str(project / ".pwgen/ssh/config"), "-O", "exit", label]
-        subprocess.run(check, capture_output=True, check=False)  # the probe's own master
+        project_ssh(project).stop_master(label)  # the probe's own master
 
 
 def _run_dir(project: Path) -> Path:
@@ -96,7 +76,7 @@ def test_ctrl_c_mid_run_tears_both_sides_down(project: Path) -> None:
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "submitted"
         pool_started = poll(
-            lambda: "process_worker_pool" in _on_site(project, "lab1", "ps -eo args="),
+            lambda: "process_worker_pool" in on_project_site(project, "lab1", "ps -eo args="),
             60,
             interval=0.5,
         )
@@ -115,14 +95,14 @@ def test_ctrl_c_mid_run_tears_both_sides_down(project: Path) -> None:
 def test_preflight_refuses_a_changed_parsl(project: Path) -> None:
     facts = json.loads((project / ".pwgen/facts/lab2.json").read_text())
     version_py = f"{facts['env']['path']}/lib/python3.11/site-packages/parsl/version.py"
-    _on_site(
+    on_project_site(
         project, "lab2", f"sed -i.orig \"s/^VERSION = .*/VERSION = '2020.01.01'/\" {version_py}"
     )
     try:
         example = str(REPO / "examples" / "multisite.py")
         done = run_pwgen("run", example, "--sites", SITES, cwd=project, timeout=120)
     finally:
-        _on_site(project, "lab2", f"mv {version_py}.orig {version_py}")
+        on_project_site(project, "lab2", f"mv {version_py}.orig {version_py}")
     assert done.returncode == 2
     assert "lab2" in done.stderr and "2020.01.01" in done.stderr and "MISMATCH" in done.stderr
     (error,) = [line for line in done.stderr.splitlines() if line.startswith("pwgen: error:")]

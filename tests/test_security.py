@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 from helpers import PWGEN
-from lab_helpers import running_lab, ssh, wait_for
+from lab_helpers import masters_stopped, project_ssh, running_lab, ssh, wait_for
 
 from pwgen.lab.state import LabState
 from pwgen.ssh import control_dir
@@ -259,7 +259,7 @@ def _control_paths(project: Path) -> tuple[str, ...]:
     """The ControlPath of every site in the project's ssh config (`ssh -G` expands it)."""
     paths = []
     for label in LABELS:
-        argv = ["ssh", "-F", str(project / ".pwgen/ssh/config"), "-G", label]
+        argv = project_ssh(project).command(label).query()
         shown = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         paths += [
             line.split(None, 1)[1] for line in shown.splitlines() if line.startswith("controlpath ")
@@ -308,12 +308,8 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisione
         watch = Watch(root_pid=proc.pid, site_uids=_site_uids(lab), runner_marker=marker)
         out, err = _finish(proc, watch.start(), timeout=900)
         assert proc.returncode == 0, out + err
-        try:
+        with masters_stopped(project, LABELS):
             yield Provisioned(project, lab, watch)
-        finally:
-            for label in LABELS:
-                argv = ["ssh", "-F", str(project / ".pwgen/ssh/config"), "-O", "exit", label]
-                subprocess.run(argv, capture_output=True, check=False)
 
 
 @dataclass

@@ -31,8 +31,8 @@ from typing import Any
 import parsl
 import pytest
 import yaml
-from helpers import REPO, run_pwgen
-from lab_helpers import running_lab, wait_for
+from helpers import REPO, run_ok, run_pwgen
+from lab_helpers import masters_stopped, pwgen_provision, running_lab, ssh, wait_for
 from parsl import File, bash_app, python_app
 from parsl.config import Config
 from parsl.dataflow.errors import DependencyError
@@ -367,38 +367,16 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                 "for n in aws gcloud gsutil; do ln -sf fake_cloud_cli.py $n; done"
             )
             lab_ssh(label, install, stdin=FAKE_CLI.read_text())
-        known_hosts = str(LAB_DIR / "known_hosts")
-        done = run_pwgen(
-            "provision",
-            "--sites",
-            "sites.yaml",
-            "--known-hosts",
-            known_hosts,
-            cwd=path,
-            timeout=600,
+        pwgen_provision(
+            path, "--sites", "sites.yaml", "--known-hosts", str(LAB_DIR / "known_hosts")
         )
-        assert done.returncode == 0, done.stdout + done.stderr
-        yield path
-        for label in LABELS:
-            subprocess.run(
-                ["ssh", "-F", str(path / ".pwgen/ssh/config"), "-O", "exit", label],
-                capture_output=True,
-                check=False,
-            )
+        with masters_stopped(path, LABELS):
+            yield path
 
 
 def lab_ssh(label: str, command: str, stdin: str | None = None) -> str:
     """A shell command on a site's login node as the site user (the lab's own ssh)."""
-    done = subprocess.run(
-        ["ssh", "-F", str(LAB_DIR / "ssh_config"), label, command],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, f"{label}: {command}: {done.stderr}"
-    return done.stdout
+    return ssh(LAB_DIR, label, command, stdin=stdin)
 
 
 def pwgen_run(project: Path, workflow: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -486,15 +464,7 @@ def test_generated_config_stages_with_plain_parsl(project: Path) -> None:
     (project / "plain.py").write_text(PLAIN)
     data = project / "plain.bin"
     data.write_bytes(os.urandom(12345))
-    done = subprocess.run(
-        [sys.executable, "plain.py", str(data)],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_ok([sys.executable, "plain.py", str(data)], cwd=project)
     _, got, where = done.stdout.splitlines()[0].split()
     assert got == "12345" and "/lab2/staging/in/" in where
     assert done.stdout.splitlines()[-1] == "cleaned up"

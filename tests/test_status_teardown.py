@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 from helpers import PWGEN, run_pwgen
-from lab_helpers import running_lab, wait_for
+from lab_helpers import on_project_site, project_ssh, provisioned_lab, wait_for
 
 from pwgen.layout import StateLayout
 from pwgen.sites import Site, load_sites
+from pwgen.ssh.command import Master
 from pwgen.status import (
     describe_run,
     gather_status,
@@ -407,33 +408,14 @@ def test_cli_status_and_teardown_on_an_empty_project(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A project whose one lab site (2 compute nodes) is provisioned."""
-    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=1, compute_nodes=2):
-        path = tmp_path_factory.mktemp("project")
-        sites = str(LAB_DIR / "sites.yaml")
-        done = run_pwgen("provision", "--sites", sites, "--json", cwd=path, timeout=300)
-        assert done.returncode == 0, done.stdout + done.stderr
-        try:
-            yield path
-        finally:
-            subprocess.run(
-                ["ssh", "-F", str(path / ".pwgen/ssh/config"), "-O", "exit", "lab1"],
-                capture_output=True,
-                check=False,
-            )
+    path = tmp_path_factory.mktemp("project")
+    with provisioned_lab(PREFIX, SUBNET, LAB_DIR, path, 1, 2, provision_args=["--json"]):
+        yield path
 
 
 def _on_site(project: Path, command: str) -> str:
     """A command on the login node as the site user, never starting a master."""
-    config = str(project / ".pwgen/ssh/config")
-    done = subprocess.run(
-        ["ssh", "-F", config, "-o", "ControlMaster=no", "lab1", command],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return on_project_site(project, "lab1", command, Master.JOIN)
 
 
 def _live_on_site(project: Path) -> str:
@@ -442,8 +424,7 @@ def _live_on_site(project: Path) -> str:
 
 
 def _master_alive(project: Path) -> bool:
-    check = ["ssh", "-F", str(project / ".pwgen/ssh/config"), "-O", "check", "lab1"]
-    return subprocess.run(check, capture_output=True, check=False).returncode == 0
+    return project_ssh(project).master_running("lab1")
 
 
 def _start_run(project: Path, name: str) -> tuple["subprocess.Popen[bytes]", Path]:

@@ -16,7 +16,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,8 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import run_pwgen
-from lab_helpers import netns_processes, running_lab, wait_for
+from lab_helpers import (
+    lab_ssh_command,
+    netns_connect,
+    netns_processes,
+    project_ssh,
+    provisioned_lab,
+    ssh,
+    wait_for,
+)
 
 from pwgen.facts import SiteFacts, read_facts
 from pwgen.lab.procs import alive
@@ -115,25 +121,15 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     project = tmp_path_factory.mktemp("tunnels-project")
-    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2) as state:
-        done = run_pwgen("provision", "--sites", str(LAB_DIR / "sites.yaml"), cwd=project)
-        assert done.returncode == 0, done.stdout + done.stderr
-        ssh_config = project / ".pwgen" / "ssh" / "config"
-        try:
-            yield Lab(state, project, ssh_config)
-        finally:
-            for site in state.sites:
-                subprocess.run(
-                    ["ssh", "-F", str(ssh_config), "-O", "exit", site.label],
-                    capture_output=True,
-                    check=False,
-                )
+    with provisioned_lab(PREFIX, SUBNET, LAB_DIR, project, sites=2, compute_nodes=2) as state:
+        yield Lab(state, project, project_ssh(project).config)
 
 
 class TokenServer:
     """Listens on 127.0.0.1:port here; sends each client one line: the token."""
 
     def __init__(self, port: int) -> None:
+        self.port = port
         self.token = secrets.token_hex(8)
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -162,23 +158,7 @@ class TokenServer:
 
 def read_line_from(netns: str, host: str, port: int) -> str:
     """From inside a node's network namespace: the first line served at host:port."""
-    code = (
-        "import socket\n"
-        "try:\n"
-        f"    s = socket.create_connection(({host!r}, {port}), timeout=2)\n"
-        "    s.settimeout(2)\n"
-        "    print(s.makefile().readline().strip() or 'EOF')\n"
-        "except OSError as err:\n"
-        "    print(type(err).__name__, err)\n"
-    )
-    done = subprocess.run(
-        ["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=15,
-        check=True,
-    )
-    return done.stdout.strip()
+    return netns_connect(netns, host, port, "print(s.makefile().readline().strip() or 'EOF')", 2)
 
 
 def listeners(netns: str | None) -> list[dict[str, str]]:
@@ -197,6 +177,17 @@ def listeners(netns: str | None) -> list[dict[str, str]]:
     return found
 
 
+@contextlib.contextmanager
+def serving(tunnel: SiteTunnel) -> Iterator[TokenServer]:
+    """The tunnel open, a token server here behind its port; both closed afterwards."""
+    server = TokenServer(tunnel.open())
+    try:
+        yield server
+    finally:
+        server.close()
+        tunnel.close()
+
+
 def uid_of(user: str) -> str:
     import pwd
 
@@ -208,10 +199,9 @@ def test_compute_node_reaches_controller_listener(lab: Lab) -> None:
     site = lab.site("lab1")
     tunnel = lab.tunnel("lab1")
     started = time.monotonic()
-    port = tunnel.open()
-    opened = time.monotonic() - started
-    server = TokenServer(port)
-    try:
+    with serving(tunnel) as server:
+        opened = time.monotonic() - started
+        port = server.port
         assert tunnel.health().ok
         for compute in site.computes:
             assert read_line_from(compute.netns, tunnel.internal_address, port) == server.token
@@ -231,9 +221,6 @@ def test_compute_node_reaches_controller_listener(lab: Lab) -> None:
         ]
         assert wildcard == []
         print(f"\ntunnel open (master up, forward, relay, path verified): {opened:.2f} s")
-    finally:
-        server.close()
-        tunnel.close()
 
 
 @pytest.mark.lab
@@ -241,10 +228,9 @@ def test_supervisor_repairs_master_and_relay(lab: Lab) -> None:
     site = lab.site("lab2")
     compute = site.computes[0].netns
     tunnel = lab.tunnel("lab2")
-    port = tunnel.open()
-    server = TokenServer(port)
-    tunnel.start_supervisor()
-    try:
+    with serving(tunnel) as server:
+        port = server.port
+        tunnel.start_supervisor()
         # The master dies without a word (its socket stays behind).
         master = tunnel.master_pid()
         assert master is not None
@@ -264,9 +250,6 @@ def test_supervisor_repairs_master_and_relay(lab: Lab) -> None:
         assert tunnel.repairs[-1].part == "relay"
         assert read_line_from(compute, tunnel.internal_address, port) == server.token
         print(f"\nmaster killed -9: path repaired in {repaired:.2f} s")
-    finally:
-        server.close()
-        tunnel.close()
 
 
 @pytest.mark.lab
@@ -280,7 +263,7 @@ def test_port_taken_on_login_node_is_skipped(lab: Lab) -> None:
         f"s.bind(('127.0.0.1', {taken})); s.listen(); print(1, flush=True); sys.stdin.read()"
     )
     holder = subprocess.Popen(
-        ["ssh", "-F", str(LAB_DIR / "ssh_config"), "lab1", f"exec python3 -c {shlex.quote(hold)}"],
+        lab_ssh_command(LAB_DIR, "lab1").remote(f"exec python3 -c {shlex.quote(hold)}"),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -325,13 +308,8 @@ def test_close_leaves_nothing_running(lab: Lab) -> None:
         assert netns_processes(netns, "pwgen-relay") == []
         assert not [e for e in listeners(netns) if e["local"].endswith(f":{port}")]
     # The relay's pid file is gone; its log stays for the record.
-    check = subprocess.run(
-        ["ssh", "-F", str(LAB_DIR / "ssh_config"), "lab1", "ls", tunnels[0].remote_dir],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert check.stdout.split() == ["relay.log"]
+    listed = ssh(LAB_DIR, "lab1", f"ls {shlex.quote(tunnels[0].remote_dir)}")
+    assert listed.split() == ["relay.log"]
     assert [t.repairs for t in tunnels] == [[], []]
 
 
