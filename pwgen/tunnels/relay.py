@@ -82,7 +82,9 @@ class LoginRelay:
         self.requested_port = requested_port
         self.port_range = port_range
         # Only these networks may use the relay (pwgen-relay --allow); () lets any host in.
-        self.allow = tuple(str(ipaddress.ip_network(net, strict=False)) for net in allow)
+        # The login node itself always may: the tunnel checks the path from there.
+        networks = [str(ipaddress.ip_network(net, strict=False)) for net in allow]
+        self.allow = (*networks, f"{internal_address}/32") if networks else ()
         self.port: int | None = None
 
     @property
