@@ -8,11 +8,11 @@ import glob
 import json
 import os
 import platform
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import parsl
 import pytest
@@ -123,22 +123,21 @@ def test_second_provision_changes_nothing(lab: LabState, workdir: Path) -> None:
     assert {label: r["changed"] for label, r in reports.items()} == {"lab1": 0, "lab2": 0}
 
 
+def _provision_variant(
+    project: Path, sites: dict[str, Any], *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`pwgen provision` of a changed copy of the lab's sites, its host keys named."""
+    (project / "sites.yaml").write_text(yaml.safe_dump(sites))
+    known_hosts = str(LAB_DIR / "known_hosts")
+    argv = ("provision", "--sites", "sites.yaml", "--known-hosts", known_hosts, *args)
+    return run_pwgen(*argv, cwd=project, timeout=timeout)
+
+
 def test_unreachable_site_fails_alone(lab: LabState, tmp_path: Path) -> None:
     sites = yaml.safe_load((LAB_DIR / "sites.yaml").read_text())
     ghost = dict(sites["sites"][0], label="ghost", host=SUBNET.replace("0.0/16", "0.250"))
     sites["sites"].append(ghost)
-    (tmp_path / "sites.yaml").write_text(yaml.safe_dump(sites))
-    shutil.copy(LAB_DIR / "known_hosts", tmp_path / "known_hosts")
-    result = run_pwgen(
-        "provision",
-        "--sites",
-        "sites.yaml",
-        "--known-hosts",
-        "known_hosts",
-        "--accept-new-host-keys",
-        cwd=tmp_path,
-        timeout=600,
-    )
+    result = _provision_variant(tmp_path, sites, "--accept-new-host-keys", timeout=600)
     assert result.returncode == 1
     assert "pwgen: error: site ghost:" in result.stderr
     assert "lab1" not in result.stderr and "lab2" not in result.stderr
@@ -218,18 +217,7 @@ def test_python_mismatch_fails_with_the_fix(lab: LabState, workdir: Path, tmp_pa
     _remote(workdir, "lab1", f"printf '#!/bin/sh\\necho 3.9\\n' > {fake} && chmod +x {fake}")
     sites = yaml.safe_load((LAB_DIR / "sites.yaml").read_text())
     sites["sites"][0]["env"] = {"python": fake}
-    (tmp_path / "sites.yaml").write_text(yaml.safe_dump(sites))
-    shutil.copy(LAB_DIR / "known_hosts", tmp_path / "known_hosts")
-    result = run_pwgen(
-        "provision",
-        "--sites",
-        "sites.yaml",
-        "--known-hosts",
-        "known_hosts",
-        "--limit",
-        "lab1",
-        cwd=tmp_path,
-    )
+    result = _provision_variant(tmp_path, sites, "--limit", "lab1")
     assert result.returncode == 1
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("pwgen: error:")]
     assert "site lab1:" in error and "is 3.9" in error
