@@ -32,6 +32,7 @@ from pwgen.errors import PwgenError
 from pwgen.fileio import atomic_write
 from pwgen.layout import facts_file_in
 from pwgen.sitevalues import refuse_control, refuse_template
+from pwgen.userfiles import read_user_text
 from pwgen.validation import first_problem
 
 FACTS_VERSION = 1
@@ -197,16 +198,14 @@ class SiteFacts(_Model):
 def read_facts(directory: Path, label: str) -> SiteFacts:
     """Load `<directory>/<label>.json`; any problem is one FactsError naming the file."""
     path = facts_file_in(directory, label)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FactsError(
-            f"{path}: no facts for site {label!r}; run `pwgen provision` first"
-        ) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise FactsError(f"{path}: cannot read facts: {err}") from None
+    if not path.exists() and not path.is_symlink():
+        raise FactsError(f"{path}: no facts for site {label!r}; run `pwgen provision` first")
+    # A regular file of at most 1 MiB: a FIFO or /dev/zero in its place hangs nothing.
+    text = read_user_text(path, "facts", FactsError)
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise FactsError(f"{path}: JSON nested too deeply; re-gather it") from None
     except json.JSONDecodeError as err:
         raise FactsError(
             f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg}); "

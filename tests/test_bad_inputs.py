@@ -91,7 +91,11 @@ class Case:
 
 
 def _fifo(name: str) -> Callable[[Path], None]:
-    return lambda project: os.mkfifo(project / name)
+    def prepare(project: Path) -> None:
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(project / name)
+
+    return prepare
 
 
 def _dir(name: str) -> Callable[[Path], None]:
@@ -527,6 +531,13 @@ CASES: dict[str, Case] = {
         ("run", "wf.py"),
         ("s1.json: env.path", "template marker"),
         files=remote(facts(env={"path": PIPE_LOOKUP})),
+        may_write=RUN_RECORD,
+    ),
+    "facts_is_a_fifo_run": Case(
+        ("run", "wf.py"),
+        ("s1.json: cannot read facts", "not a regular file (a FIFO)"),
+        files=remote(None),
+        prepare=_fifo(FACTS_FILE),
         may_write=RUN_RECORD,
     ),
     "facts_not_utf8_config": Case(
