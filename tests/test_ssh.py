@@ -269,3 +269,5 @@ def test_master_users_are_counted_across_processes(tmp_path: Path) -> None:
     # Killed with -9, it left its token: a dead process's token does not count.
     assert not users.in_use(socket_path)
     assert list(users.users_dir(socket_path).iterdir()) == []
+    last = users.register(socket_path)
+    assert users.release(last) and not users.users_dir(socket_path).exists()  # no litter

@@ -25,17 +25,25 @@ def users_dir(control_path: str) -> Path:
 def register(control_path: str) -> Path:
     """Record this process as a user of the master at `control_path`; returns the token."""
     directory = users_dir(control_path)
-    directory.mkdir(mode=0o700, exist_ok=True)
     token = directory / f"{os.getpid()}-{_start_time(os.getpid())}-{next(_COUNTER)}"
-    token.touch(mode=0o600)
-    return token
+    while True:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        try:
+            token.touch(mode=0o600)
+            return token
+        except FileNotFoundError:  # the last user removed the directory just now
+            continue
 
 
 def release(token: Path) -> bool:
     """Drop this user; True when no live user of that master is left (stop it then)."""
     with contextlib.suppress(FileNotFoundError):
         token.unlink()
-    return not live_users(token.parent)
+    if live_users(token.parent):
+        return False
+    with contextlib.suppress(OSError):  # not empty: someone registered meanwhile
+        token.parent.rmdir()
+    return True
 
 
 def in_use(control_path: str) -> bool:
