@@ -26,8 +26,11 @@ from typing import Any
 from pwgen.configgen import load_config_module, render_config
 from pwgen.errors import ConfigError, WorkflowError
 from pwgen.executors.blocks import cancel_active_blocks
-from pwgen.failover import Failover, SiteWatch, UnavailableExecutor, attach
 from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, QUEUE_WAIT
+from pwgen.failover.dispatch import attach
+from pwgen.failover.policy import Failover
+from pwgen.failover.unavailable import UnavailableExecutor
+from pwgen.failover.watch import SiteWatch
 from pwgen.fileio import atomic_write
 from pwgen.flux import run_site_side
 from pwgen.layout import DEFAULT_STATE_DIR, RunLayout

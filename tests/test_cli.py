@@ -5,6 +5,7 @@ Every bad input (one line, exit 2, nothing written) is a row of tests/test_bad_i
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -118,3 +119,12 @@ def test_inventory_from_pw_warns_about_skipped_clusters(
     (warning,) = result.stderr.strip().splitlines()
     assert warning.startswith("pwgen: warning: skipped 2 cluster(s): old-cluster")
     assert "gpu_cluster_v2" in result.stdout
+
+
+def test_the_cli_starts_without_loading_parsl() -> None:
+    """Importing Parsl costs ~0.6 s: `pwgen --help`, `status`, `inventory` never pay it."""
+    code = (
+        "import sys, pwgen.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'parsl'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

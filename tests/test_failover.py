@@ -21,14 +21,10 @@ from parsl.executors import MPIExecutor
 from parsl.executors.errors import BadStateException
 from parsl.executors.high_throughput.errors import ManagerLost
 
-from pwgen.failover import (
-    Failover,
-    PresumedLost,
-    QueueWaitExceeded,
-    SiteHealth,
-    SiteWatch,
-    is_site_failure,
-)
+from pwgen.failover.errors import PresumedLost, QueueWaitExceeded, is_site_failure
+from pwgen.failover.health import SiteHealth
+from pwgen.failover.policy import Failover
+from pwgen.failover.watch import SiteWatch
 
 # --- the policy, with the smallest stand-ins Parsl's hook sees -------------------------
 
