@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pwgen import __version__
 from pwgen.errors import OutputError, PwgenError
+from pwgen.facts import read_facts
 from pwgen.fileio import atomic_write
 from pwgen.layout import RunLayout, StateLayout
 
@@ -76,7 +77,7 @@ class RunManifest(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     # site -> [parsl, python] as preflight found them.
     site_versions: dict[str, list[str]] = Field(default_factory=dict)
-    # label -> a snapshot of `<state>/facts/<label>.json` as the run used it (raw JSON).
+    # label -> the site's facts as the run used them (`SiteFacts` as JSON).
     facts: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # The controller's pid: tells a running run from a crashed one.
     pid: int | None = None
@@ -183,9 +184,6 @@ def load_manifest(run_dir: Path) -> RunManifest | None:
 
 
 def facts_snapshot(state_dir: Path, labels: list[str]) -> dict[str, dict[str, Any]]:
-    """The facts files of these sites as they are now, for the manifest (raw JSON)."""
-    layout = StateLayout(state_dir)
-    snapshot: dict[str, dict[str, Any]] = {}
-    for label in labels:
-        snapshot[label] = json.loads(layout.facts_file(label).read_text(encoding="utf-8"))
-    return snapshot
+    """These sites' facts as the run uses them (read and checked by pwgen.facts), as JSON."""
+    facts_dir = StateLayout(state_dir).facts_dir
+    return {label: read_facts(facts_dir, label).model_dump(mode="json") for label in labels}
