@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pwgen.errors import PwgenError
 from pwgen.fileio import atomic_write
 from pwgen.layout import facts_file_in
-from pwgen.sitevalues import refuse_control, refuse_template
+from pwgen.sitevalues import refuse_code
 from pwgen.userfiles import read_user_text
 from pwgen.validation import first_problem
 
@@ -50,10 +50,7 @@ class _Model(BaseModel):
     def _refuse_code(cls, value: Any) -> Any:
         """Facts come from the site, which other people administer: held to the same rules
         as site values (no control character, no Ansible template marker)."""
-        for text in value if isinstance(value, list) else (value,):
-            if isinstance(text, str):
-                refuse_control(refuse_template(text))
-        return value
+        return refuse_code(value)
 
 
 Count = Annotated[int, Field(ge=0)]

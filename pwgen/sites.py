@@ -36,8 +36,7 @@ from pwgen.sitevalues import (
     USER,
     check_proxy_jump,
     check_requirement,
-    refuse_control,
-    refuse_template,
+    refuse_code,
 )
 from pwgen.userfiles import MAX_BYTES, read_user_text
 from pwgen.validation import first_problem, shown
@@ -87,10 +86,7 @@ class _Model(BaseModel):
     @classmethod
     def _refuse_code(cls, value: Any) -> Any:
         """Every string (and list of strings) of every site model: see pwgen.sitevalues."""
-        for text in value if isinstance(value, tuple) else (value,):
-            if isinstance(text, str):
-                refuse_control(refuse_template(text))
-        return value
+        return refuse_code(value)
 
 
 class EnvSpec(_Model):

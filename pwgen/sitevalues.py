@@ -2,6 +2,7 @@
 
     refuse_template(text)        `{{`, `{%`, `{#` or a leading `#jinja2:` -> ValueError
     refuse_control(text)         a control character (a newline ends a config line) -> ValueError
+    refuse_code(value)           both, on a string or each string of a list or tuple
     check_proxy_jump(text)       every hop is [user@]host[:port] -> ValueError
     check_requirement(text)      one PEP 508 requirement, no URL -> ValueError
 
@@ -15,6 +16,7 @@ build, on the controller) whatever the URL holds, outside the index the lock pin
 
 import ipaddress
 import re
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
@@ -41,10 +43,24 @@ def refuse_template(text: str) -> str:
 def refuse_control(text: str) -> str:
     """No control character but tab: a newline in a path would start a new line of
     `.pwgen/ssh/config` (`ProxyCommand ...`, run by ssh on the controller)."""
-    bad = next((char for char in text if _CONTROL.match(char)), None)
+    bad = control_character(text)
     if bad is not None:
         raise ValueError(f"{shown(text)} holds a control character ({bad!r})")
     return text
+
+
+def control_character(text: str, tab: bool = False) -> str | None:
+    """The first control character of `text` (a tab too when `tab`), or None."""
+    return next((c for c in text if _CONTROL.match(c) or (tab and c == "\t")), None)
+
+
+def refuse_code(value: Any) -> Any:
+    """A model field's value (a string, or a list or tuple of them): no template marker,
+    no control character. Other values pass unchanged."""
+    for text in value if isinstance(value, list | tuple) else (value,):
+        if isinstance(text, str):
+            refuse_control(refuse_template(text))
+    return value
 
 
 def check_proxy_jump(text: str) -> str:

@@ -5,15 +5,14 @@ every connection shares, jump hosts too: pinned known_hosts, batch mode, one
 ControlMaster per site.
 """
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from pwgen.sites import Site
+from pwgen.sitevalues import control_character
 from pwgen.ssh.errors import SshError
 
 CONTROL_PERSIST = "10m"
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def render_config(
@@ -65,7 +64,7 @@ def quote_path(path: str, tokens: str = "") -> str:
     (`/%C`). A control character cannot be quoted: a newline would end the line and
     start another directive.
     """
-    if _CONTROL_CHARACTER.search(path):
+    if control_character(path, tab=True) is not None:
         raise SshError(f"{path!r}: a path in pwgen's ssh config cannot hold a control character")
     escaped = path.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
     return f'"{escaped}{tokens}"'

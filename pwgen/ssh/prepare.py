@@ -47,14 +47,16 @@ class SshSetup:
 
     def done_with_master(self, label: str, use: Path | None) -> None:
         """Unregister; stop the master when no pwgen run uses it any more."""
-        if use is None or users.release(use):
-            self.stop_master(label)
+        if use is None or users.release(use):  # no ControlPath to share, or the last user
+            self._exit_master(label)
 
     def stop_master(self, label: str) -> None:
         """`ssh -O exit` on the site's master, unless a live pwgen run still uses it."""
         path, _ = control_path(self.command(label))
-        if path is not None and users.in_use(path):
-            return
+        if path is None or not users.in_use(path):
+            self._exit_master(label)
+
+    def _exit_master(self, label: str) -> None:
         subprocess.run(self.command(label).control("exit"), capture_output=True, check=False)
 
 

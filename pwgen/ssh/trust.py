@@ -27,10 +27,9 @@ KNOWN_HOSTS = "known_hosts"
 LAB_STATE = "lab.json"
 
 
-def merge_known_hosts(target: Path, sources: Iterable[Path]) -> list[str]:
-    """Pin the keys of `sources` in `target`; returns the hosts whose keys changed."""
+def merge_known_hosts(target: Path, sources: Iterable[Path]) -> None:
+    """Pin the keys of `sources` in `target`: each replaces the lines of the hosts it names."""
     lines = _read_lines(target) if target.exists() else []
-    changed: list[str] = []
     for source in sources:
         given = _read_lines(source)
         for number, line in enumerate(given, start=1):
@@ -41,11 +40,8 @@ def merge_known_hosts(target: Path, sources: Iterable[Path]) -> list[str]:
                 )
         named = {host for line in given for host in _hosts(line)}
         kept = [line for line in lines if not _hosts(line) & named]
-        added = [line for line in given if line not in lines]
-        changed += sorted({host for line in added for host in _hosts(line)})
         lines = kept + [line for line in given if line not in kept]
     atomic_write(target, "".join(f"{line}\n" for line in lines), mode=0o600)
-    return changed
 
 
 def _hosts(line: str) -> set[str]:
