@@ -176,7 +176,8 @@ def run(
         monitor=monitor,
     )
     try:
-        trusted = trusted_known_hosts(sites, known_hosts)
+        remote = any(not site.is_local for site in loaded)
+        trusted = trusted_known_hosts(sites, known_hosts) if remote else []  # no prompt
         code = run_workflow(workflow, args or [], loaded, sites, STATE_DIR, options, trusted)
     except PreflightError as err:
         if err.rows:
@@ -233,12 +234,14 @@ def _provision_with_progress(chosen: "list[Site]", ssh: "SshSetup") -> "dict[str
 
 def trusted_known_hosts(sites: Path, named: list[Path] | None) -> list[Path]:
     """The files named with --known-hosts, and the sites file's neighbour if trusted."""
+    from pwgen.layout import StateLayout
     from pwgen.ssh import adjacent_known_hosts
 
     def confirm(path: Path) -> bool:
         return typer.confirm(f"Trust the host keys in {path} (next to the sites file)?")
 
-    return adjacent_known_hosts(sites, confirm) + list(named or [])
+    pinned = StateLayout(STATE_DIR).known_hosts
+    return adjacent_known_hosts(sites, pinned, confirm) + list(named or [])
 
 
 def select_sites(all_sites: "list[Site]", labels: list[str]) -> "list[Site]":

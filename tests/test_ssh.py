@@ -97,26 +97,36 @@ def test_missing_known_hosts_file(tmp_path: Path) -> None:
         prepare_ssh(SITES, tmp_path / ".pwgen", [tmp_path / "nope"])
 
 
-def test_known_hosts_next_to_the_sites_file_is_not_trusted_silently(tmp_path: Path) -> None:
+def test_known_hosts_next_to_the_sites_file_is_not_trusted_silently(
+    tmp_path: Path, pinned: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Only a known_hosts `pwgen lab` wrote (its state beside it, all private) is used
-    without being named; another is offered at a prompt, on a terminal only."""
-    sites_file = tmp_path / "sites.yaml"
+    without being named; another is offered at a prompt, on a terminal only, and only
+    while it holds a key pwgen has not pinned yet."""
+    project = tmp_path / "project"
+    project.mkdir(mode=0o700)
+    sites_file, ours = project / "sites.yaml", tmp_path / ".pwgen" / "ssh" / "known_hosts"
     asked: list[Path] = []
 
     def confirm(path: Path) -> bool:
         asked.append(path)
         return True
 
-    assert adjacent_known_hosts(sites_file, confirm) == []  # none there
-    (tmp_path / "known_hosts").write_text("")
-    tmp_path.chmod(0o700)
-    assert adjacent_known_hosts(sites_file, confirm) == []  # copied in: not the lab's
+    assert adjacent_known_hosts(sites_file, ours, confirm) == []  # none there
+    beside = project / "known_hosts"
+    beside.write_text(pinned.read_text())
+    assert adjacent_known_hosts(sites_file, ours, confirm) == []  # copied in: not the lab's
     assert asked == []  # stdin is not a terminal here: nobody to ask, so not trusted
-    (tmp_path / "lab.json").write_text("{}")
-    (tmp_path / "lab.json").chmod(0o600)
-    assert adjacent_known_hosts(sites_file, confirm) == [tmp_path / "known_hosts"]
-    (tmp_path / "known_hosts").chmod(0o666)  # anyone could have rewritten it
-    assert adjacent_known_hosts(sites_file, confirm) == []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    assert adjacent_known_hosts(sites_file, ours, confirm) == [beside] and asked == [beside]
+    prepare_ssh(SITES, tmp_path / ".pwgen", [beside])  # the user said yes: pinned now
+    assert adjacent_known_hosts(sites_file, ours, confirm) == [] and len(asked) == 1
+    monkeypatch.undo()
+    (project / "lab.json").write_text("{}")
+    (project / "lab.json").chmod(0o600)
+    assert adjacent_known_hosts(sites_file, ours, confirm) == [beside]  # the lab's own
+    beside.chmod(0o666)  # anyone could have rewritten it
+    assert adjacent_known_hosts(sites_file, ours, confirm) == []
 
 
 def test_a_trusted_file_replaces_the_keys_of_the_hosts_it_names(

@@ -75,22 +75,31 @@ def require_pinned_keys(sites: Sequence[Site], known_hosts: Path) -> None:
 
 
 def adjacent_known_hosts(
-    sites_file: Path, confirm: Callable[[Path], bool] | None = None
+    sites_file: Path, pinned: Path, confirm: Callable[[Path], bool] | None = None
 ) -> list[Path]:
     """The `known_hosts` next to the sites file, when the user trusts it.
 
     It is trusted when `pwgen lab` wrote it (the lab's state beside it, all of it this
     user's and writable by nobody else), or when the user says so at a prompt (`confirm`,
-    asked only on a terminal). Otherwise it is not used: name it with `--known-hosts`.
+    asked only on a terminal, and only when it holds a key that `pinned`, pwgen's own
+    known_hosts, lacks). Otherwise it is not used: name it with `--known-hosts`.
     """
     candidate = sites_file.parent / KNOWN_HOSTS
     if not candidate.is_file():
         return []
     if _written_by_lab(sites_file.parent):
         return [candidate]
+    if _already_pinned(candidate, pinned):
+        return []  # confirmed before: nothing it could add
     if confirm is not None and sys.stdin.isatty() and confirm(candidate):
         return [candidate]
     return []
+
+
+def _already_pinned(candidate: Path, pinned: Path) -> bool:
+    if not pinned.is_file():
+        return False
+    return set(_read_lines(candidate)) <= set(_read_lines(pinned))
 
 
 def _written_by_lab(directory: Path) -> bool:
