@@ -3,6 +3,7 @@
 import ast
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from facts_samples import COMPUTE, provisioned_facts
@@ -138,16 +139,21 @@ def test_settings_write_each_value_with_where_it_came_from() -> None:
     assert values["worker_init"] == (hostile,) and list(values) == list(settings)
 
 
+def _provisioned_state(tmp_path: Path, **facts: Any) -> Path:
+    """A state dir as `pwgen provision` leaves it for site s1 (facts with `facts`)."""
+    state = tmp_path / ".pwgen"
+    (state / "facts").mkdir(parents=True)
+    (state / "ssh").mkdir()
+    (state / "ssh" / "config").write_text("Host s1\n")
+    write_facts(state / "facts", "s1", provisioned_facts("s1", **facts))
+    return state
+
+
 def test_values_from_files_and_facts_stay_prose_in_the_generated_module(tmp_path: Path) -> None:
     """A sites path or a fact that looks like code ends up in comments and the docstring
     escaped: the module holds only what pwgen generated, and says the values as they are."""
     odd = 'we"""ird\\N{x} \u2028# → \''
-    state = tmp_path / ".pwgen"
-    partition = {**COMPUTE, "name": odd}
-    (state / "facts").mkdir(parents=True)
-    (state / "ssh").mkdir()
-    (state / "ssh" / "config").write_text("Host s1\n")
-    write_facts(state / "facts", "s1", provisioned_facts("s1", partitions=[partition]))
+    state = _provisioned_state(tmp_path, partitions=[{**COMPUTE, "name": odd}])
     sites = parse_sites("sites:\n  - {label: s1, scheduler: slurm, host: h}\n")
     source_path = f"/p/{odd}\nimport os; os.system('touch pwned')/sites.yaml"
     text = render_config(sites, source=source_path, state_dir=state)
@@ -163,15 +169,12 @@ def test_values_from_files_and_facts_stay_prose_in_the_generated_module(tmp_path
 
 
 def test_relay_allow_reaches_the_executor_and_is_checked(tmp_path: Path) -> None:
-    state = tmp_path / ".pwgen"
-    (state / "facts").mkdir(parents=True)
-    (state / "ssh").mkdir()
-    (state / "ssh" / "config").write_text("Host s1\n")
-    write_facts(state / "facts", "s1", provisioned_facts("s1"))
     sites = parse_sites(
         "sites:\n  - {label: s1, scheduler: slurm, host: h, relay_allow: [10.1.0.0/16]}\n"
     )
-    text = render_config(sites, source="sites.yaml", state_dir=state)
+    text = render_config(sites, source="sites.yaml", state_dir=_provisioned_state(tmp_path))
     assert "relay_allow=('10.1.0.0/16',),  # networks the relay serves" in text
+    # Ordinary values read as they are: nothing escaped that did not need it.
+    assert '"sites.yaml" = set in the sites file' in text and "\\" not in text
     with pytest.raises(SitesError, match=r"relay_allow.*'compute' is not a network"):
         parse_sites("sites:\n  - {label: s1, scheduler: slurm, host: h, relay_allow: [compute]}\n")

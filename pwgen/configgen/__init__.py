@@ -42,7 +42,14 @@ from pwgen.configgen.remote import (
     remote_executor,
 )
 from pwgen.configgen.settings import FACTS
-from pwgen.configgen.source import Call, ExecutorSource, Ref, pyrepr, source_text
+from pwgen.configgen.source import (
+    Call,
+    ExecutorSource,
+    Ref,
+    comment_text,
+    docstring_text,
+    pyrepr,
+)
 from pwgen.errors import ConfigError
 from pwgen.layout import StateLayout
 from pwgen.sites import Site
@@ -154,7 +161,9 @@ def _template() -> jinja2.Template:
         autoescape=False,  # renders Python source, not HTML
     )
     env.filters["pyrepr"] = pyrepr
-    env.filters["text"] = source_text  # values quoted in comments and the docstring
+    # Values quoted in comments and in the docstring stay inert there.
+    env.filters["comment"] = comment_text
+    env.filters["docstring"] = docstring_text
     return env.get_template("parsl_config.py.j2")
 
 

@@ -67,7 +67,7 @@ def pyrepr(value: Any, depth: int = 0) -> str:
             comment = value.comments.get(key)
             lines.append(
                 f"{inner}{key}={pyrepr(item, depth + 1)},"
-                f"{f'  # {source_text(comment)}' if comment else ''}\n"
+                f"{f'  # {comment_text(comment)}' if comment else ''}\n"
             )
         return f"{value.name}(\n{''.join(lines)}{_INDENT * depth})"
     if isinstance(value, list) and any(isinstance(item, Call | Ref) for item in value):
@@ -77,19 +77,22 @@ def pyrepr(value: Any, depth: int = 0) -> str:
     return repr(value)
 
 
-def source_text(text: str) -> str:
-    """`text` made safe for a comment or the docstring of the generated module.
+def comment_text(text: str) -> str:
+    """`text` as one line of a `#` comment in the generated module.
 
-    The values comments quote (the sites path, partition names, versions, env paths)
-    come from files and sites: a newline would end the comment and start a statement,
-    a `\"\"\"` would end the docstring and a backslash start an escape. Every
-    character that is not printable, every backslash and every double quote is written
-    as its Python escape, so the text stays one line of inert prose.
+    The values comments quote (partition names, versions, env paths) come from sites
+    and their facts: a newline would end the comment and start a statement that runs
+    on `import`. Every unprintable character is written as its Python escape; the
+    rest, quotes and backslashes included, is inert in a comment and stays as it is.
     """
-    return "".join(_safe_char(char) for char in text)
+    return "".join(char if char.isprintable() else _escaped(char) for char in text)
 
 
-def _safe_char(char: str) -> str:
-    if char in '\\"':
-        return "\\" + char
-    return char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+def docstring_text(text: str) -> str:
+    """`text` inside the module's docstring: as `comment_text`, and every backslash and
+    double quote escaped too (a `\"\"\"` would end the docstring, `\\N` start an escape)."""
+    return "".join("\\" + char if char in '\\"' else comment_text(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    return char.encode("unicode_escape").decode("ascii")
