@@ -76,6 +76,7 @@ def run_workflow(
     `known_hosts`: files whose host keys the user trusts (pwgen.ssh.trust).
     """
     _check_workflow(workflow)
+    state_dir = state_dir.resolve()  # the workflow may change the working directory
     site_side = [site for site in sites if site.executor == "flux" and not site.is_local]
     if site_side:
         return _run_site_side(

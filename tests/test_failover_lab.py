@@ -43,8 +43,8 @@ SITES = str(LAB_DIR / "sites.yaml")
 TASKS = 1000
 
 WORKFLOW = """\
-import concurrent.futures, json, sys
-from parsl import python_app
+import concurrent.futures, json, os, sys
+from parsl import bash_app, python_app
 
 @python_app(executors=["lab1", "lab2"])
 def square(i, pause):
@@ -52,14 +52,23 @@ def square(i, pause):
     time.sleep(pause)
     return i, i * i, socket.gethostname()
 
+@bash_app(executors=["lab1", "lab2"])
+def echo_host(i, pause, stdout=None):
+    return f"sleep {pause}; echo {i} $(hostname)"
+
 count, pause, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-futures = [square(i, pause) for i in range(count)]
+streams = sys.argv[4] if len(sys.argv) > 4 else None  # a bash app every 10 tasks
+futures = []
+for i in range(count):
+    futures.append(square(i, pause))
+    if streams and i % 10 == 0:  # appended to: a try brought back twice shows
+        futures.append(echo_host(i, pause, stdout=(os.path.join(streams, f"{i}.out"), "a")))
 print("submitted", flush=True)
 done = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
 while sum(f.done() for f in futures) < count // 10:
     concurrent.futures.wait(futures, timeout=0.05)
 print("progress", flush=True)
-results = [f.result() for f in futures]
+results = [f.result() for f in futures if not isinstance(f.result(), int)]
 for i, squared, host in results:
     print(f"result {i} {squared} {host}")
 with open(out, "w") as fh:
@@ -109,13 +118,16 @@ def _run_ok(project: Path, workflow: Path) -> str:
 class Run:
     """`pwgen run squares.py` in the background; stderr goes to a file."""
 
-    def __init__(self, project: Path, *options: str, pause: float = 0.02) -> None:
+    def __init__(
+        self, project: Path, *options: str, pause: float = 0.02, streams: Path | None = None
+    ) -> None:
         self.out = project / f"results-{time.monotonic_ns()}.json"
         self.stderr = self.out.with_suffix(".stderr")
         with self.stderr.open("w") as err:
             argv = [str(PWGEN), "run", "squares.py", "--sites", SITES, *options]
+            workflow_args = [str(TASKS), str(pause), str(self.out)]
             self.proc = subprocess.Popen(
-                [*argv, "--", str(TASKS), str(pause), str(self.out)],
+                [*argv, "--", *workflow_args, *([str(streams)] if streams else [])],
                 cwd=project,
                 stdout=subprocess.PIPE,
                 stderr=err,
@@ -284,13 +296,19 @@ def test_site_down_before_the_run(project: Path) -> None:
 
 
 def test_site_lost_mid_run(project: Path) -> None:
-    """Last: it leaves lab1's Slurm in a state only a new lab fully clears."""
-    run = Run(project, "--queue-wait", "20", pause=0.05)
+    """Last: it leaves lab1's Slurm in a state only a new lab fully clears. Bash apps
+    among the tasks: each stdout comes from the one site that ran the task."""
+    streams = project / "streams-lost"
+    run = Run(project, "--queue-wait", "20", pause=0.05, streams=streams)
     run.wait_for_line("progress")
     for node in _lab().site("lab1").computes:  # type: ignore[union-attr]
         _kill_in_node(node.netns, "slurmd", "process_worker_pool")
     stdout = run.finish()
     _assert_every_result_once(run, stdout)
+    outs = {int(path.stem): path.read_text().splitlines() for path in streams.glob("*.out")}
+    assert sorted(outs) == list(range(0, TASKS, 10))
+    assert all(len(lines) == 1 and lines[0].split()[0] == str(i) for i, lines in outs.items())
+    assert any(lines[0].split()[1].startswith("lab2-") for lines in outs.values())
     failover = run.manifest()["failover"]
     assert failover["moves"] > 0
     assert set(failover["routes"]) == {"lab1->lab2"}

@@ -43,6 +43,7 @@ from parsl.serialize import pack_apply_message
 from pwgen.staging import CloudStaging, SiteDirs, SiteFileStaging, StagingError
 from pwgen.staging.intask import cli_argv, cloud_stage_in, cloud_stage_out, require_staged_input
 from pwgen.staging.rsync import Rsync, stop_transfers
+from pwgen.staging.streams import submit_with_streams
 
 PREFIX, SUBNET = "pwsg", "10.232.0.0/16"
 LAB_DIR = Path(tempfile.gettempdir()) / "pwgen-test-staging-lab"
@@ -173,12 +174,16 @@ def test_transfers_stop_when_the_site_shuts_down(tmp_path: Path) -> None:
 
 
 class FakeSiteExecutor(ThreadPoolExecutor):
-    """Threads here, with a pwgen site executor's staging attributes."""
+    """Threads here, with a pwgen site executor's staging attributes and submit."""
 
     def __init__(self, site_dir: Path, rsync: Path) -> None:
         super().__init__(label="s1", storage_access=[SiteFileStaging(rsync=str(rsync))])
         self.ssh_config, self.host = "/unused", "s1"
         self.remote_run_dir = str(site_dir / "run-1")
+
+    def submit(self, func: Any, resource_specification: Any, *args: Any, **kwargs: Any) -> Any:
+        parent = super().submit
+        return submit_with_streams(self, parent, func, resource_specification, args, kwargs)
 
 
 def reverse_into(inputs: list[File], outputs: list[File]) -> str:
@@ -632,3 +637,59 @@ def test_s3_and_gs_in_the_task_with_the_sites_cli(project: Path) -> None:
         # Each task's copies went with it.
         task_dir = os.path.dirname(copy)
         assert lab_ssh(label, f"ls -d {shlex.quote(task_dir)} 2>/dev/null || true") == ""
+
+
+def check_bash_streams(out: Path, stdout: str) -> None:
+    """What examples/bash_streams.py left under `out`, and printed."""
+    assert (out / "relative.out").read_text() == "hello relative from lab1-c1\n"
+    assert (out / "relative.err").read_text().endswith("\nnote relative\n")
+    assert (out / "absolute.out").read_text() == "hello absolute from lab2-c1\n"
+    assert (out / "shared.log").read_text() == (
+        "hello append-1 from lab1-c1\nhello append-2 from lab2-c1\n"
+    )
+    assert (out / "file.out").read_text() == "hello file from lab2-c1\n"
+    lines = {line.split(":", 1)[0]: line.split(": ", 1)[1] for line in stdout.splitlines()}
+    auto = Path(lines["auto log"])
+    assert auto.parent.parent.name == "task_logs" and auto.name.endswith("_greet.stdout")
+    assert auto.read_text() == "hello auto from lab1-c1\n"
+    assert lines["failed as expected"] == (
+        "bash_app fail failed with unix exit code 3 | pwgen: the app's stderr is in "
+        f"{out}/failed.err (brought back from site lab2)"
+    )
+    assert (out / "failed.err").read_text().endswith("\nsomething went wrong\n")
+    digest = hashlib.sha256((out / "a.bin").read_bytes()).hexdigest()
+    assert (out / "a.bin").stat().st_size == 50 * 1024 * 1024
+    assert stdout.count(digest) == 2, stdout  # as written on lab1, read on lab2, here
+
+
+@pytest.mark.lab
+def test_bash_app_streams_and_a_chain_across_sites(project: Path) -> None:
+    out = project / "streams"
+    done = pwgen_run(project, str(REPO / "examples" / "bash_streams.py"), str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_bash_streams(out, done.stdout)
+    # The runinfo the auto log is in is the run's own, on this machine.
+    auto = Path(done.stdout.split("auto log: ", 1)[1].split()[0])
+    assert (project / ".pwgen" / "runs") in auto.parents
+
+
+PLAIN_STREAMS = """\
+import runpy, sys
+import parsl
+from parsl_config import config
+
+with parsl.load(config):
+    sys.argv = [sys.argv[2], sys.argv[1]]  # the example, as its own __main__
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.lab
+def test_bash_app_streams_with_plain_parsl(project: Path) -> None:
+    done = run_pwgen("config", "--sites", "sites.yaml", "-o", "parsl_config.py", cwd=project)
+    assert done.returncode == 0, done.stderr
+    (project / "plain_streams.py").write_text(PLAIN_STREAMS)
+    out = project / "plain-streams"
+    example = str(REPO / "examples" / "bash_streams.py")
+    done = run_ok([sys.executable, "plain_streams.py", str(out), example], cwd=project)
+    check_bash_streams(out, done.stdout)

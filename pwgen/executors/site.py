@@ -12,11 +12,12 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import InvalidStateError
-from typing import Any
+from typing import Any, cast
 
 from parsl.errors import ConfigurationError
 from parsl.executors import HighThroughputExecutor
 from parsl.executors.errors import BadStateException
+from parsl.executors.high_throughput.executor import HTEXFuture
 from parsl.executors.high_throughput.manager_selector import RandomManagerSelector
 from parsl.executors.status_handling import BlockProviderExecutor
 from parsl.jobs.states import JobStatus
@@ -24,6 +25,7 @@ from parsl.jobs.states import JobStatus
 from pwgen.certificates import create_private_certificates, ship_certificates
 from pwgen.executors.blocks import cancel_active_blocks
 from pwgen.parsl_internals import default_interchange_launch_cmd, set_bad_state
+from pwgen.staging.streams import submit_with_streams
 from pwgen.tunnels import SiteTunnel
 
 logger = logging.getLogger(__name__)
@@ -143,6 +145,20 @@ class SiteExecutor(HighThroughputExecutor):
                     cancel_active_blocks(self.label, self)
             finally:
                 self._teardown_site()
+
+    def submit(
+        self,
+        func: Callable[..., Any],
+        resource_specification: dict[str, Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> HTEXFuture:
+        """Parsl's submit; a bash app's stdout and stderr are written on the site and
+        brought back before the returned future completes (pwgen.staging.streams)."""
+        future = submit_with_streams(
+            self, super().submit, func, resource_specification, args, kwargs
+        )
+        return cast(HTEXFuture, future)  # HTEX's submit gave one, so it does
 
     def set_bad_state_and_fail_all(self, exception: Exception) -> None:
         """Parsl's, but safe while tasks finish or arrive meanwhile (pwgen's site watch

@@ -7,6 +7,8 @@ through pwgen.parsl_internals) to:
   `Failover` needs to move the task later;
 - steer the first try away from sites that are avoided, abandoned or in bad state,
   when the app allows a healthy one (Parsl would pick at random among all);
+- resolve a bash app's relative stdout/stderr paths at the call, as Parsl would
+  locally (pwgen.staging.streams brings them back from the site);
 - run bash apps that have a `walltime` through `pwgen_worker.run_bash`, which kills
   the command's process group on timeout (Parsl's runner leaves it running);
 - tell `Failover` when each task reaches its final state.
@@ -26,6 +28,7 @@ from pwgen.parsl_internals import (
     replace_submit,
     with_bash_runner,
 )
+from pwgen.staging.streams import streams_made_absolute
 
 
 def attach(failover: Failover, dfk: Any) -> None:
@@ -46,6 +49,7 @@ def _with_failover(failover: Failover, dfk: Any, submit: Submit) -> Submit:
         join: bool = False,
     ) -> Future[Any]:
         app_kwargs = {} if app_kwargs is None else app_kwargs
+        streams_made_absolute(app_kwargs)
         allowed = _allowed_sites(dfk, executors)
         first_choice = [label for label in allowed if failover.available(dfk, label)] or allowed
         with failover.submitting(allowed):

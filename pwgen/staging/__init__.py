@@ -11,6 +11,9 @@ executor's `storage_access` moves it (docs/staging.md):
     rsync.py    Rsync: the controller-side rsync commands and their errors
     release.py  release_site: at executor shutdown, transfers stopped, the dir removed
     intask.py   the wrappers that run on the worker (stdlib and Parsl only)
+    streams.py  a bash app's stdout/stderr: written on the site, brought back before
+                the task completes (the site executor's submit)
+    memo.py     a memo key for Files (app caching and checkpoints of tasks with Files)
     errors.py   StagingError
 """
 
@@ -18,6 +21,7 @@ from parsl.data_provider.ftp import FTPInTaskStaging
 from parsl.data_provider.http import HTTPInTaskStaging
 from parsl.data_provider.staging import Staging
 
+from pwgen.staging import memo  # noqa: F401  (registers Files with Parsl's memoizer)
 from pwgen.staging.cloud import CloudStaging
 from pwgen.staging.errors import StagingError
 from pwgen.staging.files import SiteFileStaging

@@ -11,7 +11,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from stat import S_ISREG
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +21,12 @@ from parsl.data_provider.staging import Staging
 from parsl.utils import RepresentationMixin
 
 from pwgen.parsl_internals import internal_task
+from pwgen.staging.errors import StagingError
 from pwgen.staging.intask import make_output_parent, require_staged_input
 from pwgen.staging.release import release_site
 from pwgen.staging.rsync import Rsync
 from pwgen.staging.site import SiteDirs
+from pwgen.staging.streams import is_stream_file
 
 if TYPE_CHECKING:
     from parsl.data_provider.data_manager import DataManager
@@ -80,7 +82,7 @@ class SiteFileStaging(Staging, RepresentationMixin):
         dirs.note_used()
         origin = os.path.abspath(file.path)
         file.local_path = dirs.input_path(origin)
-        push = Push(dirs, self._rsync(), origin, file.local_path)
+        push = Push(dirs, self.rsync_tool(), origin, file.local_path)
         future = internal_task(dm.dfk, pwgen_stage_in)(push, parent_fut=parent_fut, outputs=[file])
         staged: DataFuture = future.outputs[0]
         return staged
@@ -99,12 +101,12 @@ class SiteFileStaging(Staging, RepresentationMixin):
         self, dm: "DataManager", executor: str, file: File, app_fu: Future[Any]
     ) -> Future[Any] | None:
         dirs = SiteDirs.of(dm.dfk.executors[executor])
-        if dirs is None:
+        if dirs is None or is_stream_file(app_fu, file):
             return None
         dirs.note_used()
         target = os.path.abspath(file.path)
         file.local_path = dirs.output_path(app_fu.tid, target)  # type: ignore[attr-defined]
-        pull = Pull(dirs, self._rsync(), file.local_path, target)
+        pull = Pull(dirs, self.rsync_tool(), file.local_path, target, app_fu.task_record)  # type: ignore[attr-defined]
         done: Future[Any] = internal_task(dm.dfk, pwgen_stage_out)(pull, app_fu)
         return done
 
@@ -120,7 +122,8 @@ class SiteFileStaging(Staging, RepresentationMixin):
         """At the executor's shutdown: remove the run's work dir for data on the site."""
         release_site(executor)
 
-    def _rsync(self) -> Rsync:
+    def rsync_tool(self) -> Rsync:
+        """How this provider runs rsync (the site executor's stream copies use it too)."""
         return Rsync(self.rsync, self.io_timeout)
 
 
@@ -156,8 +159,17 @@ class Pull:
     rsync: Rsync
     remote: str
     local: str
+    task: dict[str, Any] = field(default_factory=dict, compare=False)  # the app's record
 
     def run(self) -> None:
+        if self.task.get("from_memo"):
+            # A memoized result: the task did not run; an earlier try brought it here.
+            if not os.path.lexists(self.local):
+                raise StagingError(
+                    f"{self.local}: the memoized result of task {self.task.get('id')} "
+                    "did not run again, and its output is no longer here"
+                )
+            return
         self.rsync.pull(self.dirs, self.remote, self.local)
         logger.info("staged %s back to %s", self.dirs.where(self.remote), self.local)
 

@@ -16,6 +16,7 @@ from typing import Any
 from pwgen.staging.errors import StagingError
 from pwgen.staging.rsync import stop_transfers
 from pwgen.staging.site import SiteDirs
+from pwgen.staging.streams import stop_stream_return
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def release_site(executor: Any) -> None:
         if dirs.root in _RELEASED:
             return
         _RELEASED.add(dirs.root)
+    stop_stream_return(dirs)  # tries whose streams are still here fail now
     stopped = stop_transfers(dirs.root)  # the run ends (Ctrl-C) while data moves
     if stopped:
         logger.warning("%s: stopped %d transfer(s) still running", dirs.label, stopped)

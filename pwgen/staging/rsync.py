@@ -16,8 +16,9 @@ import posixpath
 import shlex
 import signal
 import subprocess
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from pwgen.staging.errors import StagingError
@@ -48,10 +49,17 @@ class Rsync:
     command: str = "rsync"
     io_timeout: int = 300
 
-    def argv(self, dirs: SiteDirs, source: str, destination: str, make: str | None) -> list[str]:
+    def argv(
+        self,
+        dirs: SiteDirs,
+        source: str,
+        destination: str,
+        make: str | None,
+        extra: Sequence[str] = (),
+    ) -> list[str]:
         """The rsync command line; with `make`, a copy to the site: that remote directory
         is created first, and the copy mirrors the source."""
-        options = [*RSYNC_OPTIONS, f"--timeout={self.io_timeout}"]
+        options = [*RSYNC_OPTIONS, f"--timeout={self.io_timeout}", *extra]
         if make is not None:
             options += ["--delete", f"--rsync-path=mkdir -p -- {shlex.quote(make)} && rsync"]
         return dirs.ssh.rsync(self.command, options, source, destination)
@@ -77,6 +85,23 @@ class Rsync:
             ) from None
         argv = self.argv(dirs, dirs.ssh.remote_path(remote), f"{parent}/", make=None)
         self._run(argv, f"stage-out of {dirs.where(remote)} to {local}", dirs.root)
+
+    def pull_listed(
+        self, dirs: SiteDirs, remote_dir: str, relative: Sequence[str], local_dir: str
+    ) -> None:
+        """Copy the files `relative` to `remote_dir` on the site to the same relative
+        paths in `local_dir`, in one transfer; files missing on the site are skipped."""
+        fd, listing = tempfile.mkstemp(prefix=".rsync-list-", dir=local_dir)
+        try:
+            with os.fdopen(fd, "w") as names:
+                names.write("".join(f"{name}\n" for name in relative))
+            extra = ["--ignore-missing-args", f"--files-from={listing}"]
+            source = dirs.ssh.remote_path(f"{remote_dir}/")
+            argv = self.argv(dirs, source, f"{local_dir}/", make=None, extra=extra)
+            what = f"copy of {len(relative)} file(s) from {dirs.where(remote_dir)} to {local_dir}"
+            self._run(argv, what, dirs.root)
+        finally:
+            os.unlink(listing)
 
     def _run(self, argv: list[str], what: str, root: str) -> None:
         try:
