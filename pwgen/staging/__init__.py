@@ -13,6 +13,7 @@ executor's `storage_access` moves it (docs/staging.md):
     intask.py   the wrappers that run on the worker (stdlib and Parsl only)
     streams.py  a bash app's stdout/stderr: written on the site, brought back before
                 the task completes (the site executor's submit)
+    delivery.py a file back from a site written where the workflow wants it
     memo.py     a memo key for Files (app caching and checkpoints of tasks with Files)
     errors.py   StagingError
 """

@@ -20,7 +20,6 @@ The copies of one site go in batches: one rsync (over the site's master) brings 
 every stream of the tries that finished while the previous batch was copying.
 """
 
-import contextlib
 import logging
 import os
 import posixpath
@@ -39,6 +38,7 @@ from parsl.executors.high_throughput.executor import HTEXFuture
 from parsl.utils import get_std_fname_mode
 
 from pwgen.failover.errors import is_site_failure
+from pwgen.staging.delivery import deliver, remove
 from pwgen.staging.errors import StagingError
 from pwgen.staging.rsync import Rsync
 from pwgen.staging.site import SiteDirs
@@ -229,11 +229,11 @@ class StreamReturn:
             spooled = os.path.join(self._spool, copy.relative)
             try:
                 if os.path.exists(spooled):  # a command that failed early wrote none
-                    _deliver(spooled, copy)
+                    deliver(spooled, copy.target, copy.append)
             except OSError as err:
                 return StagingError(f"{_names(copy)} could not be written to {copy.target}: {err}")
             finally:
-                _remove(spooled)
+                remove(spooled)
             if attempt.app_error is not None:
                 attempt.app_error.add_note(
                     f"pwgen: the app's {_names(copy)} is in {copy.target} "
@@ -269,47 +269,6 @@ def _complete(attempt: _Try, copy_failure: StagingError | None) -> None:
         attempt.outer.set_exception(copy_failure)
     else:
         attempt.outer.set_result(attempt.inner.result())
-
-
-# --- delivery on this machine -------------------------------------------------------------
-
-# One writer at a time per target (two sites may append to one log).
-_TARGET_LOCKS: dict[str, threading.Lock] = {}
-_TARGET_LOCKS_LOCK = threading.Lock()
-
-
-def _deliver(spooled: str, copy: StreamCopy) -> None:
-    """Append the spooled stream to its target, or replace the target with it."""
-    os.makedirs(os.path.dirname(copy.target), exist_ok=True)  # as Parsl's runner does
-    with _TARGET_LOCKS_LOCK:
-        lock = _TARGET_LOCKS.setdefault(copy.target, threading.Lock())
-    with lock:
-        if copy.append:
-            with open(spooled, "rb") as source, open(copy.target, "ab") as target:
-                shutil.copyfileobj(source, target)
-            return
-        fd, temporary = tempfile.mkstemp(
-            prefix=f".{os.path.basename(copy.target)}.", dir=os.path.dirname(copy.target)
-        )
-        try:
-            with os.fdopen(fd, "wb") as target, open(spooled, "rb") as source:
-                shutil.copyfileobj(source, target)
-            os.chmod(temporary, 0o666 & ~_umask())
-            os.replace(temporary, copy.target)
-        except BaseException:
-            _remove(temporary)
-            raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 def _names(copy: StreamCopy) -> str:
