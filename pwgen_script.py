@@ -36,6 +36,9 @@ def run_script(workflow: str | os.PathLike[str], args: Sequence[str], program: s
     except KeyboardInterrupt:
         raise
     except Exception as error:
+        if getattr(error, "workflow_error_line", False):  # a misuse pwgen names itself
+            print(f"{program}: {_where(error, path)}: {error}", file=sys.stderr)
+            return EXIT_WORKFLOW_FAILED
         _print_workflow_traceback(error, path)
         print(f"{program}: workflow {path} failed", file=sys.stderr)
         if "already been loaded" in str(error):
@@ -54,6 +57,17 @@ def exit_code_of(exit_: SystemExit) -> int:
         return exit_.code
     print(exit_.code, file=sys.stderr)
     return EXIT_WORKFLOW_FAILED
+
+
+def _where(error: Exception, path: str) -> str:
+    """`workflow.py:LINE`, the workflow's last line in the error's traceback."""
+    line = None
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f"{path}:{line}" if line is not None else path
 
 
 def _print_workflow_traceback(error: Exception, path: str) -> None:

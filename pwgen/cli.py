@@ -75,16 +75,22 @@ def inventory(
     source: Annotated[
         str, typer.Option("--from", help="`pw` (the PW API, key in $PW_API_KEY) or a sites file.")
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Inventory file to write.")] = Path(
-        "inventory/pwgen.yml"
-    ),
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Inventory file to write (its directory is made); - for stdout."
+        ),
+    ] = Path("inventory/pwgen.yml"),
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
 ) -> None:
     """Turn sites into an Ansible inventory (written atomically)."""
-    from pwgen.inventory import write_inventory
+    from pwgen.inventory import render_inventory, write_inventory
     from pwgen.sources import load_source
 
     loaded = load_source(source)
+    if str(output) == "-":  # the inventory itself is the output: no report
+        typer.echo(render_inventory(loaded.sites, loaded.name), nl=False)
+        return
     write_inventory(loaded.sites, output, loaded.name)
     if as_json:
         report = {

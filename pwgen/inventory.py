@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from pwgen.errors import OutputError
 from pwgen.fileio import atomic_write
 from pwgen.sites import Site
 
@@ -91,5 +92,11 @@ def render_inventory(sites: Sequence[Site], source: str) -> str:
 
 
 def write_inventory(sites: Sequence[Site], path: Path, source: str) -> None:
-    """Write the inventory atomically (the old file stays if anything fails)."""
-    atomic_write(path, render_inventory(sites, source))
+    """Write the inventory atomically (the old file stays if anything fails); its
+    directory is made if missing (`inventory/` exists only in a checkout)."""
+    text = render_inventory(sites, source)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{path}: cannot make directory {path.parent}: {err.strerror}") from err
+    atomic_write(path, text)

@@ -1,5 +1,6 @@
 """Rich tables and warnings shown by the CLI (stdout for results, stderr for warnings)."""
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +16,16 @@ _out = Console(highlight=False)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+#: Sites listed one per row; past this, the rest are summarised (a PW account may have
+#: a thousand clusters).
+MAX_SITE_ROWS = 20
+
+
 def print_sites(sites: Sequence[Site], title: str) -> None:
     table = Table(title=title, title_justify="left")
     for column in ("label", "scheduler", "executor", "host", "user", "partition"):
         table.add_column(column)
-    for site in sites:
+    for site in sites[:MAX_SITE_ROWS]:
         table.add_row(
             site.label,
             site.scheduler,
@@ -29,6 +35,11 @@ def print_sites(sites: Sequence[Site], title: str) -> None:
             site.partition or "",
         )
     _out.print(table)
+    if len(sites) > MAX_SITE_ROWS:
+        rest = sites[MAX_SITE_ROWS:]
+        kinds = Counter(f"{site.scheduler}/{site.executor}" for site in rest)
+        summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        _out.print(f"... and {len(rest)} more ({summary}); `--json` lists them all", markup=False)
 
 
 def warn_skipped(skipped: Sequence[Any]) -> None:

@@ -39,9 +39,30 @@ def test_config_overwrites_atomically(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["parsl_config.py", "sites.yaml"]
 
 
-def test_inventory_from_file_is_what_ansible_reads(tmp_path: Path) -> None:
+def test_inventory_to_stdout_and_a_thousand_sites_summarised(tmp_path: Path) -> None:
     (tmp_path / "sites.yaml").write_text(GOOD_SITES)
-    (tmp_path / "inventory").mkdir()
+    result = run_pwgen("inventory", "--from", "sites.yaml", "-o", "-", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["all"]["children"]["sites"]["hosts"].keys() == {
+        "cluster_a",
+        "pbs_b",
+        "local",
+    }
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sites.yaml"]  # no file named -
+    many = [
+        {"label": f"c{i:04d}", "scheduler": "slurm", "host": f"10.0.{i // 250}.{i % 250 + 1}"}
+        for i in range(1000)
+    ]
+    (tmp_path / "many.yaml").write_text(yaml.safe_dump({"sites": many}))
+    result = run_pwgen("inventory", "--from", "many.yaml", "-o", "inv.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "c0019" in result.stdout and "c0020" not in result.stdout
+    assert "... and 980 more (980 slurm/htex); `--json` lists them all" in result.stdout
+    assert len(result.stdout.splitlines()) < 40
+
+
+def test_inventory_from_file_is_what_ansible_reads(tmp_path: Path) -> None:
+    (tmp_path / "sites.yaml").write_text(GOOD_SITES)  # no inventory/ dir: it is made
     result = run_pwgen("inventory", "--from", "sites.yaml", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -85,6 +85,21 @@ def test_failing_workflow_exits_1_with_its_own_traceback(tmp_path: Path) -> None
     _assert_nothing_left_running()
 
 
+def test_a_misspelt_site_is_one_line_with_a_suggestion(tmp_path: Path) -> None:
+    workflow = _workflow(
+        tmp_path,
+        "@python_app(executors=['locl'])\ndef one():\n    return 1\n\none().result()\n",
+    )
+    result = run_pwgen("run", str(workflow), "--sites", str(LOCAL_SITES), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"pwgen: {workflow}:8: executors=[...] names 'locl', not a site of this run "
+        "(did you mean 'local'?); the sites: local"
+    )
+    assert "Traceback" not in result.stderr
+    _assert_nothing_left_running()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_mid_run_tears_down_workers(tmp_path: Path, signum: int) -> None:
     workflow = _workflow(

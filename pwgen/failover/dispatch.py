@@ -14,12 +14,14 @@ through pwgen.parsl_internals) to:
 - tell `Failover` when each task reaches its final state.
 """
 
+import difflib
 import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
 import pwgen_worker
+from pwgen.errors import PwgenError
 from pwgen.failover.policy import Failover
 from pwgen.parsl_internals import (
     INTERNAL_EXECUTOR,
@@ -77,9 +79,25 @@ def with_process_group_kill(func: Callable[..., Any], app_kwargs: dict[str, Any]
     return with_bash_runner(func, pwgen_worker.run_bash)
 
 
+class UnknownSite(PwgenError, ValueError):
+    """An app names a site (`executors=[...]`) the run does not have."""
+
+    #: pwgen_script prints it as one line (where in the workflow, and this message).
+    workflow_error_line = True
+
+
 def _allowed_sites(dfk: Any, executors: str | Sequence[str]) -> list[str]:
+    sites = [label for label in dfk.executors if label != INTERNAL_EXECUTOR]
     if isinstance(executors, str):  # Parsl accepts only 'all' here
-        return [label for label in dfk.executors if label != INTERNAL_EXECUTOR]
+        return sites
+    for label in executors:
+        if label not in dfk.executors:
+            close = difflib.get_close_matches(str(label), sites, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UnknownSite(
+                f"executors=[...] names {label!r}, not a site of this run{hint}; "
+                f"the sites: {', '.join(sites)}"
+            )
     return list(executors)
 
 
