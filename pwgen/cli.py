@@ -137,8 +137,13 @@ def run(
         ),
     ] = True,
     retries: Annotated[
-        int, typer.Option(min=0, help="Retries of a task whose app raised (in place).")
-    ] = 0,
+        int | None,
+        typer.Option(
+            min=0,
+            help="Retries of a task whose app raised (in place) [default: the config's; 0]",
+            show_default=False,
+        ),
+    ] = None,
     queue_wait: Annotated[
         float,
         typer.Option(
@@ -164,6 +169,14 @@ def run(
         ),
     ] = False,
     known_hosts: KnownHostsOption = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Run with this Parsl config module (e.g. an edited `pwgen config` output) "
+            "instead of generating one; failover, teardown and the run's records still apply.",
+        ),
+    ] = None,
 ) -> None:
     """Run a workflow on the sites; its apps name sites by label in executors=[...]."""
     from pwgen.preflight import PreflightError
@@ -180,6 +193,7 @@ def run(
         avoid_after=avoid_after,
         cool_down=cool_down,
         monitor=monitor,
+        config_file=config_file.resolve() if config_file else None,
     )
     try:
         remote = any(not site.is_local for site in loaded)

@@ -88,6 +88,16 @@ def add_executors(config: Any, executors: Sequence[Any]) -> None:
     config._validate_executors()
 
 
+def remove_executors(config: Any, labels: Sequence[str]) -> None:
+    """Take the executors named `labels` out of a constructed `Config` (sites found
+    unreachable, in a user's own config: pwgen.run_config).
+
+    Relies on: `Config.executors` is a read-only property over `Config._executors`.
+    """
+    if labels:
+        config._executors = tuple(e for e in config.executors if e.label not in labels)
+
+
 def set_bad_state(executor: Any, exception: Exception) -> None:
     """Mark `executor` bad, as `set_bad_state_and_fail_all` does, but leave its tasks
     alone (pwgen.executors.site fails a snapshot of them, safely from another thread).
@@ -267,7 +277,7 @@ ASSUMPTIONS: tuple[Assumption, ...] = (
         "parsl.config.Config",
         "_executors",
         "attribute",
-        "pwgen.run (add_executors)",
+        "pwgen.run_config (add_executors, remove_executors)",
         _instance_attribute(read_by="executors"),
     ),
     Assumption(

@@ -23,15 +23,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from pwgen.configgen import load_config_module, render_config
 from pwgen.errors import ConfigError, WorkflowError
 from pwgen.executors.blocks import cancel_active_blocks
 from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, QUEUE_WAIT
 from pwgen.failover.dispatch import attach
 from pwgen.failover.policy import Failover
-from pwgen.failover.unavailable import UnavailableExecutor
 from pwgen.failover.watch import SiteWatch
-from pwgen.fileio import atomic_write
 from pwgen.flux import run_site_side
 from pwgen.layout import DEFAULT_STATE_DIR, RunLayout
 from pwgen.manifest import (
@@ -42,8 +39,8 @@ from pwgen.manifest import (
     start_manifest,
     write_manifest,
 )
-from pwgen.parsl_internals import add_executors, check_parsl_internals
 from pwgen.preflight import PreflightError, check_versions, unreachable_reasons
+from pwgen.run_config import load_run_config
 from pwgen.sites import Site
 from pwgen.ssh import prepare_ssh
 from pwgen_script import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_WORKFLOW_FAILED, run_script
@@ -54,12 +51,13 @@ class RunOptions:
     """How a run treats failing sites (the `pwgen run` options of the same names)."""
 
     failover: bool = True
-    retries: int = 0
+    retries: int | None = None  # None: the config's own (a generated one has 0)
     queue_wait: float | None = QUEUE_WAIT
     require_all_sites: bool = False
     avoid_after: int = AVOID_AFTER
     cool_down: float = COOL_DOWN
     monitor: bool = False
+    config_file: Path | None = None  # the user's own config (`--config`), else generated
 
 
 def run_workflow(
@@ -127,7 +125,8 @@ def _configure(
     config: Any, failover: Failover, options: RunOptions, run: RunLayout, workflow: Path
 ) -> None:
     """What a run adds to the generated config: retries, failover, monitoring."""
-    config.retries = options.retries
+    if options.retries is not None:
+        config.retries = options.retries
     config.retry_handler = failover
     if options.monitor:
         config.monitoring = _monitoring_hub(run, workflow)
@@ -220,17 +219,9 @@ def _prepare(
         live = [site for site in sites if site.label not in manifest.unavailable_sites]
         remote_live = [site.label for site in live if not site.is_local]
         manifest.facts = facts_snapshot(state_dir, remote_live)
-        config_path = run.config
-        source = render_config(
-            live, source=str(sites_file), run_dir=str(run.runinfo), state_dir=state_dir
+        return load_run_config(
+            live, sites_file, state_dir, run, manifest.unavailable_sites, options.config_file
         )
-        atomic_write(config_path, source)
-        check_parsl_internals()  # a Parsl upgrade that broke pwgen fails here, not mid-run
-        # Importing the module constructs the providers: they reach their sites now.
-        config = load_config_module(config_path).config
-        stand_ins = [UnavailableExecutor(k, v) for k, v in manifest.unavailable_sites.items()]
-        add_executors(config, stand_ins)  # Config has no setter for executors
-        return config
     except BaseException:
         if ssh is not None:  # masters the providers or preflight opened
             for site in remote:

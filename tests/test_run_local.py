@@ -85,6 +85,44 @@ def test_failing_workflow_exits_1_with_its_own_traceback(tmp_path: Path) -> None
     _assert_nothing_left_running()
 
 
+def test_run_with_the_users_edited_config(tmp_path: Path) -> None:
+    done = run_pwgen("config", "--sites", str(LOCAL_SITES), "-o", "mine.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    edited = (
+        (tmp_path / "mine.py")
+        .read_text()
+        .replace("cores_per_worker=1.0,", "max_workers_per_node=1,")
+    )
+    edited = edited.replace("strategy_period=1,", "strategy_period=1, retries=2,")
+    assert "max_workers_per_node=1," in edited and "retries=2," in edited
+    (tmp_path / "mine.py").write_text(edited)
+    workflow = _workflow(
+        tmp_path,
+        "import parsl\n@python_app(executors=['local'])\ndef one():\n    return 1\n\n"
+        "config = parsl.dfk().config\n"
+        "print('ran', one().result(), config.executors[0].max_workers_per_node, config.retries,"
+        " config.run_dir)\n",
+    )
+    argv = ["run", str(workflow), "--sites", str(LOCAL_SITES), "--config", "mine.py"]
+    result = run_pwgen(*argv, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    one, workers, retries, run_dir = result.stdout.split("ran ")[1].split()
+    assert (one, workers, retries) == ("1", "1", "2")  # the edited config, its own retries
+    run = Path(run_dir).parent
+    assert run.parent == tmp_path / ".pwgen" / "runs"
+    assert (run / "parsl_config.py").read_text() == edited  # the copy of what ran
+    # --retries still wins; a missing config is one line.
+    result = run_pwgen(*argv, "--retries", "0", cwd=tmp_path)
+    assert result.stdout.split("ran ")[1].split()[2] == "0", result.stderr
+    result = run_pwgen(*argv[:4], "--config", "no.py", cwd=tmp_path)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip().endswith("no.py: config file not found") or "no.py" in result.stderr
+    )
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    _assert_nothing_left_running()
+
+
 def test_a_misspelt_site_is_one_line_with_a_suggestion(tmp_path: Path) -> None:
     workflow = _workflow(
         tmp_path,
