@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from stat import S_ISREG
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from parsl.app.futures import DataFuture
 from parsl.data_provider.files import File
@@ -61,15 +61,18 @@ class SiteFileStaging(Staging, RepresentationMixin):
         Seconds a transfer may go without any data before it is abandoned.
     """
 
+    #: The Files it stages (SiteZipStaging, a subclass, stages zip: ones).
+    SCHEME: ClassVar[str] = "file"
+
     def __init__(self, rsync: str = "rsync", io_timeout: int = 300) -> None:
         self.rsync = rsync
         self.io_timeout = io_timeout
 
     def can_stage_in(self, file: File) -> bool:
-        return bool(file.scheme == "file")
+        return bool(file.scheme == self.SCHEME)
 
     def can_stage_out(self, file: File) -> bool:
-        return bool(file.scheme == "file")
+        return bool(file.scheme == self.SCHEME)
 
     def stage_in(
         self, dm: "DataManager", executor: str, file: File, parent_fut: Future[Any] | None

@@ -84,11 +84,7 @@ class SiteZipStaging(SiteFileStaging):
     rsync, io_timeout: as for SiteFileStaging.
     """
 
-    def can_stage_in(self, file: File) -> bool:
-        return bool(file.scheme == "zip")
-
-    def can_stage_out(self, file: File) -> bool:
-        return bool(file.scheme == "zip")
+    SCHEME = "zip"
 
     def stage_in(
         self, dm: "DataManager", executor: str, file: File, parent_fut: Future[Any] | None
