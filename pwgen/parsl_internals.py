@@ -75,27 +75,17 @@ def with_bash_runner(func: Callable[..., Any], runner: Callable[..., Any]) -> Ca
     return wrapped
 
 
-def add_executors(config: Any, executors: Sequence[Any]) -> None:
+def add_executors(config: Any, executors: Sequence[Any], replacing: Sequence[str] = ()) -> None:
     """Add `executors` to a constructed `Config` (pwgen's stand-ins for unreachable
-    sites, pwgen.failover.unavailable), with Config's own label check run again.
+    sites, pwgen.failover.unavailable), first taking out those labelled `replacing`,
+    with Config's own label check run again.
 
     Relies on: `Config.executors` is a read-only property over `Config._executors`, and
     `Config._validate_executors()` checks the labels.
     """
-    if not executors:
-        return
-    config._executors = (*config.executors, *executors)
+    kept = [executor for executor in config.executors if executor.label not in replacing]
+    config._executors = (*kept, *executors)
     config._validate_executors()
-
-
-def remove_executors(config: Any, labels: Sequence[str]) -> None:
-    """Take the executors named `labels` out of a constructed `Config` (sites found
-    unreachable, in a user's own config: pwgen.run_config).
-
-    Relies on: `Config.executors` is a read-only property over `Config._executors`.
-    """
-    if labels:
-        config._executors = tuple(e for e in config.executors if e.label not in labels)
 
 
 def set_bad_state(executor: Any, exception: Exception) -> None:
@@ -277,7 +267,7 @@ ASSUMPTIONS: tuple[Assumption, ...] = (
         "parsl.config.Config",
         "_executors",
         "attribute",
-        "pwgen.run_config (add_executors, remove_executors)",
+        "pwgen.run_config (add_executors)",
         _instance_attribute(read_by="executors"),
     ),
     Assumption(

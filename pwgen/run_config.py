@@ -17,7 +17,7 @@ from pwgen.errors import ConfigError
 from pwgen.failover.unavailable import UnavailableExecutor
 from pwgen.fileio import atomic_write
 from pwgen.layout import RunLayout
-from pwgen.parsl_internals import add_executors, check_parsl_internals, remove_executors
+from pwgen.parsl_internals import add_executors, check_parsl_internals
 from pwgen.sites import Site
 from pwgen.userfiles import read_user_text
 
@@ -48,10 +48,7 @@ def load_run_config(
         check_parsl_internals()
         config = load_config_module(users_config).config
         config.run_dir = str(run.runinfo)  # the run's logs stay with the run
-        remove_executors(config, [label for label in unavailable if label in _labels(config)])
-    add_executors(config, [UnavailableExecutor(k, v) for k, v in unavailable.items()])
+    # A user's config may still name a site preflight found unreachable: replaced.
+    stand_ins = [UnavailableExecutor(label, why) for label, why in unavailable.items()]
+    add_executors(config, stand_ins, replacing=list(unavailable))
     return config
-
-
-def _labels(config: Any) -> set[str]:
-    return {executor.label for executor in config.executors}

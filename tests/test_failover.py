@@ -95,9 +95,10 @@ def test_a_task_with_site_staged_files_stays_on_its_site() -> None:
     failover = Failover()
     dfk = _dfk("a", "b")
     dfk.executors["a"].remote_run_dir = "/home/u/.pwgen/run"  # a pwgen site executor
-    failover.record_allowed(1, ["a", "b"])
-    task = _task(dfk, "a") | {"args": (), "kwargs": {"inputs": [File("file:///data/x")]}}
-    assert failover(ManagerLost(b"m", "n"), task) == 0.0 and task["executor"] == "a"
+    for staged in (File("file:///data/x"), File("zip:/data/x.zip/y")):
+        failover.record_allowed(1, ["a", "b"])
+        task = _task(dfk, "a") | {"args": (), "kwargs": {"inputs": [staged]}}
+        assert failover(ManagerLost(b"m", "n"), task) == 0.0 and task["executor"] == "a"
 
 
 def test_pinned_app_is_retried_in_place_then_charged() -> None:

@@ -169,6 +169,10 @@ def test_add_executors_extends_a_config_and_keeps_its_label_check() -> None:
     assert [executor.label for executor in config.executors] == ["a", "b"]
     with pytest.raises(ConfigurationError, match="unique labels"):
         add_executors(config, [ThreadPoolExecutor(label="a")])
+    stand_in = ThreadPoolExecutor(label="a")  # replaces the config's own "a"
+    add_executors(config, [stand_in], replacing=["a"])
+    assert [executor.label for executor in config.executors] == ["b", "a"]
+    assert config.executors[1] is stand_in
 
 
 def test_bad_state_and_task_futures_of_a_real_executor() -> None:

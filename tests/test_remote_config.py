@@ -109,7 +109,7 @@ def test_slurm_site_from_facts(tmp_path: Path, state_dir: Path, recorder: Record
     assert "launcher=SrunLauncher(),  # a pool on every node of the block" in source
     assert "internal_address='10.9.1.1',  # facts:" in source
     assert "ssh_config=SSH_CONFIG," in source
-    assert "    storage_access=[\n        SiteFileStaging(),\n        HTTPInTask" in source
+    assert "    storage_access=[\n        SiteFileStaging(),\n        SiteZipStaging(),\n" in source
 
     config = load(tmp_path, source)
     (executor,) = config.executors
@@ -134,9 +134,11 @@ def test_slurm_site_from_facts(tmp_path: Path, state_dir: Path, recorder: Record
     # Files: file:// by rsync from here, the rest in the task (docs/staging.md).
     assert [type(s).__name__ for s in executor.storage_access] == [
         "SiteFileStaging",
+        "SiteZipStaging",
         "HTTPInTaskStaging",
         "FTPInTaskStaging",
         "CloudStaging",
+        "UnsupportedStaging",
     ]
     # Building the provider contacted the site (recorded): mkdir, then Slurm's probe.
     assert recorder.commands()[0].endswith("mkdir -p -- /home/s1u/.pwgen/work/scripts")

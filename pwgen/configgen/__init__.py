@@ -89,6 +89,8 @@ IMPORTS: Mapping[str, str] = {
     "SSHSlurmProvider": "pwgen.providers",
     "SSHPBSProProvider": "pwgen.providers",
     "SiteFileStaging": "pwgen.staging",
+    "SiteZipStaging": "pwgen.staging",
+    "UnsupportedStaging": "pwgen.staging",
     "CloudStaging": "pwgen.staging",
     "HTTPInTaskStaging": "parsl.data_provider.http",
     "FTPInTaskStaging": "parsl.data_provider.ftp",

@@ -175,13 +175,16 @@ def _tunnel_settings(site: Site, facts: SiteFacts, provider: Call) -> Settings:
 
 def storage_access() -> list[Call]:
     """How a site's tasks get their Files (docs/staging.md): `file://` paths of this
-    machine copied by rsync over the site's master; http(s), ftp, s3 and gs in the task
+    machine and `zip:` members of archives here copied by rsync over the site's master;
+    http(s), ftp, s3 and gs in the task; any other scheme refused at the app call
     (`pwgen.staging.site_storage_access()`, written out)."""
     return [
         Call("SiteFileStaging"),
+        Call("SiteZipStaging"),
         Call("HTTPInTaskStaging"),
         Call("FTPInTaskStaging"),
         Call("CloudStaging"),
+        Call("UnsupportedStaging"),
     ]
 
 

@@ -37,6 +37,7 @@ from pwgen.failover.errors import is_site_failure
 from pwgen.failover.health import SiteHealth
 from pwgen.failover.unavailable import UnavailableExecutor
 from pwgen.parsl_internals import INTERNAL_EXECUTOR
+from pwgen.staging.site import SITE_COPIED_SCHEMES
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class Failover:
             free = self._site_failures[task_id] <= self.site_retries
         allowed = self.allowed(task_id, source)
         if _has_site_staged_files(task_record, executor):
-            allowed = (source,)  # its file:// data was copied to this site only
+            allowed = (source,)  # its file:// or zip: data was copied to this site only
         target = self.choose(task_record["dfk"], allowed, source)
         if target is None:
             logger.error("task %d: no site left to run it on after: %r", task_id, error)
@@ -264,10 +265,10 @@ def _kind(executor: Any) -> str | None:
 
 
 def _has_site_staged_files(task_record: Any, executor: Any) -> bool:
-    """Does the task use `file://` Files that pwgen stages to (and from) this site?"""
+    """Does the task use `file://` or `zip:` Files that pwgen stages to (and from) this site?"""
     if getattr(executor, "remote_run_dir", None) is None:  # not a pwgen site executor
         return False
     kwargs = task_record.get("kwargs", {})
     candidates = [*task_record.get("args", ()), *kwargs.values()]
     candidates += [*kwargs.get("inputs", ()), *kwargs.get("outputs", ())]
-    return any(isinstance(item, File) and item.scheme == "file" for item in candidates)
+    return any(isinstance(item, File) and item.scheme in SITE_COPIED_SCHEMES for item in candidates)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from stat import S_ISREG
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from parsl.app.futures import DataFuture
 from parsl.data_provider.files import File
@@ -63,15 +63,18 @@ class SiteFileStaging(Staging, RepresentationMixin):
         Seconds a transfer may go without any data before it is abandoned.
     """
 
+    #: The Files it stages (SiteZipStaging, a subclass, stages zip: ones).
+    SCHEME: ClassVar[str] = "file"
+
     def __init__(self, rsync: str = "rsync", io_timeout: int = 300) -> None:
         self.rsync = rsync
         self.io_timeout = io_timeout
 
     def can_stage_in(self, file: File) -> bool:
-        return bool(file.scheme == "file")
+        return bool(file.scheme == self.SCHEME)
 
     def can_stage_out(self, file: File) -> bool:
-        return bool(file.scheme == "file")
+        return bool(file.scheme == self.SCHEME)
 
     def stage_in(
         self, dm: "DataManager", executor: str, file: File, parent_fut: Future[Any] | None
@@ -83,18 +86,14 @@ class SiteFileStaging(Staging, RepresentationMixin):
         origin = os.path.abspath(file.path)
         file.local_path = dirs.input_path(origin)
         push = Push(dirs, self.rsync_tool(), origin, file.local_path)
-        future = internal_task(dm.dfk, pwgen_stage_in)(push, parent_fut=parent_fut, outputs=[file])
-        staged: DataFuture = future.outputs[0]
-        return staged
+        return submit_stage_in(dm, push, file, parent_fut)
 
     def replace_task(
         self, dm: "DataManager", executor: str, file: File, func: Callable[..., Any]
     ) -> Callable[..., Any] | None:
         if file.local_path is None or SiteDirs.of(dm.dfk.executors[executor]) is None:
             return None
-        wrapped: Callable[..., Any] = require_staged_input(
-            func, file.local_path, f"{os.path.abspath(file.path)} on the controller"
-        )
+        wrapped: Callable[..., Any] = require_staged_input(func, file.local_path, self.origin(file))
         return wrapped
 
     def stage_out(
@@ -107,8 +106,7 @@ class SiteFileStaging(Staging, RepresentationMixin):
         target = os.path.abspath(file.path)
         file.local_path = dirs.output_path(app_fu.tid, target)  # type: ignore[attr-defined]
         pull = Pull(dirs, self.rsync_tool(), file.local_path, target, app_fu.task_record)  # type: ignore[attr-defined]
-        done: Future[Any] = internal_task(dm.dfk, pwgen_stage_out)(pull, app_fu)
-        return done
+        return submit_stage_out(dm, pull, app_fu)
 
     def replace_task_stage_out(
         self, dm: "DataManager", executor: str, file: File, func: Callable[..., Any]
@@ -117,6 +115,10 @@ class SiteFileStaging(Staging, RepresentationMixin):
             return None
         wrapped: Callable[..., Any] = make_output_parent(func, file.local_path)
         return wrapped
+
+    def origin(self, file: File) -> str:
+        """Where a staged input came from, as the task's missing-input error says it."""
+        return f"{os.path.abspath(file.path)} on the controller"
 
     def release_site(self, executor: Any) -> None:
         """At the executor's shutdown: remove the run's work dir for data on the site."""
@@ -128,6 +130,27 @@ class SiteFileStaging(Staging, RepresentationMixin):
 
 
 # --- the transfers (run on the DFK's internal executor) ----------------------------------
+
+
+class Transfer(Protocol):
+    """One copy between this machine and a site (Push, Pull, and zipfiles' own)."""
+
+    def run(self) -> None: ...
+
+
+def submit_stage_in(
+    dm: "DataManager", transfer: Transfer, file: File, parent_fut: Future[Any] | None
+) -> DataFuture:
+    """`transfer` as the stage-in task of `file`: its DataFuture, done when it has run."""
+    future = internal_task(dm.dfk, pwgen_stage_in)(transfer, parent_fut=parent_fut, outputs=[file])
+    staged: DataFuture = future.outputs[0]
+    return staged
+
+
+def submit_stage_out(dm: "DataManager", transfer: Transfer, app_fu: Future[Any]) -> Future[Any]:
+    """`transfer` as a stage-out task: it runs after the app (`app_fu`) has succeeded."""
+    done: Future[Any] = internal_task(dm.dfk, pwgen_stage_out)(transfer, app_fu)
+    return done
 
 
 @dataclass(frozen=True)
@@ -175,18 +198,18 @@ class Pull:
 
 
 def pwgen_stage_in(
-    push: Push,
+    transfer: Transfer,
     parent_fut: Future[Any] | None = None,
     outputs: Sequence[File] = (),
     **parsl_keywords: Any,
 ) -> None:
     """The stage-in task: after `parent_fut` (the File's producer, if any), copy it."""
-    push.run()
+    transfer.run()
 
 
-def pwgen_stage_out(pull: Pull, app_fu: Any, **parsl_keywords: Any) -> None:
+def pwgen_stage_out(transfer: Transfer, app_fu: Any, **parsl_keywords: Any) -> None:
     """The stage-out task: after the app (`app_fu`, a dependency), copy its output back."""
-    pull.run()
+    transfer.run()
 
 
 # Files already copied, by destination: (size, mtime, inode) of the local file then.

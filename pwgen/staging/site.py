@@ -28,6 +28,8 @@ from pwgen.staging.errors import StagingError
 
 #: The run's work dir for data, inside the executor's per-run directory on the site.
 STAGING_DIR = "staging"
+#: File schemes whose data this machine copies to the one site a task was sent to.
+SITE_COPIED_SCHEMES = ("file", "zip")
 
 # Staging dirs a task of this process may have written to: a run that staged nothing
 # costs no ssh call at shutdown.
