@@ -236,8 +236,9 @@ CASES: dict[str, Case] = {
     "cli_output_dir_missing": Case(
         ("config", "-o", "no/such/dir/parsl_config.py"), ("no/such/dir does not exist",)
     ),
-    "cli_inventory_output_dir_missing": Case(
-        ("inventory", "--from", "sites.yaml", "-o", "no/such/dir/inv.yml"), ("does not exist",)
+    "cli_inventory_output_dir_not_makeable": Case(  # a missing directory is made
+        ("inventory", "--from", "sites.yaml", "-o", "sites.yaml/inv.yml"),
+        ("cannot make directory sites.yaml",),
     ),
     "cli_output_is_a_directory": Case(
         ("config", "-o", "out"), ("out", "directory"), prepare=_dir("out")
