@@ -11,7 +11,10 @@ Lab (marked `lab`, root): 2 provisioned Slurm sites x 1 compute node (prefix pws
 PATH through the sites' `worker_init` (lab2 also picks gsutil with $PWGEN_GS_CLI).
 `pwgen run` stages a 50 MB file and a directory to both sites and back
 (examples/staging.py), fails tasks on a missing input and on rsync errors (with
-rsync's message), and stages s3:// and gs:// through the fake CLI.
+rsync's message), and stages s3:// and gs:// through the fake CLI; bash apps' streams
+in every form, a 50 MB chain lab1 -> here -> lab2 (examples/bash_streams.py, through
+`pwgen run` and plain `parsl.load`); zip: members to both sites and back, and an
+unsupported scheme refused in one line.
 """
 
 import hashlib
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -693,3 +697,59 @@ def test_bash_app_streams_with_plain_parsl(project: Path) -> None:
     example = str(REPO / "examples" / "bash_streams.py")
     done = run_ok([sys.executable, "plain_streams.py", str(out), example], cwd=project)
     check_bash_streams(out, done.stdout)
+
+
+ZIP_WORKFLOW = """\
+import sys
+from parsl import File, python_app
+
+def upper(inputs=(), outputs=()):
+    import socket
+    with open(inputs[0]) as source, open(outputs[0], "w") as target:
+        target.write(source.read().upper())
+    return socket.gethostname(), inputs[0].filepath, outputs[0].filepath
+
+source, results = sys.argv[1:]
+runs = [
+    (label, python_app(upper, executors=[label])(
+        inputs=[File(f"zip:{source}/in/text.txt")],
+        outputs=[File(f"zip:{results}/{label}/text.upper")],
+    ))
+    for label in ("lab1", "lab2")
+]
+for label, future in runs:
+    host, seen_in, seen_out = future.result()
+    future.outputs[0].result()
+    print(label, host, seen_in, seen_out, flush=True)
+python_app(upper, executors=["lab1"])(inputs=[File("globus://ep/x")])  # uncaught: exit 1
+"""
+
+
+@pytest.mark.lab
+def test_zip_members_to_both_sites_and_back(project: Path) -> None:
+    (project / "zips.py").write_text(ZIP_WORKFLOW)
+    source, results = project / "source.zip", project / "zipped" / "results.zip"
+    with zipfile.ZipFile(source, "w") as members:
+        members.writestr("in/text.txt", "zipped text")
+    done = pwgen_run(project, "zips.py", str(source), str(results))
+    assert done.returncode == 1, done.stdout + done.stderr
+    run_dir_on = {}
+    for line in done.stdout.splitlines()[-2:]:
+        label, host, seen_in, seen_out = line.split()
+        assert host == f"{label}-c1" and seen_in.endswith("/text.txt")
+        run_dir, _, staged_in = seen_in.partition(f"/{label}/staging/")
+        assert staged_in.startswith("in/") and f"/{label}/staging/out/" in seen_out
+        run_dir_on[label] = run_dir
+    with zipfile.ZipFile(results) as members:
+        assert {name: members.read(name) for name in members.namelist()} == {
+            "lab1/text.upper": b"ZIPPED TEXT",
+            "lab2/text.upper": b"ZIPPED TEXT",
+        }
+    assert sorted(os.listdir(results.parent)) == ["results.zip", "results.zip.lock"]
+    # The unsupported scheme: one line naming where, the URL and the site, no traceback.
+    assert done.stderr.strip().splitlines()[-1] == (
+        "pwgen: zips.py:22: site lab1 cannot stage in globus://ep/x: pwgen sites stage in "
+        "file, zip, http, https, ftp, s3 and gs Files"
+    )
+    assert "Traceback" not in done.stderr
+    assert_staging_dirs_removed(run_dir_on)

@@ -8,9 +8,9 @@ archive or member fails the task naming both; an http input is downloaded in the
 task from a loopback server; a scheme no provider takes fails the app call in one
 line; on a non-site executor, Parsl's own ZipFileStaging does the work.
 
-Lab (marked `lab`, root): test_staging's two lab sites; `pwgen run` reads a zip:
-member on both sites, adds each one's output to one archive here, and a globus://
-input ends the run with the one-line refusal.
+On the lab (tests/test_staging.py, its two sites): `pwgen run` reads a zip: member on
+both sites, adds each one's output to one archive here, and a globus:// input ends
+the run with the one-line refusal.
 """
 
 import http.server
@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import parsl
-import parsl.tests  # registers File for memoization (by URL), as Parsl's tests do
 import pytest
 from parsl import File, python_app
 from parsl.config import Config
@@ -30,10 +29,7 @@ from parsl.dataflow.errors import DependencyError
 from parsl.executors import ThreadPoolExecutor
 from test_staging import (
     FakeSiteExecutor,
-    assert_staging_dirs_removed,
     fake_rsync,
-    project,  # noqa: F401  # pytest fixture: the two lab sites
-    pwgen_run,
 )
 
 from pwgen.staging import SiteFileStaging, StagingError, site_storage_access
@@ -215,59 +211,3 @@ def test_zip_on_a_non_site_executor_is_parsls_own(site: Path, tmp_path: Path) ->
     with zipfile.ZipFile(archive) as members:
         assert members.read("l.txt") == b"local"
     assert not site.exists()  # nothing went through the site
-
-
-# --- lab: `pwgen run` on two sites -----------------------------------------------------
-
-ZIP_WORKFLOW = """\
-import sys
-from parsl import File, python_app
-
-def upper(inputs=(), outputs=()):
-    import socket
-    with open(inputs[0]) as source, open(outputs[0], "w") as target:
-        target.write(source.read().upper())
-    return socket.gethostname(), inputs[0].filepath, outputs[0].filepath
-
-source, results = sys.argv[1:]
-runs = [
-    (label, python_app(upper, executors=[label])(
-        inputs=[File(f"zip:{source}/in/text.txt")],
-        outputs=[File(f"zip:{results}/{label}/text.upper")],
-    ))
-    for label in ("lab1", "lab2")
-]
-for label, future in runs:
-    host, seen_in, seen_out = future.result()
-    future.outputs[0].result()
-    print(label, host, seen_in, seen_out, flush=True)
-python_app(upper, executors=["lab1"])(inputs=[File("globus://ep/x")])  # uncaught: exit 1
-"""
-
-
-@pytest.mark.lab
-def test_zip_members_to_both_sites_and_back(project: Path) -> None:  # noqa: F811
-    (project / "zips.py").write_text(ZIP_WORKFLOW)
-    source, results = project / "source.zip", project / "zipped" / "results.zip"
-    with zipfile.ZipFile(source, "w") as members:
-        members.writestr("in/text.txt", "zipped text")
-    done = pwgen_run(project, "zips.py", str(source), str(results))
-    assert done.returncode == 1, done.stdout + done.stderr
-    run_dir_on = {}
-    for line in done.stdout.splitlines()[-2:]:
-        label, host, seen_in, seen_out = line.split()
-        assert host == f"{label}-c1" and seen_in.endswith("/text.txt")
-        run_dir, _, staged_in = seen_in.partition(f"/{label}/staging/")
-        assert staged_in.startswith("in/") and f"/{label}/staging/out/" in seen_out
-        run_dir_on[label] = run_dir
-    with zipfile.ZipFile(results) as members:
-        assert {name: members.read(name) for name in members.namelist()} == {
-            "lab1/text.upper": b"ZIPPED TEXT",
-            "lab2/text.upper": b"ZIPPED TEXT",
-        }
-    assert sorted(os.listdir(results.parent)) == ["results.zip", "results.zip.lock"]
-    assert (
-        "StagingError: site lab1 cannot stage in globus://ep/x: pwgen sites stage in "
-        "file, zip, http, https, ftp, s3 and gs Files\n"
-    ) in done.stderr
-    assert_staging_dirs_removed(run_dir_on)

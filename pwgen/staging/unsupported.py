@@ -22,12 +22,19 @@ STAGED_IN = ("file", "zip", "http", "https", "ftp", "s3", "gs")
 STAGED_OUT = ("file", "zip", "s3", "gs")
 
 
+class UnsupportedScheme(StagingError):
+    """A File whose scheme the site cannot stage (raised by the app call)."""
+
+    #: A misuse in the workflow: `pwgen run` prints it as one line (pwgen_script).
+    workflow_error_line = True
+
+
 class UnsupportedStaging(Staging, RepresentationMixin):
     """Takes every File and refuses it: put it last in `storage_access`.
 
-    The app call raises `StagingError`, for example `site lab1 cannot stage in
-    globus://ep/path: pwgen sites stage in file, zip, http, https, ftp, s3 and gs
-    Files`, before anything of the task runs.
+    The app call raises `UnsupportedScheme` (a `StagingError`), for example `site lab1
+    cannot stage in globus://ep/path: pwgen sites stage in file, zip, http, https, ftp,
+    s3 and gs Files`, before anything of the task runs.
     """
 
     def can_stage_in(self, file: File) -> bool:
@@ -39,12 +46,12 @@ class UnsupportedStaging(Staging, RepresentationMixin):
     def stage_in(
         self, dm: "DataManager", executor: str, file: File, parent_fut: Future[Any] | None
     ) -> NoReturn:
-        raise StagingError(refusal(executor, file, "in", STAGED_IN))
+        raise UnsupportedScheme(refusal(executor, file, "in", STAGED_IN))
 
     def stage_out(
         self, dm: "DataManager", executor: str, file: File, app_fu: Future[Any]
     ) -> NoReturn:
-        raise StagingError(refusal(executor, file, "out", STAGED_OUT))
+        raise UnsupportedScheme(refusal(executor, file, "out", STAGED_OUT))
 
 
 def refusal(site: str, file: File, way: str, schemes: tuple[str, ...]) -> str:
