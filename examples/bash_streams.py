@@ -7,6 +7,7 @@ here when the app's future completes, although the sites share no filesystem wit
 
 - relative and absolute paths, `(path, "w")`, `(path, "a")` (two apps on two sites
   append to one log), a `File`, `parsl.AUTO_LOGNAME`;
+- a memoized app (`cache=True`) called twice: its stdout (appended to) once;
 - a failing app: its stderr still comes back, and the exception says where it is;
 - a chain A -> B -> here: a 50 MB file made on A is read on B (pwgen moves it
   through this machine) and both sites' sha256 are printed.
@@ -56,6 +57,9 @@ def main(out: str) -> None:
     logged = on_a("auto", stdout=parsl.AUTO_LOGNAME)
     logged.result()
     print(f"auto log: {logged.stdout}", flush=True)
+    cached = bash_app(greet, executors=[first], cache=True)
+    for _ in range(2):  # the second call is memoized: it neither runs nor appends again
+        cached("memo", stdout="memo.out").result()
     try:
         bash_app(fail, executors=[second])(stderr="failed.err").result()
     except BashExitFailure as err:

@@ -73,7 +73,9 @@ def test_site_work_dir_layout() -> None:
     assert dirs.input_path("/data/x.bin") == first  # one path, one copy per site
     assert dirs.input_path("/other/x.bin") != first  # same name, another file
     assert dirs.input_path("/data/tree").endswith("/tree")
-    assert dirs.output_path(7, "/results/out.bin") == f"{dirs.root}/out/7/out.bin"
+    out = dirs.output_path(7, "/results/out.bin")
+    assert out.startswith(f"{dirs.root}/out/7/") and out.endswith("/out.bin")
+    assert dirs.output_path(7, "/other/out.bin") != out  # one name, two outputs
     assert dirs.cloud_dir("u1") == f"{dirs.root}/cloud/u1"
     assert SiteDirs.of(SimpleNamespace(label="local")) is None  # not a site: data in place
     with pytest.raises(StagingError, match="s1: the executor has not started"):
@@ -220,13 +222,26 @@ def test_files_are_staged_through_the_site_dir(fake_site: Path, tmp_path: Path) 
     assert not os.path.islink(staged)
     assert future.outputs[0].result().filepath == str(result)
     assert result.read_bytes() == data.read_bytes()[::-1]
-    assert (root / "out" / str(future.tid) / "data.rev").is_file()
+    assert len(list((root / "out" / str(future.tid)).glob("*/data.rev"))) == 1
     # A second task chains on the first one's output: copied to the site again.
     again = app(inputs=[future.outputs[0]], outputs=[File(str(tmp_path / "results" / "twice"))])
     assert again.result().startswith(f"{root}/in/")
     # The output is here once its DataFuture is done (the task's own future is earlier).
     assert again.outputs[0].result().filepath == str(tmp_path / "results" / "twice")
     assert (tmp_path / "results" / "twice").read_bytes() == data.read_bytes()
+
+
+def write_each(outputs: list[File]) -> None:
+    for number, output in enumerate(outputs):
+        with open(output, "w") as out:
+            out.write(f"output {number}\n")
+
+
+def test_two_outputs_with_one_name_both_come_back(fake_site: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / "same.txt", tmp_path / "b" / "same.txt"
+    future = python_app(write_each, executors=["s1"])(outputs=[File(str(first)), File(str(second))])
+    assert [output.result().filepath for output in future.outputs] == [str(first), str(second)]
+    assert (first.read_text(), second.read_text()) == ("output 0\n", "output 1\n")
 
 
 def count_bytes(inputs: list[File], stdout: File) -> str:
@@ -652,6 +667,7 @@ def check_bash_streams(out: Path, stdout: str) -> None:
         "hello append-1 from lab1-c1\nhello append-2 from lab2-c1\n"
     )
     assert (out / "file.out").read_text() == "hello file from lab2-c1\n"
+    assert (out / "memo.out").read_text() == "hello memo from lab1-c1\n"  # ran once
     lines = {line.split(":", 1)[0]: line.split(": ", 1)[1] for line in stdout.splitlines()}
     auto = Path(lines["auto log"])
     assert auto.parent.parent.name == "task_logs" and auto.name.endswith("_greet.stdout")

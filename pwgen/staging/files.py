@@ -46,7 +46,7 @@ class SiteFileStaging(Staging, RepresentationMixin):
       path (`File.local_path`: what `filepath`, `str()` and `os.fspath()` give on the
       worker). A path staged again is copied again only if it changed.
     - output (`outputs=[File(...)]`, a bash app's `stdout=`/`stderr=` Files): the task
-      writes to `.../staging/out/<task id>/<name>` (its directory is made in the task);
+      writes to `.../staging/out/<task id>/<key>/<name>` (its directory is made in the task);
       after the task this machine copies the file or directory back to the path the
       File names (its parent made if missing). The output's DataFuture completes
       when it has arrived.

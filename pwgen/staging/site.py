@@ -8,7 +8,10 @@ work dir for data:
     <remote_dir>/<run_id>/<label>/staging/
         in/<key>/<name>        inputs copied from this machine (key: a hash of the
                                controller path, so one path is copied once per site)
-        out/<task id>/<name>   what a task writes to an output File, copied back here
+        out/<task id>/<key>/<name>
+                               what a task writes to an output File, copied back here
+                               (key: a hash of the controller path, so two outputs
+                               with one name do not collide)
         cloud/<uuid>/<name>    s3:// and gs:// objects of one task, removed after it
 
 pwgen makes that directory (its name is new in every run) and removes it when the
@@ -76,12 +79,12 @@ class SiteDirs:
 
     def input_path(self, controller_path: str) -> str:
         """Where a controller file or directory (absolute, normalised) lands on the site."""
-        key = hashlib.sha256(controller_path.encode()).hexdigest()[:16]
-        return posixpath.join(self.root, "in", key, _name(controller_path))
+        return posixpath.join(self.root, "in", _key(controller_path), _name(controller_path))
 
     def output_path(self, task_id: int, controller_path: str) -> str:
         """Where task `task_id` writes the output this machine wants at `controller_path`."""
-        return posixpath.join(self.root, "out", str(task_id), _name(controller_path))
+        key, name = _key(controller_path), _name(controller_path)
+        return posixpath.join(self.root, "out", str(task_id), key, name)
 
     def cloud_dir(self, unique: str) -> str:
         """A directory of its own for one task's s3:// or gs:// object."""
@@ -105,6 +108,11 @@ class SiteDirs:
     def ssh(self) -> SshCommand:
         """The site's ssh and rsync command lines (rsync's `-e` joins its running master)."""
         return SshCommand(self.ssh_config, self.host)
+
+
+def _key(path: str) -> str:
+    """A short name of its own for a path (a directory per path: names never collide)."""
+    return hashlib.sha256(path.encode()).hexdigest()[:16]
 
 
 def _name(path: str) -> str:

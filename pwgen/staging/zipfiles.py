@@ -5,7 +5,7 @@ archive `/path/archive.zip`, as with Parsl's `ZipFileStaging`. Parsl's provider
 reads and writes the member in the executor's `working_dir`, which a site does not
 share with this machine; here the member travels like a `file://` File (files.py):
 
-- output: the task writes `.../staging/out/<task id>/<name>` on the site; after it,
+- output: the task writes `.../staging/out/<task id>/<key>/<name>` on the site; after it,
   this machine copies that back (rsync) into a private directory next to the archive
   and adds it to the archive (a directory: each file below it, under the member name).
 - input: this machine extracts the member (a directory: the members below it) into a
