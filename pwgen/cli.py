@@ -123,6 +123,27 @@ def config(
 
 
 @app.command()
+def schema(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="The reference page (docs/sites-reference.md).")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write it here (default: stdout).")
+    ] = None,
+) -> None:
+    """The JSON Schema of sites.yaml, generated from pwgen's models (or its reference)."""
+    from pwgen.fileio import atomic_write
+    from pwgen.schema import sites_reference, sites_schema
+
+    text = sites_reference() if markdown else json.dumps(sites_schema(), indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        atomic_write(output, text)
+        typer.echo(f"wrote {output}")
+
+
+@app.command()
 def run(
     workflow: Annotated[Path, typer.Argument(help="The workflow script to run.")],
     args: Annotated[

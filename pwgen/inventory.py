@@ -69,8 +69,11 @@ def _connection_vars(site: Site) -> dict[str, Any]:
         hostvars["ansible_user"] = site.user
     if site.identity_file:
         hostvars["ansible_ssh_private_key_file"] = site.identity_file
-    if site.proxy_jump:
-        hostvars["ansible_ssh_common_args"] = f"-o ProxyJump={site.proxy_jump}"
+    ssh_options = {"ProxyJump": site.proxy_jump} if site.proxy_jump else {}
+    ssh_options.update(sorted(site.ssh_options.items()))  # one word each: no quoting
+    if ssh_options:
+        options = (f"-o {name}={value}" for name, value in ssh_options.items())
+        hostvars["ansible_ssh_common_args"] = " ".join(options)
     return hostvars
 
 

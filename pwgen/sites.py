@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -32,6 +33,13 @@ from pydantic import (
 )
 
 from pwgen.errors import SitesError
+from pwgen.siteoptions import (
+    Constraint,
+    Gres,
+    SchedulerDirective,
+    check_directives,
+    check_ssh_options,
+)
 from pwgen.sitevalues import (
     USER,
     check_proxy_jump,
@@ -92,12 +100,15 @@ class _Model(BaseModel):
 class EnvSpec(_Model):
     """How the pinned Parsl environment is built on the site."""
 
-    method: EnvMethod = "wheelhouse"
-    prefix: str = Field("~/.pwgen/envs", min_length=1)
-    # The site's interpreter for wheelhouse/venv envs; default: pythonX.Y of the controller.
-    python: str | None = Field(None, min_length=1)
+    method: EnvMethod = Field("wheelhouse", description="conda, venv or wheelhouse (offline)")
+    prefix: str = Field("~/.pwgen/envs", min_length=1, description="where envs live on the site")
+    python: str | None = Field(
+        None, min_length=1, description="the site's interpreter (default: pythonX.Y as here)"
+    )
     # strict=False only to accept YAML lists as tuples (items stay strict strings).
-    extra_packages: tuple[str, ...] = Field((), strict=False)
+    extra_packages: tuple[str, ...] = Field(
+        (), strict=False, description="PEP 508 requirements installed beside Parsl"
+    )
 
     @field_validator("extra_packages")
     @classmethod
@@ -108,35 +119,51 @@ class EnvSpec(_Model):
 
 
 # Settings that only make sense for a remote cluster.
+_SLURM_ONLY = ("constraint", "exclusive", "gres")  # qos: refused by configgen
 _REMOTE_ONLY = ("host", "user", "identity_file", "proxy_jump", "partition", "account", "qos")
 
 
 class Site(_Model):
     """One cluster and the executor that runs on it."""
 
-    label: str = Field(description="executor label; a Python identifier and Ansible host name")
-    scheduler: Scheduler
-    host: str | None = None
-    user: str | None = None
-    port: int = Field(22, ge=1, le=65535)
-    identity_file: str | None = None
-    proxy_jump: str | None = None
-    # Networks whose hosts may use the worker-port relay (default: any that reach it).
-    relay_allow: tuple[str, ...] = Field((), strict=False)
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    walltime: Walltime = "01:00:00"
-    nodes_per_block: int = Field(1, ge=1)
-    init_blocks: int = Field(1, ge=0)
-    min_blocks: int = Field(0, ge=0)
-    max_blocks: int = Field(1, ge=1)
-    cores_per_worker: float = Field(1.0, gt=0)
-    max_workers_per_node: int | None = Field(None, ge=1)
-    executor: ExecutorKind = "htex"
-    env: EnvSpec = EnvSpec()
-    worker_init: Annotated[tuple[str, ...], BeforeValidator(_lines)] = Field((), strict=False)
-    workdir: str | None = None
+    label: str = Field(description="executor label (apps: executors=[label]); a Python identifier")
+    scheduler: Scheduler = Field(description="the cluster's batch system; local: this machine")
+    host: str | None = Field(None, description="login node: host name or IP address")
+    user: str | None = Field(None, description="ssh user on the login node")
+    port: int = Field(22, ge=1, le=65535, description="ssh port")
+    identity_file: str | None = Field(None, description="ssh private key on this machine")
+    proxy_jump: str | None = Field(None, description="ssh jump host(s): [user@]host[:port],...")
+    relay_allow: tuple[str, ...] = Field(
+        (), strict=False, description="networks (CIDR) whose hosts may use the worker relay"
+    )
+    partition: str | None = Field(None, description="Slurm partition / PBS queue (default: facts)")
+    account: str | None = Field(None, description="account to charge")
+    qos: str | None = Field(None, description="Slurm QOS")
+    walltime: Walltime = Field("01:00:00", description="walltime of each block")
+    nodes_per_block: int = Field(1, ge=1, description="nodes in each block (batch job)")
+    init_blocks: int = Field(1, ge=0, description="blocks requested at the start")
+    min_blocks: int = Field(0, ge=0, description="blocks kept when idle")
+    max_blocks: int = Field(1, ge=1, description="most blocks at once")
+    cores_per_worker: float = Field(1.0, gt=0, description="cores per Parsl worker")
+    max_workers_per_node: int | None = Field(None, ge=1, description="cap on workers per node")
+    executor: ExecutorKind = Field("htex", description="htex, mpi (MPIExecutor) or flux")
+    env: EnvSpec = Field(EnvSpec(), description="how the pinned Parsl env is built on the site")
+    worker_init: Annotated[tuple[str, ...], BeforeValidator(_lines)] = Field(
+        (), strict=False, description="shell lines run before the workers start (e.g. module load)"
+    )
+    workdir: str | None = Field(None, description="run dirs on the site, shared with compute nodes")
+    # Batch and ssh options (pwgen.siteoptions): passed through to the provider / ssh.
+    scheduler_options: Annotated[tuple[SchedulerDirective, ...], BeforeValidator(_lines)] = Field(
+        (), strict=False, description="directive lines (#SBATCH / #PBS) added to each block"
+    )
+    constraint: Constraint | None = Field(None, description="Slurm --constraint")
+    exclusive: bool | None = Field(None, description="Slurm: whole nodes per block")
+    gpus_per_node: int | None = Field(None, ge=1, description="GPUs per node of a block")
+    gres: Gres | None = Field(None, description="Slurm --gres")
+    mem_per_node: int | None = Field(None, ge=1, description="GB per node (default: facts)")
+    ssh_options: Annotated[dict[str, str], AfterValidator(check_ssh_options)] = Field(
+        default_factory=dict, description="extra OpenSSH options for this host (a safe list)"
+    )
 
     @field_validator("label")
     @classmethod
@@ -209,6 +236,13 @@ class Site(_Model):
             raise ValueError(f"min_blocks ({self.min_blocks}) > max_blocks ({self.max_blocks})")
         if self.init_blocks > self.max_blocks:
             raise ValueError(f"init_blocks ({self.init_blocks}) > max_blocks ({self.max_blocks})")
+        check_directives(self.scheduler, self.scheduler_options)
+        if self.scheduler != "slurm":
+            slurm_only = [name for name in _SLURM_ONLY if getattr(self, name) is not None]
+            if slurm_only:
+                raise ValueError(
+                    f"{slurm_only[0]} is a Slurm option; a {self.scheduler} site has none"
+                )
         return self
 
     @property

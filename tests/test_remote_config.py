@@ -169,6 +169,47 @@ def test_one_node_blocks_and_partition_limits(
         render_config(explicit, source="sites.yaml", state_dir=state_dir)
 
 
+def test_site_batch_options_reach_the_providers(
+    tmp_path: Path, state_dir: Path, recorder: Recorder
+) -> None:
+    chosen = sites(
+        """\
+        sites:
+          - label: s1
+            scheduler: slurm
+            host: h
+            constraint: "skylake&ib"
+            gres: "gpu:a100:2"
+            gpus_per_node: 2
+            mem_per_node: 64
+            exclusive: false
+            scheduler_options: ["#SBATCH --mail-type=END", "#SBATCH --comment='x; y'"]
+          - label: p1
+            scheduler: pbspro
+            host: h
+            gpus_per_node: 1
+            mem_per_node: 32
+            scheduler_options: "#PBS -m e"
+        """
+    )
+    source = render_config(chosen, source="sites.yaml", state_dir=state_dir)
+    assert "mem_per_node=64,  # sites.yaml" in source  # the site's own beats the facts'
+    slurm, pbs = load(tmp_path, source).executors
+    provider = slurm.provider
+    assert (provider.constraint, provider.gres, provider.gpus_per_node) == (
+        "skylake&ib",
+        "gpu:a100:2",
+        2,
+    )
+    assert (provider.mem_per_node, provider.exclusive) == (64, False)
+    # Parsl's SlurmProvider appends its own directives after the site's.
+    assert provider.scheduler_options.startswith(
+        "#SBATCH --mail-type=END\n#SBATCH --comment='x; y'\n"
+    )
+    assert pbs.provider.select_options == "ngpus=1:mem=32gb"
+    assert pbs.provider.scheduler_options == "#PBS -m e"
+
+
 def test_pbspro_and_mpi_sites(tmp_path: Path, state_dir: Path, recorder: Recorder) -> None:
     chosen = sites(
         """\

@@ -3,18 +3,22 @@
 import contextlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import BIN, run_pwgen
+from helpers import BIN, REPO, run_pwgen
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from pwgen.errors import SitesError
+from pwgen.inventory import site_hostvars
+from pwgen.schema import sites_reference, sites_schema
 from pwgen.sites import Site, load_sites, parse_sites
+from pwgen.ssh.config import render_config as render_ssh_config
 
 VALID = """\
 sites:
@@ -393,3 +397,62 @@ def test_values_yaml_cannot_build_are_one_error(value: str, problem: str) -> Non
     message = _error(f"sites:\n  - label: a\n    scheduler: local\n    max_blocks: {value}\n")
     assert message.startswith("s.yaml:4:") and "cannot read this value" in message
     assert problem in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("scheduler_options: ['srun rm -rf ~']", "expected a directive line"),
+        (
+            "scheduler_options: ['#PBS -m e']",
+            "does not fit a slurm site (lines starting with '#SBATCH')",
+        ),
+        ('scheduler_options: ["#SBATCH --a\\a"]', "one line, without controls"),
+        ("constraint: 'a b'", "is not a Slurm constraint"),
+        ("gres: 'gpu;id'", "is not a Slurm gres"),
+        ("gpus_per_node: 0", "greater than or equal to 1"),
+        (
+            "ssh_options: {ProxyCommand: 'nc %h %p'}",
+            "ssh option 'ProxyCommand' is not allowed here",
+        ),
+        ("ssh_options: {Compression: 'yes no'}", "is not a single-word value"),
+    ],
+)
+def test_bad_site_options_are_one_line_errors(tmp_path: Path, extra: str, message: str) -> None:
+    path = tmp_path / "sites.yaml"
+    path.write_text(f"sites:\n  - label: a\n    scheduler: slurm\n    host: h\n    {extra}\n")
+    with pytest.raises(SitesError, match=re.escape(message)) as caught:
+        load_sites(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_slurm_options_on_a_pbs_site_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "sites.yaml"
+    path.write_text("sites:\n  - {label: p, scheduler: pbspro, host: h, gres: 'gpu:1'}\n")
+    with pytest.raises(SitesError, match="gres is a Slurm option; a pbspro site has none"):
+        load_sites(path)
+
+
+def test_ssh_options_reach_the_ssh_config_and_the_inventory(tmp_path: Path) -> None:
+    path = tmp_path / "sites.yaml"
+    path.write_text(
+        "sites:\n  - {label: a, scheduler: slurm, host: h, proxy_jump: j,"
+        " ssh_options: {ServerAliveInterval: '5', Ciphers: 'aes256-gcm@openssh.com'}}\n"
+    )
+    (site,) = load_sites(path)
+    text = render_ssh_config([site], tmp_path / "kh", False, tmp_path / "cm")
+    host_block = text.split("Host *")[0]
+    assert "    Ciphers aes256-gcm@openssh.com\n    ServerAliveInterval 5\n" in host_block
+    assert site_hostvars(site)["ansible_ssh_common_args"] == (
+        "-o ProxyJump=j -o Ciphers=aes256-gcm@openssh.com -o ServerAliveInterval=5"
+    )
+
+
+def test_the_sites_reference_is_generated_from_the_models() -> None:
+    reference = REPO / "docs" / "sites-reference.md"
+    assert reference.read_text() == sites_reference(), "run: pwgen schema --markdown -o " + str(
+        reference
+    )
+    schema = sites_schema()
+    assert schema["$defs"]["Site"]["additionalProperties"] is False
+    assert "ssh_options" in schema["$defs"]["Site"]["properties"]

@@ -213,9 +213,18 @@ def _remote_provider(
 def _slurm_settings(partition: Partition, origin: SiteOrigin) -> Settings:
     settings = Settings()
     settings["partition"] = partition_setting(partition, origin)
-    settings.given(origin, "account", "qos")
+    settings.given(origin, "account", "qos", "constraint", "gres", "gpus_per_node")
     settings.update(node_shape(partition))
+    settings.given(origin, "mem_per_node", "exclusive")  # the site's own beat the facts'
+    _scheduler_options(settings, origin)
     return settings
+
+
+def _scheduler_options(settings: Settings, origin: SiteOrigin) -> None:
+    """The site's directive lines, in every block's batch script."""
+    if origin.site.scheduler_options:
+        lines = "\n".join(origin.site.scheduler_options)
+        settings["scheduler_options"] = Setting(lines, origin.label)
 
 
 def _pbspro_settings(partition: Partition, origin: SiteOrigin) -> Settings:
@@ -228,6 +237,12 @@ def _pbspro_settings(partition: Partition, origin: SiteOrigin) -> Settings:
         settings["cpus_per_node"] = Setting(
             partition.cpus_per_node, f"{FACTS}: queue {partition.name}"
         )
+    site = origin.site
+    chunk = [f"ngpus={site.gpus_per_node}"] if site.gpus_per_node else []
+    chunk += [f"mem={site.mem_per_node}gb"] if site.mem_per_node else []
+    if chunk:  # added to each chunk of the block's `-l select=`
+        settings["select_options"] = Setting(":".join(chunk), origin.label)
+    _scheduler_options(settings, origin)
     return settings
 
 

@@ -49,6 +49,8 @@ def _host_lines(site: Site) -> list[str]:
         lines += [f"IdentityFile {quote_path(_expand(site.identity_file))}", "IdentitiesOnly yes"]
     if site.proxy_jump:
         lines.append(f"ProxyJump {site.proxy_jump}")
+    # One word each, from a list of harmless options (pwgen.siteoptions checked them).
+    lines += [f"{name} {value}" for name, value in sorted(site.ssh_options.items())]
     return lines
 
 
