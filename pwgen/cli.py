@@ -42,7 +42,13 @@ _ClickException: type[Exception] = _UsageError.__base__  # type: ignore[assignme
 
 SitesOption = Annotated[
     Path,
-    typer.Option("--sites", "-s", help="Sites file (YAML).", envvar="PWGEN_SITES"),
+    typer.Option(
+        "--sites",
+        "-s",
+        help="Sites file (YAML), or `pw`: the clusters of your Parallel Works account "
+        "($PW_API_KEY).",
+        envvar="PWGEN_SITES",
+    ),
 ]
 KnownHostsOption = Annotated[
     list[Path] | None,
@@ -116,10 +122,33 @@ def config(
     """Write a readable Parsl config module (`config`) for the sites."""
     from pwgen.configgen import render_config
     from pwgen.fileio import atomic_write
-    from pwgen.sites import load_sites
 
-    atomic_write(output, render_config(load_sites(sites), source=str(sites)))
+    atomic_write(output, render_config(_load_sites(sites), source=str(sites)))
     typer.echo(f"wrote {output}")
+
+
+@app.command()
+def sites(
+    source: Annotated[
+        str, typer.Option("--from", help="`pw` (the PW API, key in $PW_API_KEY) or a sites file.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The sites file to write; - for stdout.")
+    ] = Path("-"),
+) -> None:
+    """Freeze sites (e.g. the PW API's clusters now) into a sites.yaml you can edit."""
+    from pwgen.fileio import atomic_write
+    from pwgen.report import warn_skipped
+    from pwgen.sources import load_source, render_sites_file
+
+    loaded = load_source(source)
+    warn_skipped(loaded.skipped)
+    text = render_sites_file(loaded.sites, loaded.name)
+    if str(output) == "-":
+        typer.echo(text, nl=False)
+        return
+    atomic_write(output, text)
+    typer.echo(f"wrote {output} ({len(loaded.sites)} sites from {loaded.name})")
 
 
 @app.command()
@@ -203,9 +232,8 @@ def run(
     from pwgen.preflight import PreflightError
     from pwgen.report import print_version_table
     from pwgen.run import RunOptions, run_workflow
-    from pwgen.sites import load_sites
 
-    loaded = load_sites(sites)
+    loaded = _load_sites(sites)
     options = RunOptions(
         failover=failover,
         retries=retries,
@@ -242,10 +270,9 @@ def provision(
 ) -> None:
     """Install the pinned Parsl env, relay and Flux on every site and gather its facts."""
     from pwgen.provision import provision as run_provision
-    from pwgen.sites import load_sites
     from pwgen.ssh import prepare_ssh
 
-    chosen = select_sites(load_sites(sites), limit or [])
+    chosen = select_sites(_load_sites(sites), limit or [])
     trusted = trusted_known_hosts(sites, known_hosts)
     ssh = prepare_ssh(chosen, STATE_DIR, trusted, accept_new_host_keys)
     if as_json:
@@ -281,8 +308,26 @@ def trusted_known_hosts(sites: Path, named: list[Path] | None) -> list[Path]:
     def confirm(path: Path) -> bool:
         return typer.confirm(f"Trust the host keys in {path} (next to the sites file)?")
 
+    if _is_pw(sites):  # no sites file: only the files named
+        return list(named or [])
     pinned = StateLayout(STATE_DIR).known_hosts
     return adjacent_known_hosts(sites, pinned, confirm) + list(named or [])
+
+
+def _is_pw(sites: Path) -> bool:
+    from pwgen.sources import PW_SOURCE
+
+    return str(sites) == PW_SOURCE
+
+
+def _load_sites(sites: Path) -> "list[Site]":
+    """A sites file, or `pw`: the PW account's usable clusters, asked now."""
+    from pwgen.report import warn_skipped
+    from pwgen.sources import load_source
+
+    loaded = load_source(str(sites))
+    warn_skipped(loaded.skipped)
+    return loaded.sites
 
 
 def select_sites(all_sites: "list[Site]", labels: list[str]) -> "list[Site]":
@@ -313,7 +358,6 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
 ) -> None:
     """Sites (facts, ssh master, tunnels, blocks) and the last runs of this project."""
-    from pwgen.sites import load_sites
     from pwgen.status import gather_status, print_status, status_json
 
     if run_id is not None:
@@ -322,7 +366,7 @@ def status(
 
     if sites is None and Path("sites.yaml").is_file():
         sites = Path("sites.yaml")
-    report = gather_status(STATE_DIR, load_sites(sites) if sites else None, last)
+    report = gather_status(STATE_DIR, _load_sites(sites) if sites else None, last)
     if as_json:
         typer.echo(json.dumps(status_json(report), indent=2))
     else:

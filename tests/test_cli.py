@@ -142,6 +142,37 @@ def test_inventory_from_pw_warns_about_skipped_clusters(
     assert "gpu_cluster_v2" in result.stdout
 
 
+def test_pw_is_a_source_everywhere_and_sites_freezes_it(
+    tmp_path: Path, pw_server: PWServer
+) -> None:
+    env = {**pw_server.env(), "PWGEN_PW_IDENTITY_FILE": "/keys/pw_ed25519"}
+    result = run_pwgen("sites", "--from", "pw", "-o", "sites.yaml", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "wrote sites.yaml (2 sites from PW API at" in result.stdout
+    frozen = yaml.safe_load((tmp_path / "sites.yaml").read_text())["sites"]
+    assert [site["label"] for site in frozen] == ["gpu_cluster_v2", "pbs_west"]
+    assert frozen[0]["user"] == "alice" and frozen[0]["identity_file"] == "/keys/pw_ed25519"
+    # The frozen file is a sites file like any other; `--sites pw` asks the API again.
+    assert run_pwgen("inventory", "--from", "sites.yaml", "-o", "-", cwd=tmp_path).returncode == 0
+    # config, provision and status take `--sites pw` (here they stop where they must:
+    # nothing was provisioned, no host key is pinned).
+    expected = {
+        "config": "site 'gpu_cluster_v2' (slurm): no facts gathered for it yet",
+        "provision": "site 'gpu_cluster_v2': no pinned host key for 192.0.2.10",
+        "status": "",
+    }
+    for command, error in expected.items():
+        result = run_pwgen(command, "--sites", "pw", cwd=tmp_path, env=env)
+        assert result.returncode == (2 if error else 0), result.stderr
+        assert "warning: skipped 2 cluster(s)" in result.stderr  # the API was asked
+        assert error in result.stderr.strip().splitlines()[-1]
+    assert "pbs_west" in result.stdout  # status lists the API's sites
+    env["PWGEN_PW_USER"] = "bad user"
+    result = run_pwgen("sites", "--from", "pw", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "$PWGEN_PW_USER/$PWGEN_PW_IDENTITY_FILE:" in result.stderr
+
+
 def test_the_cli_starts_without_loading_parsl() -> None:
     """Importing Parsl costs ~0.6 s: `pwgen --help`, `status`, `inventory` never pay it."""
     code = (
