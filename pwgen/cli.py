@@ -219,6 +219,12 @@ def run(
         ),
     ] = False,
     known_hosts: KnownHostsOption = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress and no summary line.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="End with a JSON report as stdout's last line.")
+    ] = False,
     config_file: Annotated[
         Path | None,
         typer.Option(
@@ -243,6 +249,8 @@ def run(
         cool_down=cool_down,
         monitor=monitor,
         config_file=config_file.resolve() if config_file else None,
+        progress="quiet" if quiet else ("live" if sys.stderr.isatty() else "lines"),
+        json_report=as_json,
     )
     try:
         remote = any(not site.is_local for site in loaded)

@@ -12,6 +12,7 @@ broken tunnel are retried, and a site unreachable at the start is left out (unle
 every site is required). What failover did goes into the manifest.
 """
 
+import json
 import logging
 import platform
 import signal
@@ -40,6 +41,7 @@ from pwgen.manifest import (
     write_manifest,
 )
 from pwgen.preflight import PreflightError, check_versions, unreachable_reasons
+from pwgen.progress import Mode, RunProgress, Sample, json_report, summary_line
 from pwgen.run_config import load_run_config
 from pwgen.sites import Site
 from pwgen.ssh import prepare_ssh
@@ -58,6 +60,8 @@ class RunOptions:
     cool_down: float = COOL_DOWN
     monitor: bool = False
     config_file: Path | None = None  # the user's own config (`--config`), else generated
+    progress: Mode = "quiet"  # the CLI picks live (a terminal) or lines
+    json_report: bool = False
 
 
 def run_workflow(
@@ -103,13 +107,16 @@ def run_workflow(
         enabled=options.failover, threshold=options.avoid_after, cool_down=options.cool_down
     )
     _configure(config, failover, options, run, workflow)
-    exit_code = EXIT_WORKFLOW_FAILED
+    exit_code, last = EXIT_WORKFLOW_FAILED, None
     try:
         with _sigterm_as_exit(), _log_to(run.log):
             dfk, watch = _load(config, failover, options, manifest)
+            progress = RunProgress(dfk, failover, run.run_id, options.progress)
+            progress.start()
             try:
                 exit_code = _run_and_wait(dfk, workflow, args, manifest)
             finally:
+                last = progress.stop()
                 _unload(dfk, watch, manifest)
     except KeyboardInterrupt:
         print("pwgen: interrupted; sites torn down", file=sys.stderr)
@@ -118,7 +125,19 @@ def run_workflow(
         manifest.failover = failover.report()
         _print_failover_summary(manifest.failover)
         finish_manifest(run.path, manifest, exit_code)
+        _report_end(last, run.run_id, exit_code, manifest.failover, options)
     return exit_code
+
+
+def _report_end(
+    last: Sample | None, run_id: str, exit_code: int, failover: dict[str, Any], options: RunOptions
+) -> None:
+    """The summary line (stderr), and with --json the report (stdout's last line)."""
+    if last is not None and options.progress != "quiet":
+        print(summary_line(last, run_id, exit_code), file=sys.stderr)
+    if options.json_report:
+        report = json_report(last, run_id, exit_code, failover) if last else {"run_id": run_id}
+        print(json.dumps({**report, "exit_code": exit_code}), flush=True)
 
 
 def _configure(

@@ -1,6 +1,9 @@
 """End to end on the local site: `pwgen run` with real Parsl, and nothing left running."""
 
+import contextlib
 import json
+import os
+import pty
 import signal
 import subprocess
 from pathlib import Path
@@ -120,6 +123,47 @@ def test_run_with_the_users_edited_config(tmp_path: Path) -> None:
         result.stderr.strip().endswith("no.py: config file not found") or "no.py" in result.stderr
     )
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    _assert_nothing_left_running()
+
+
+def test_progress_lines_summary_and_json_report(tmp_path: Path) -> None:
+    workflow = _workflow(
+        tmp_path,
+        "import time\n@python_app(executors=['local'])\ndef nap(i):\n"
+        "    import time; time.sleep(1); return i\n\n"
+        "futures = [nap(i) for i in range(4)]\ntime.sleep(2.5)\n"
+        "print('sum', sum(f.result() for f in futures))\n",
+    )
+    argv = ["run", str(workflow), "--sites", str(LOCAL_SITES), "--json"]
+    result = run_pwgen(*argv, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    # Not a terminal: plain progress lines on stderr, then the summary.
+    progress = [line for line in result.stderr.splitlines() if line.startswith("pwgen: run ")]
+    assert len(progress) >= 2, result.stderr
+    assert " waiting, 0 moved | local: " in progress[0] and " workers" in progress[0]
+    assert progress[-1].endswith(": 4 task(s) done, 0 failed, 0 moved")
+    assert "finished after" in progress[-1]
+    stdout = result.stdout.splitlines()
+    assert stdout[0] == "sum 6"
+    report = json.loads(stdout[-1])
+    assert (report["done"], report["failed"], report["exit_code"]) == (4, 0, 0)
+    assert set(report["sites"]) == {"local"} and report["run_id"] in progress[-1]
+    quiet = run_pwgen("run", str(workflow), "--sites", str(LOCAL_SITES), "-q", cwd=tmp_path)
+    assert quiet.returncode == 0 and "pwgen: run " not in quiet.stderr, quiet.stderr
+    # On a terminal: a table redrawn in place (cursor movements), then the summary.
+    terminal, stderr = pty.openpty()
+    argv = [str(PWGEN), "run", str(workflow), "--sites", str(LOCAL_SITES)]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr)
+    os.close(stderr)
+    shown = b""
+    with contextlib.suppress(OSError):  # EIO once the run has closed the terminal
+        while chunk := os.read(terminal, 65536):
+            shown += chunk
+    assert proc.wait(timeout=120) == 0
+    os.close(terminal)
+    text = shown.decode(errors="replace")
+    assert "blocks running" in text and "\x1b[" in text, text
+    assert "4 task(s) done, 0 failed, 0 moved" in text
     _assert_nothing_left_running()
 
 
