@@ -27,7 +27,7 @@ app = typer.Typer(
     name="pwgen",
     help="Run one Parsl workflow across several HPC clusters at once.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
 )
 app.add_typer(lab_app, name="lab")
@@ -118,13 +118,19 @@ def config(
     output: Annotated[Path, typer.Option("--output", "-o", help="Config module to write.")] = Path(
         "parsl_config.py"
     ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
 ) -> None:
     """Write a readable Parsl config module (`config`) for the sites."""
     from pwgen.configgen import render_config
     from pwgen.fileio import atomic_write
 
-    atomic_write(output, render_config(_load_sites(sites), source=str(sites)))
-    typer.echo(f"wrote {output}")
+    chosen = _load_sites(sites)
+    atomic_write(output, render_config(chosen, source=str(sites)))
+    if as_json:
+        report = {"config": str(output), "sites": [site.label for site in chosen]}
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        typer.echo(f"wrote {output}")
 
 
 @app.command()

@@ -261,7 +261,7 @@ CASES: dict[str, Case] = {
         (
             "lab",
             "up",
-            "--sites",
+            "--site-count",
             "0",
             "--name",
             "pwsec",
@@ -270,7 +270,7 @@ CASES: dict[str, Case] = {
             "--state-dir",
             "lab",
         ),
-        ("--sites 0", "between 1 and"),
+        ("--site-count 0", "between 1 and"),
     ),
     "cli_lab_public_subnet": Case(
         ("lab", "up", "--name", "pwsec", "--subnet", "8.8.0.0/16", "--state-dir", "lab"),

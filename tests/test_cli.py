@@ -39,6 +39,19 @@ def test_config_overwrites_atomically(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["parsl_config.py", "sites.yaml"]
 
 
+def test_config_json_and_shell_completion(tmp_path: Path) -> None:
+    (tmp_path / "sites.yaml").write_text("sites:\n  - {label: local, scheduler: local}\n")
+    result = run_pwgen("config", "--json", "-o", "c.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"config": "c.py", "sites": ["local"]}
+    result = run_pwgen("--show-completion", "bash", cwd=tmp_path)
+    assert result.returncode == 0 and "_pwgen_completion()" in result.stdout
+    # What bash gets back when completing `pwgen pro`.
+    env = {"_PWGEN_COMPLETE": "complete_bash", "COMP_WORDS": "pwgen pro", "COMP_CWORD": "1"}
+    result = run_pwgen(cwd=tmp_path, env=env)
+    assert result.stdout.split() == ["provision"], result.stdout + result.stderr
+
+
 def test_inventory_to_stdout_and_a_thousand_sites_summarised(tmp_path: Path) -> None:
     (tmp_path / "sites.yaml").write_text(GOOD_SITES)
     result = run_pwgen("inventory", "--from", "sites.yaml", "-o", "-", cwd=tmp_path)

@@ -37,7 +37,7 @@ PREFIX = "pwtest"
 SUBNET = "10.252.0.0/16"
 # A fixed place, so a run killed half-way is cleaned up by the next one.
 STATE_DIR = Path(tempfile.gettempdir()) / "pwgen-test-lab"
-UP_ARGS = ["--sites", "2", "--compute-nodes", "2", "--name", PREFIX, "--subnet", SUBNET]
+UP_ARGS = ["--site-count", "2", "--compute-nodes", "2", "--name", PREFIX, "--subnet", SUBNET]
 
 
 def _up() -> lifecycle.UpResult:

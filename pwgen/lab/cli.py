@@ -67,7 +67,9 @@ def up(
     sites: Annotated[
         int | None,
         typer.Option(
-            "--sites", "-n", help="Number of sites (default 2; a lab that is up keeps its own)."
+            "--site-count",
+            help="Number of sites (default 2; a lab that is up keeps its own). "
+            "Not --sites: elsewhere that names a sites file.",
         ),
     ] = None,
     compute_nodes: Annotated[
