@@ -370,12 +370,22 @@ def status(
         typer.Option("--run", help="One run's tasks per site (a run made with --monitor)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            help="With --run: draw the run (sites, tasks over time, moves, blocks) "
+            "as a self-contained .html page or an .svg.",
+        ),
+    ] = None,
 ) -> None:
     """Sites (facts, ssh master, tunnels, blocks) and the last runs of this project."""
     from pwgen.status import gather_status, print_status, status_json
 
+    if plot is not None and run_id is None:
+        raise typer.BadParameter("--plot draws one run: give it with --run ID")
     if run_id is not None:
-        _run_tasks(run_id, as_json)
+        _run_tasks(run_id, as_json, plot)
         return
 
     if sites is None and Path("sites.yaml").is_file():
@@ -387,12 +397,17 @@ def status(
         print_status(report)
 
 
-def _run_tasks(run_id: str, as_json: bool) -> None:
+def _run_tasks(run_id: str, as_json: bool, plot: Path | None = None) -> None:
+    from pwgen.status.plot import plot_run
     from pwgen.status.render import print_run_tasks
     from pwgen.status.tasks import read_run_tasks, run_tasks_json
 
     if not run_id or "/" in run_id or run_id.startswith("."):
         raise typer.BadParameter(f"{run_id!r} is not a run id (`pwgen status` lists the runs)")
+    if plot is not None:
+        drawn = plot_run(STATE.run(run_id).path, plot)
+        typer.echo(f"wrote {plot}: {drawn}")
+        return
     tasks = read_run_tasks(STATE.run(run_id).path)
     if as_json:
         typer.echo(json.dumps(run_tasks_json(tasks), indent=2))

@@ -8,10 +8,12 @@ state mid-run move to the other site, pinned apps fail with the site's error,
 
 import json
 import time
+from collections import Counter
 from concurrent.futures import Future
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 from helpers import parsl_processes, run_pwgen
@@ -308,6 +310,23 @@ def test_tasks_of_a_broken_site_move_and_are_counted(project: Path) -> None:
     assert tasks["a"]["failed"] == 1  # the pinned app
     assert tasks["a"]["moved_out"] == tasks["b"]["moved_in"] == failover["moves"]
     assert json.loads(shown.stdout)["unfinished"] == 0
+    # The picture of the run, read back as a person would see it: a lane per site, a
+    # bar per try coloured by outcome, an arrow per move.
+    drawn = run_pwgen("status", "--run", run_dir.name, "--plot", "run.html", cwd=project)
+    assert drawn.returncode == 0, drawn.stderr
+    page = (project / "run.html").read_text()
+    svg = ElementTree.fromstring(page[page.index("<svg") : page.index("</svg>") + 6])
+    ns = "{http://www.w3.org/2000/svg}"
+    lanes = [t.text for t in svg.iter(f"{ns}text") if t.get("class") == "lane"]
+    assert lanes == ["a", "b"]
+    outcomes = Counter(r.get("class") for r in svg.iter(f"{ns}rect"))
+    tries = sum(site["tries"] for site in tasks.values())
+    assert outcomes["done"] == 44 and outcomes["moved"] == failover["moves"]
+    assert outcomes["done"] + outcomes["moved"] + outcomes["failed"] == tries
+    arrows = [line for line in svg.iter(f"{ns}line") if line.get("class") == "move"]
+    assert len(arrows) == failover["moves"]
+    assert outcomes["block-running"] >= 2  # each site's block, running
+    assert f"{tries} tries on 2 site(s), {failover['moves']} moved" in drawn.stdout
 
 
 @pytest.mark.e2e

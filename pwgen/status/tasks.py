@@ -80,15 +80,20 @@ def read_run_tasks(run_dir: Path) -> RunTasks:
                 "SELECT task_id, task_executor, task_try_time_running, task_try_time_returned "
                 "FROM try ORDER BY task_id, try_id"
             ).fetchall()
-            states = dict(
-                conn.execute(
-                    "SELECT task_id, task_status_name FROM status s WHERE timestamp = "
-                    "(SELECT MAX(timestamp) FROM status WHERE task_id = s.task_id)"
-                ).fetchall()
-            )
+            states = final_states(conn)
     except sqlite3.Error as err:
         raise MonitoringError(f"{db}: cannot read the monitoring database: {err}") from None
     return _summarise(run_dir.name, tries, states)
+
+
+def final_states(conn: sqlite3.Connection) -> dict[int, str]:
+    """Each task's last state in the monitoring database (its `status` rows)."""
+    return dict(
+        conn.execute(
+            "SELECT task_id, task_status_name FROM status s WHERE timestamp = "
+            "(SELECT MAX(timestamp) FROM status WHERE task_id = s.task_id)"
+        ).fetchall()
+    )
 
 
 def _summarise(
