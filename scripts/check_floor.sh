@@ -4,7 +4,7 @@
 # pwgen's internals check and the Parsl- and CLI-heavy offline tests against them.
 #
 #   bash scripts/check_floor.sh                 # the floors pyproject declares
-#   PARSL=2025.10.6 bash scripts/check_floor.sh # try another version (bisecting a floor)
+#   PARSL=2026.1.5 bash scripts/check_floor.sh  # another version pyproject allows
 #
 # Needs PyPI (or the pip cache) for the pinned versions; about 3 minutes with a warm
 # cache. FLOOR_VENV names the virtualenv (default /tmp/pwgen-floor-venv, reused).
@@ -34,7 +34,7 @@ PYTHON=${PYTHON:-python3}
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip
-"${pip[@]}" install -e . "parsl==$PARSL" "typer==$TYPER" pytest hypothesis psutil
+"${pip[@]}" install -e ".[monitoring]" "parsl==$PARSL" "typer==$TYPER" pytest hypothesis psutil
 "${pip[@]}" check
 echo "check_floor.sh: parsl $PARSL, typer $TYPER in $VENV"
 
