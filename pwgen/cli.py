@@ -4,6 +4,7 @@ Exit codes: 0 success, 1 the workflow itself failed, 2 bad input (one line on
 stderr, never a traceback), 130 interrupted.
 """
 
+import importlib
 import json
 import sys
 from dataclasses import asdict
@@ -35,10 +36,6 @@ app.add_typer(lab_app, name="lab")
 #: The project's working state, `.pwgen/` under the current directory.
 STATE = StateLayout()
 STATE_DIR = STATE.root
-
-# Newer typer vendors its own click; reach its exception classes through a public name.
-_UsageError: type[Exception] = typer.BadParameter.__base__  # type: ignore[assignment]
-_ClickException: type[Exception] = _UsageError.__base__  # type: ignore[assignment]
 
 SitesOption = Annotated[
     Path,
@@ -241,6 +238,8 @@ def run(
     ] = None,
 ) -> None:
     """Run a workflow on the sites; its apps name sites by label in executors=[...]."""
+    if monitor:
+        _require_monitoring()
     from pwgen.preflight import PreflightError
     from pwgen.report import print_version_table
     from pwgen.run import RunOptions, run_workflow
@@ -267,6 +266,18 @@ def run(
             print_version_table(err.rows)
         raise
     raise typer.Exit(code)
+
+
+def _require_monitoring() -> None:
+    """`--monitor` needs Parsl monitoring's SQLAlchemy, an extra: say so before any site
+    is touched (without it Parsl's MonitoringHub raises only after the sites' preflight)."""
+    try:
+        importlib.import_module("sqlalchemy")
+    except ImportError as err:
+        raise PwgenError(
+            f"--monitor needs SQLAlchemy ({err.msg}): pip install 'pwgen[monitoring]' "
+            "(pipx: pipx inject pwgen 'parsl[monitoring]')"
+        ) from None
 
 
 @app.command()
@@ -441,12 +452,10 @@ def main() -> None:
         code = app(standalone_mode=False)
     except PwgenError as err:
         _fail(str(err), err.exit_code)
-    except _UsageError as err:
-        ctx = getattr(err, "ctx", None)
+    except typer.TyperException as err:  # typer >= 0.27.2: the base of its (click's) errors
+        ctx = getattr(err, "ctx", None)  # usage errors (exit code 2) know their command
         hint = f" (see `{ctx.command_path} --help`)" if ctx else ""
-        _fail(f"{err.format_message()}{hint}", 2)  # type: ignore[attr-defined]
-    except _ClickException as err:
-        _fail(err.format_message(), err.exit_code)  # type: ignore[attr-defined]
+        _fail(f"{err.format_message()}{hint}", err.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         _fail("interrupted", 130)
     sys.exit(code if isinstance(code, int) else 0)

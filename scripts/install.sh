@@ -36,5 +36,5 @@ PYTHON=${PYTHON:-python3}
 }
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,monitoring]'
 echo "install.sh: pwgen installed in .venv ($(.venv/bin/pwgen --version))"
