@@ -298,7 +298,17 @@ def main() -> None:
     lab = ["--state-dir", str(lab_dir)]
     checks: dict[str, list[str]] = {}
     try:
-        up = ["up", "--site-count", "1", "--compute-nodes", "1", "--name", PREFIX, "--subnet", SUBNET]
+        up = [
+            "up",
+            "--site-count",
+            "1",
+            "--compute-nodes",
+            "1",
+            "--name",
+            PREFIX,
+            "--subnet",
+            SUBNET,
+        ]
         pwgen("lab", *up, *lab, cwd=project)
         site = yaml.safe_load(sites.read_text())["sites"][0]
         label, site_uid = site["label"], pwd.getpwnam(site["user"]).pw_uid

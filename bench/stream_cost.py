@@ -108,7 +108,17 @@ def main() -> None:
     os.chdir(project)
     lab = ["--state-dir", str(lab_dir)]
     try:
-        up = ["up", "--site-count", "2", "--compute-nodes", "1", "--name", PREFIX, "--subnet", SUBNET]
+        up = [
+            "up",
+            "--site-count",
+            "2",
+            "--compute-nodes",
+            "1",
+            "--name",
+            PREFIX,
+            "--subnet",
+            SUBNET,
+        ]
         pwgen("lab", *up, *lab, cwd=project)
         pwgen("provision", "--sites", str(sites), cwd=project)
         config_file = project / "parsl_config.py"
