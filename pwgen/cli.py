@@ -14,6 +14,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pwgen import __version__
+from pwgen.cli_options import (
+    STATE,
+    STATE_DIR,
+    KnownHostsOption,
+    SitesOption,
+    is_pw,
+    load_site_list,
+)
+from pwgen.cli_sites import register_site_commands
 from pwgen.errors import PwgenError
 from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, QUEUE_WAIT
 from pwgen.lab.cli import app as lab_app
@@ -32,30 +41,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(lab_app, name="lab")
-
-#: The project's working state, `.pwgen/` under the current directory.
-STATE = StateLayout()
-STATE_DIR = STATE.root
-
-SitesOption = Annotated[
-    Path,
-    typer.Option(
-        "--sites",
-        "-s",
-        help="Sites file (YAML), or `pw`: the clusters of your Parallel Works account "
-        "($PW_API_KEY).",
-        envvar="PWGEN_SITES",
-    ),
-]
-KnownHostsOption = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--known-hosts",
-        help="Trust the host keys in this file (repeatable); a known_hosts next to the "
-        "sites file is used only when named here, confirmed at the prompt, or written "
-        "by `pwgen lab`.",
-    ),
-]
+register_site_commands(app)
 
 
 def _version(value: bool) -> None:
@@ -71,108 +57,6 @@ def _main(
     ] = False,
 ) -> None:
     """Run one Parsl workflow across several HPC clusters at once."""
-
-
-@app.command()
-def inventory(
-    source: Annotated[
-        str, typer.Option("--from", help="`pw` (the PW API, key in $PW_API_KEY) or a sites file.")
-    ],
-    output: Annotated[
-        Path,
-        typer.Option(
-            "--output", "-o", help="Inventory file to write (its directory is made); - for stdout."
-        ),
-    ] = Path("inventory/pwgen.yml"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
-) -> None:
-    """Turn sites into an Ansible inventory (written atomically)."""
-    from pwgen.inventory import render_inventory, write_inventory
-    from pwgen.sources import load_source
-
-    loaded = load_source(source)
-    if str(output) == "-":  # the inventory itself is the output: no report
-        typer.echo(render_inventory(loaded.sites, loaded.name), nl=False)
-        return
-    write_inventory(loaded.sites, output, loaded.name)
-    if as_json:
-        report = {
-            "inventory": str(output),
-            "sites": [site.label for site in loaded.sites],
-            "skipped": [asdict(skipped) for skipped in loaded.skipped],
-        }
-        typer.echo(json.dumps(report, indent=2))
-        return
-    from pwgen.report import print_sites, warn_skipped
-
-    warn_skipped(loaded.skipped)
-    print_sites(loaded.sites, title=f"{output} ({len(loaded.sites)} sites from {loaded.name})")
-
-
-@app.command()
-def config(
-    sites: SitesOption = Path("sites.yaml"),
-    output: Annotated[Path, typer.Option("--output", "-o", help="Config module to write.")] = Path(
-        "parsl_config.py"
-    ),
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
-) -> None:
-    """Write a readable Parsl config module (`config`) for the sites."""
-    from pwgen.configgen import render_config
-    from pwgen.fileio import atomic_write
-
-    chosen = _load_sites(sites)
-    atomic_write(output, render_config(chosen, source=str(sites)))
-    if as_json:
-        report = {"config": str(output), "sites": [site.label for site in chosen]}
-        typer.echo(json.dumps(report, indent=2))
-    else:
-        typer.echo(f"wrote {output}")
-
-
-@app.command()
-def sites(
-    source: Annotated[
-        str, typer.Option("--from", help="`pw` (the PW API, key in $PW_API_KEY) or a sites file.")
-    ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="The sites file to write; - for stdout.")
-    ] = Path("-"),
-) -> None:
-    """Freeze sites (e.g. the PW API's clusters now) into a sites.yaml you can edit."""
-    from pwgen.fileio import atomic_write
-    from pwgen.report import warn_skipped
-    from pwgen.sources import load_source, render_sites_file
-
-    loaded = load_source(source)
-    warn_skipped(loaded.skipped)
-    text = render_sites_file(loaded.sites, loaded.name)
-    if str(output) == "-":
-        typer.echo(text, nl=False)
-        return
-    atomic_write(output, text)
-    typer.echo(f"wrote {output} ({len(loaded.sites)} sites from {loaded.name})")
-
-
-@app.command()
-def schema(
-    markdown: Annotated[
-        bool, typer.Option("--markdown", help="The reference page (docs/sites-reference.md).")
-    ] = False,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write it here (default: stdout).")
-    ] = None,
-) -> None:
-    """The JSON Schema of sites.yaml, generated from pwgen's models (or its reference)."""
-    from pwgen.fileio import atomic_write
-    from pwgen.schema import sites_reference, sites_schema
-
-    text = sites_reference() if markdown else json.dumps(sites_schema(), indent=2) + "\n"
-    if output is None:
-        typer.echo(text, nl=False)
-    else:
-        atomic_write(output, text)
-        typer.echo(f"wrote {output}")
 
 
 @app.command()
@@ -244,7 +128,7 @@ def run(
     from pwgen.report import print_version_table
     from pwgen.run import RunOptions, run_workflow
 
-    loaded = _load_sites(sites)
+    loaded = load_site_list(sites)
     options = RunOptions(
         failover=failover,
         retries=retries,
@@ -297,7 +181,7 @@ def provision(
     from pwgen.provision import provision as run_provision
     from pwgen.ssh import prepare_ssh
 
-    chosen = select_sites(_load_sites(sites), limit or [])
+    chosen = select_sites(load_site_list(sites), limit or [])
     trusted = trusted_known_hosts(sites, known_hosts)
     ssh = prepare_ssh(chosen, STATE_DIR, trusted, accept_new_host_keys)
     if as_json:
@@ -327,32 +211,15 @@ def _provision_with_progress(chosen: "list[Site]", ssh: "SshSetup") -> "dict[str
 
 def trusted_known_hosts(sites: Path, named: list[Path] | None) -> list[Path]:
     """The files named with --known-hosts, and the sites file's neighbour if trusted."""
-    from pwgen.layout import StateLayout
     from pwgen.ssh import adjacent_known_hosts
 
     def confirm(path: Path) -> bool:
         return typer.confirm(f"Trust the host keys in {path} (next to the sites file)?")
 
-    if _is_pw(sites):  # no sites file: only the files named
+    if is_pw(sites):  # no sites file: only the files named
         return list(named or [])
     pinned = StateLayout(STATE_DIR).known_hosts
     return adjacent_known_hosts(sites, pinned, confirm) + list(named or [])
-
-
-def _is_pw(sites: Path) -> bool:
-    from pwgen.sources import PW_SOURCE
-
-    return str(sites) == PW_SOURCE
-
-
-def _load_sites(sites: Path) -> "list[Site]":
-    """A sites file, or `pw`: the PW account's usable clusters, asked now."""
-    from pwgen.report import warn_skipped
-    from pwgen.sources import load_source
-
-    loaded = load_source(str(sites))
-    warn_skipped(loaded.skipped)
-    return loaded.sites
 
 
 def select_sites(all_sites: "list[Site]", labels: list[str]) -> "list[Site]":
@@ -401,7 +268,7 @@ def status(
 
     if sites is None and Path("sites.yaml").is_file():
         sites = Path("sites.yaml")
-    report = gather_status(STATE_DIR, _load_sites(sites) if sites else None, last)
+    report = gather_status(STATE_DIR, load_site_list(sites) if sites else None, last)
     if as_json:
         typer.echo(json.dumps(status_json(report), indent=2))
     else:

@@ -174,10 +174,12 @@ def test_a_misspelt_site_is_one_line_with_a_suggestion(tmp_path: Path) -> None:
     )
     result = run_pwgen("run", str(workflow), "--sites", str(LOCAL_SITES), cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == (
+    error, summary = result.stderr.strip().splitlines()[-2:]
+    assert error == (
         f"pwgen: {workflow}:8: executors=[...] names 'locl', not a site of this run "
         "(did you mean 'local'?); the sites: local"
     )
+    assert summary.startswith("pwgen: run ") and " exited 1 after " in summary
     assert "Traceback" not in result.stderr
     _assert_nothing_left_running()
 

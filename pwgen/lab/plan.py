@@ -85,7 +85,7 @@ def make_options(
     network = _parse_subnet(subnet)
     max_sites = min(MAX_SITES, 2 ** (24 - network.prefixlen) - 1)
     if not 1 <= sites <= max_sites:
-        raise LabError(f"--sites {sites}: must be between 1 and {max_sites} for {network}")
+        raise LabError(f"--site-count {sites}: must be between 1 and {max_sites} for {network}")
     if not 1 <= compute_nodes <= MAX_COMPUTE_NODES:
         raise LabError(
             f"--compute-nodes {compute_nodes}: must be between 1 and {MAX_COMPUTE_NODES}"
