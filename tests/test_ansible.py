@@ -1,7 +1,7 @@
 """The Ansible side stays clean and working: ansible-lint and every Molecule scenario.
 
-`ansible-lint` (profile production, `.config/ansible-lint.yml`) checks roles/,
-playbooks/ and molecule/. `molecule test --all` runs each scenario under
+`ansible-lint` (profile production, `.config/ansible-lint.yml`) checks the pwgen.hpc
+collection (pwgen/ansible/) and molecule/. `molecule test --all` runs each scenario under
 molecule/ (one per role plus `provision`, see molecule/README.md) against pwgen
 lab sites that its create/destroy playbooks bring up and take down; it needs root
 and the lab's Debian packages, like the other `lab` tests.
@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from lab_helpers import skip_reason
+
+from pwgen.assets import ansible_dir
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -59,7 +61,9 @@ def _lab_namespaces() -> list[str]:
 
 def test_ansible_lint_is_clean() -> None:
     result = _run(
-        [str(BIN / "ansible-lint")], timeout=600, ANSIBLE_CONFIG=str(REPO / "ansible.cfg")
+        [str(BIN / "ansible-lint")],
+        timeout=600,
+        ANSIBLE_CONFIG=str(ansible_dir() / "ansible.cfg"),
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
 

@@ -1,5 +1,5 @@
 """Site facts: the controller's model (pwgen/facts.py) and the site-side fact module
-(roles/pwgen_site_facts/library/pwgen_site_facts.py), whose parsers are fed sample
+(plugins/modules/site_facts.py), whose parsers are fed sample
 scheduler output here (PBS Pro is not in the lab: its JSON shapes are the documented ones).
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 from facts_samples import COMPUTE, DEBUG, module_facts, provisioned_facts
-from helpers import REPO
 
+from pwgen.assets import collection_dir
 from pwgen.errors import PwgenError
 from pwgen.facts import (
     PROVISION_KEYS,
@@ -32,11 +32,12 @@ from pwgen.facts import (
     write_facts,
 )
 
-MODULE_PATH = REPO / "roles" / "pwgen_site_facts" / "library" / "pwgen_site_facts.py"
+COLLECTION = collection_dir()
+MODULE_PATH = COLLECTION / "plugins" / "modules" / "site_facts.py"
 
 
 def _load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pwgen_site_facts_module", MODULE_PATH)
+    spec = importlib.util.spec_from_file_location("site_facts_module", MODULE_PATH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -200,13 +201,13 @@ def test_model_mirrors_the_module_return_doc() -> None:
 
 
 def test_env_model_mirrors_the_facts_the_env_role_publishes() -> None:
-    """`env` holds the role's `pwgen_parsl_env_*` facts (provision.py strips the prefix)."""
-    tasks = yaml.safe_load((REPO / "roles/pwgen_parsl_env/tasks/preflight.yml").read_text())
+    """`env` holds the role's `parsl_env_*` facts (provision.py strips the prefix)."""
+    tasks = yaml.safe_load((COLLECTION / "roles/parsl_env/tasks/preflight.yml").read_text())
     published = {
-        name.removeprefix("pwgen_parsl_env_")
+        name.removeprefix("parsl_env_")
         for task in tasks
         for name in task.get("ansible.builtin.set_fact", {})
-        if name.startswith("pwgen_parsl_env_")
+        if name.startswith("parsl_env_")
     }
     assert published == set(EnvInfo.model_fields)
 
@@ -668,7 +669,7 @@ def test_env_mismatch_names_what_the_env_runs_and_the_fix() -> None:
     assert wrong is not None
     assert wrong.startswith(f"{env_path}/bin/python reports Parsl 2025.1.1 on Python 3.11,")
     assert "must run Parsl 2026.1.1 on Python 3.11" in wrong
-    assert "pwgen_parsl_env_purge_hashes=[abc123abc123]" in wrong
+    assert "parsl_env_purge_hashes=[abc123abc123]" in wrong
     other_python = mod.env_mismatch(_env("2026.1.1", "3.12.1"), env_path, "2026.1.1", "3.11")
     assert other_python is not None and "on Python 3.12," in other_python
     no_parsl = mod.env_mismatch(_env(None), env_path, "2026.1.1", "")

@@ -23,7 +23,7 @@ else:
     PWGEN_IMPORT_ERROR = None
 
 DOCUMENTATION = r"""
-name: pwgen_pw
+name: pw
 short_description: Parallel Works clusters as pwgen sites
 description:
   - Asks the Parallel Works (PW) API for the user's clusters (C(GET /api/clusters), or the
@@ -33,8 +33,10 @@ description:
     (C(ansible_host), C(ansible_user), C(pwgen_*)) are the same as in the inventory file
     written by C(pwgen inventory --from pw).
   - Clusters that are not usable are listed in a warning.
-  - Requires the pwgen Python package in the Python that runs Ansible.
-  - The configuration file must be named C(pw.yml), C(pw.yaml), C(*pwgen_pw.yml) or similar
+  - Requires the pwgen Python package in the Python that runs Ansible (it reads the API
+    through pwgen's client). Without it, C(pwgen inventory --from pw) writes the same
+    inventory as a file.
+  - The configuration file must be named C(pw.yml), C(pw.yaml), C(*_pw.yml) or similar
     (its name ends in C(pw.yml) or C(pw.yaml)).
 extends_documentation_fragment:
   - constructed
@@ -42,7 +44,7 @@ options:
   plugin:
     description: Marks this file as a source for this plugin.
     required: true
-    choices: [pwgen_pw]
+    choices: [pwgen.hpc.pw, pw]
   api_key:
     description:
       - The PW API key (C(pwt_...)). Never printed.
@@ -65,7 +67,7 @@ options:
 
 EXAMPLES = r"""
 # inventory/pw.yml  (ansible-inventory -i inventory/pw.yml --list)
-plugin: pwgen_pw
+plugin: pwgen.hpc.pw
 keyed_groups:
   - key: pwgen_scheduler
     prefix: sched
@@ -78,8 +80,8 @@ groups:
 _FILE_ENDINGS = ("pw.yml", "pw.yaml")
 
 
-class InventoryModule(BaseInventoryPlugin, Constructable):
-    NAME = "pwgen_pw"
+class InventoryModule(BaseInventoryPlugin, Constructable):  # type: ignore[misc]
+    NAME = "pwgen.hpc.pw"
 
     def verify_file(self, path: str) -> bool:
         return bool(super().verify_file(path)) and path.endswith(_FILE_ENDINGS)
@@ -88,7 +90,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         super().parse(inventory, loader, path, cache)
         if PWGEN_IMPORT_ERROR is not None:
             raise AnsibleParserError(
-                f"the pwgen_pw inventory plugin needs the pwgen package: {PWGEN_IMPORT_ERROR}"
+                "the pwgen.hpc.pw inventory plugin needs the pwgen package in Ansible's"
+                f" Python: {PWGEN_IMPORT_ERROR}"
             )
         self._read_config_data(path)
 
@@ -108,7 +111,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         if found.skipped:
             listed = "; ".join(str(cluster) for cluster in found.skipped)
             self.display.warning(
-                f"pwgen_pw: skipped {len(found.skipped)} cluster(s) of {found.source}: {listed}"
+                f"pwgen.hpc.pw: skipped {len(found.skipped)} cluster(s) of {found.source}: {listed}"
             )
 
         strict = self.get_option("strict")

@@ -1,24 +1,26 @@
-"""The controller's pinned environment: what every site must install, with hashes.
+# The controller's pinned environment: what every site must install, with hashes.
+#
+# Parsl's interchange refuses workers whose Parsl version or Python major.minor
+# differ from the controller's, so the controller is the truth: the lock pins
+# Parsl and its whole dependency closure at the versions installed here, plus a
+# site's extra packages, and records the sha256 of every wheel. The lock's hash
+# names the env on the site, so several pinned versions coexist. A Python without
+# Parsl (plain ansible-playbook with only this collection) names the Parsl version
+# instead, and pip resolves its closure for the site.
+#
+# The wheels are downloaded once on the controller, for the site's Python, CPU and
+# glibc (sites often have no internet), into a cache directory:
+#
+#     <cache>/<spec hash>/wheels/*.whl
+#     <cache>/<spec hash>/requirements.txt     name==version --hash=sha256:... per line
+#     <cache>/<spec hash>/wheels.tar           the wheels as one file, pushed to sites
+#     <cache>/<spec hash>/lock.json            what the playbooks read
+#
+# One copy of the code: the pwgen.hpc.parsl_lock module runs it on the controller, and
+# pwgen imports it (pwgen/lock.py). Standard library and `packaging` only (ansible-core
+# depends on it), so it runs in any Python that runs Ansible.
+from __future__ import annotations
 
-Parsl's interchange refuses workers whose Parsl version or Python major.minor
-differ from the controller's, so the controller is the truth: the lock pins
-Parsl and its whole dependency closure at the versions installed here, plus a
-site's extra packages, and records the sha256 of every wheel. The lock's hash
-names the env on the site, so several pinned versions coexist.
-
-The wheels are downloaded once on the controller, for the site's Python, CPU and
-glibc (sites often have no internet), into a cache directory:
-
-    <cache>/<spec hash>/wheels/*.whl
-    <cache>/<spec hash>/requirements.txt     name==version --hash=sha256:... per line
-    <cache>/<spec hash>/wheels.tar           the wheels as one file, pushed to sites
-    <cache>/<spec hash>/lock.json            what the playbooks read
-
-`python -m pwgen.lock --cache DIR [--extra PKG]...` builds it and prints lock.json,
-so plain `ansible-playbook` runs use the same code as `pwgen provision`.
-"""
-
-import argparse
 import fcntl
 import hashlib
 import importlib.metadata
@@ -37,14 +39,12 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from pwgen.errors import PwgenError
-
 ROOT_PACKAGE = "parsl"
 # The oldest glibc pwgen assumes when a site's is unknown (RHEL/Rocky 7-era clusters).
 DEFAULT_GLIBC = (2, 17)
 
 
-class LockError(PwgenError):
+class LockError(Exception):
     """The pinned environment cannot be built (a wheel is missing for the site, ...)."""
 
 
@@ -113,9 +113,39 @@ def spec_hash(target: Target, pins: dict[str, str], extra: Sequence[str]) -> str
     return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
-def build_lock(cache: Path, target: Target, extra: Sequence[str] = ()) -> Lock:
+def parse_glibc(text: str) -> tuple[int, int]:
+    """`2.36` (or `2.36.1`) as (2, 36)."""
+    match = re.match(r"(\d+)\.(\d+)", text.strip())
+    if not match:
+        raise LockError(f"{text!r} is not a glibc version like 2.36")
+    return int(match[1]), int(match[2])
+
+
+def lock_pins(parsl_version: str = "") -> dict[str, str]:
+    """What the lock pins before pip runs.
+
+    The Parsl installed here with its closure when none is named or the named one is the
+    installed one; else only the named Parsl, whose closure pip resolves for the site.
+    """
+    try:
+        installed = importlib.metadata.version(ROOT_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        installed = ""
+    if parsl_version and parsl_version != installed:
+        return {ROOT_PACKAGE: parsl_version}
+    if not installed:
+        raise LockError(
+            f"{ROOT_PACKAGE} is not installed in {sys.executable}: name the Parsl version"
+            " to pin (the parsl_env role's parsl_env_parsl_version), or install Parsl there"
+        )
+    return controller_pins()
+
+
+def build_lock(
+    cache: Path, target: Target, extra: Sequence[str] = (), parsl_version: str = ""
+) -> Lock:
     """Download (once) the wheels for `target` and write the lock; returns it."""
-    pins = controller_pins()
+    pins = lock_pins(parsl_version)
     directory = cache / spec_hash(target, pins, extra)
     with _exclusive(cache):
         lock_json = directory / "lock.json"
@@ -181,33 +211,3 @@ def _write_lock(directory: Path, target: Target, parsl_version: str) -> Lock:
         tarball=str(tarball.resolve()),
         packages=packages,
     )
-
-
-def _glibc(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"(\d+)\.(\d+)", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a glibc version like 2.36")
-    return int(match[1]), int(match[2])
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pwgen.lock", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--cache", type=Path, required=True, help="wheelhouse cache directory")
-    parser.add_argument("--python", default=Target.python, help="site Python major.minor")
-    parser.add_argument("--arch", default="x86_64", help="site CPU architecture")
-    parser.add_argument("--glibc", type=_glibc, default=DEFAULT_GLIBC, help="site glibc, e.g. 2.36")
-    parser.add_argument("--extra", action="append", default=[], help="extra package (repeatable)")
-    args = parser.parse_args(argv)
-    try:
-        lock = build_lock(args.cache, Target(args.python, args.arch, args.glibc), args.extra)
-    except PwgenError as err:
-        print(f"pwgen.lock: error: {err}", file=sys.stderr)
-        return err.exit_code
-    print(json.dumps(asdict(lock)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

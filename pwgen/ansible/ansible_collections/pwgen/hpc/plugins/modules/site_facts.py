@@ -24,7 +24,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 ---
-module: pwgen_site_facts
+module: site_facts
 short_description: Gather the facts pwgen needs to write a site's Parsl configuration
 version_added: "0.1.0"
 description:
@@ -45,7 +45,7 @@ options:
   env_path:
     description:
       - Directory of the pinned Parsl environment (a venv or conda prefix), for example the
-        C(pwgen_parsl_env_path) fact of the pwgen_parsl_env role. C(~) is expanded.
+        C(parsl_env_path) fact of the pwgen.hpc.parsl_env role. C(~) is expanded.
       - When empty, C(python), C(parsl_version), C(worker_pool), C(relay) and C(worker_helpers)
         are null.
       - A missing environment is not an error (check mode may not have created it yet); the
@@ -94,14 +94,14 @@ author:
 
 EXAMPLES = r"""
 - name: Gather the site facts
-  pwgen_site_facts:
+  pwgen.hpc.site_facts:
     scheduler: slurm
-    env_path: "{{ pwgen_parsl_env_path }}"
-  register: __pwgen_site_facts_result
+    env_path: "{{ parsl_env_path }}"
+  register: __site_facts_result
 
 - name: Show the login node's internal address
   ansible.builtin.debug:
-    msg: "{{ __pwgen_site_facts_result.pwgen_site_facts.internal_address }}"
+    msg: "{{ __site_facts_result.pwgen_site_facts.internal_address }}"
 """
 
 RETURN = r"""
@@ -194,7 +194,7 @@ FACTS_VERSION = 1
 # Runs inside the env's Python: its version, the installed Parsl's (from its package
 # metadata, and the package found on sys.path) and where pwgen_worker is, as one JSON
 # line. Importing Parsl costs half a second of CPU per site on every provision; a new env
-# is import-checked by pwgen_parsl_env, and `pwgen run` imports Parsl live (preflight).
+# is import-checked by pwgen.hpc.parsl_env, and `pwgen run` imports Parsl live (preflight).
 # Without the current directory on sys.path (`-c` puts it first), like a worker.
 _PYTHON_PROBE = (
     "import importlib.metadata, importlib.util, json, platform, sys\n"
@@ -785,7 +785,7 @@ def env_mismatch(
     )
     return (
         f"{found}, but the env must run {wanted} (the pinned lock). Remove the env "
-        f"(playbooks/purge.yml with pwgen_parsl_env_purge_hashes=[{os.path.basename(env_path)}]) "
+        f"(pwgen.hpc.purge with parsl_env_purge_hashes=[{os.path.basename(env_path)}]) "
         "and provision again."
     )
 
@@ -836,7 +836,7 @@ class _Gatherer:
             self.module.fail_json(
                 msg=f"{name} not found on the site (searched PATH and {dirs}): is this a "
                 f"{scheduler} login node? Add the directory holding it to search_path "
-                "(pwgen_site_facts_search_path)."
+                "(site_facts_search_path)."
             )
         self.bin_dir = self.bin_dir or os.path.dirname(found)
         return str(found)

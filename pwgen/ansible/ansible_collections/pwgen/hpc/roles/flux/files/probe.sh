@@ -1,5 +1,5 @@
 #!/bin/sh
-# pwgen_flux's probe of a site (tasks/preflight.yml runs it as `sh -c`). Read-only.
+# pwgen.hpc.flux's probe of a site (tasks/preflight.yml runs it as `sh -c`). Read-only.
 # Prints whether the env is a conda env, the conda binary, and the installed flux-core, as
 # JSON. Arguments: the env path and the conda binary (either may start with ~).
 env=$1 conda=$2

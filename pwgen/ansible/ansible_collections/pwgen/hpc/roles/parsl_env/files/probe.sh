@@ -1,6 +1,6 @@
 #!/bin/sh
-# pwgen_parsl_env's probe of a site (tasks/preflight.yml runs it with `raw`, see
-# __pwgen_parsl_env_probe_command in vars/main.yml): prints the site's home, CPU, glibc,
+# pwgen.hpc.parsl_env's probe of a site (tasks/preflight.yml runs it with `raw`, see
+# __parsl_env_probe_command in vars/main.yml): prints the site's home, CPU, glibc,
 # interpreter, and the envs already installed (by lock hash: conda or venv, sha1 of
 # bin/pwgen-activate), as JSON on its last line. POSIX sh; read-only.
 # Arguments: the env prefix (may start with ~), the conda prefix, then interpreter

@@ -1,6 +1,6 @@
 #!/bin/sh
-# pwgen_relay's probe of a site (tasks/preflight.yml runs it with `raw`, see
-# __pwgen_relay_probe_command in vars/main.yml). Read-only.
+# pwgen.hpc.relay's probe of a site (tasks/preflight.yml runs it with `raw`, see
+# __relay_probe_command in vars/main.yml). Read-only.
 # Prints, as one JSON line, the env's Python (null when there is none), its bin/ and
 # pure-lib site-packages directories, and the sha256 and mode of the relay and of the
 # helpers module installed there (null when missing). Argument: the env (may start with ~).

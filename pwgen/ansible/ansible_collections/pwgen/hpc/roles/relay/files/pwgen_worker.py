@@ -1,6 +1,6 @@
 """pwgen's worker-side helpers: stdlib and Parsl only, imported by Parsl workers on sites.
 
-The pwgen_relay role installs this file next to Parsl in each site env, and the
+The pwgen.hpc.relay role installs this file next to Parsl in each site env, and the
 controller has the same file as part of pwgen, so a function of this module pickled
 by reference on the controller resolves to the same code on a worker.
 
