@@ -217,7 +217,7 @@ def bare_ansible() -> Path:
             timeout=600,
         )
     for module in ("pwgen", "parsl"):
-        found = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True)
+        found = subprocess.run([str(python), "-I", "-c", f"import {module}"], capture_output=True)
         assert found.returncode != 0, f"{venv} can import {module}"
     return venv / "bin"
 
