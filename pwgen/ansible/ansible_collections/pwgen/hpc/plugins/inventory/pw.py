@@ -7,21 +7,6 @@ writes it (`pwgen.inventory.site_groups` / `site_hostvars`).
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
-from ansible.errors import AnsibleParserError
-from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
-
-try:
-    from pwgen.errors import PWAPIError
-    from pwgen.inventory import site_groups, site_hostvars
-    from pwgen.sources.pw import DEFAULT_TIMEOUT, fetch_sites
-except ImportError as err:  # reported by parse(), so ansible-doc still works
-    PWGEN_IMPORT_ERROR: ImportError | None = err
-else:
-    PWGEN_IMPORT_ERROR = None
-
 DOCUMENTATION = r"""
 name: pw
 short_description: Parallel Works clusters as pwgen sites
@@ -76,6 +61,22 @@ compose:
 groups:
   slurm_sites: pwgen_scheduler == 'slurm'
 """
+
+import os  # noqa: E402
+from typing import Any  # noqa: E402
+
+from ansible.errors import AnsibleParserError  # noqa: E402
+from ansible.plugins.inventory import BaseInventoryPlugin, Constructable  # noqa: E402
+
+try:
+    from pwgen.errors import PWAPIError
+    from pwgen.inventory import site_groups, site_hostvars
+    from pwgen.sources.pw import DEFAULT_TIMEOUT, fetch_sites
+except ImportError as err:  # reported by parse(), so ansible-doc still works
+    PWGEN_IMPORT_ERROR: ImportError | None = err
+else:
+    PWGEN_IMPORT_ERROR = None
+
 
 _FILE_ENDINGS = ("pw.yml", "pw.yaml")
 

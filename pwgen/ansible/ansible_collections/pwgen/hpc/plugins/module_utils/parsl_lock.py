@@ -35,9 +35,14 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from packaging.markers import default_environment
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name, parse_wheel_filename
+try:  # ansible-core depends on packaging; ansible-test's import check runs without it
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name, parse_wheel_filename
+except ImportError as err:
+    PACKAGING_IMPORT_ERROR: ImportError | None = err
+else:
+    PACKAGING_IMPORT_ERROR = None
 
 ROOT_PACKAGE = "parsl"
 # The oldest glibc pwgen assumes when a site's is unknown (RHEL/Rocky 7-era clusters).
@@ -145,6 +150,8 @@ def build_lock(
     cache: Path, target: Target, extra: Sequence[str] = (), parsl_version: str = ""
 ) -> Lock:
     """Download (once) the wheels for `target` and write the lock; returns it."""
+    if PACKAGING_IMPORT_ERROR is not None:
+        raise LockError(f"the lock needs the packaging library: {PACKAGING_IMPORT_ERROR}")
     pins = lock_pins(parsl_version)
     directory = cache / spec_hash(target, pins, extra)
     with _exclusive(cache):
@@ -190,7 +197,7 @@ def _download(directory: Path, target: Target, pins: dict[str, str], extra: Sequ
 def _write_lock(directory: Path, target: Target, parsl_version: str) -> Lock:
     lines, packages = [], {}
     for wheel in sorted((directory / "wheels").glob("*.whl")):
-        name, version, _, _ = parse_wheel_filename(wheel.name)
+        name, version, _build, _tags = parse_wheel_filename(wheel.name)
         digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
         lines.append(f"{name}=={version} --hash=sha256:{digest}")
         packages[str(name)] = str(version)

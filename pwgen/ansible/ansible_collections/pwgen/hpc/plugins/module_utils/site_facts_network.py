@@ -64,7 +64,7 @@ def pick_internal_address(
             by_interface[(name, str(interface.ip))] = count
     if by_interface:
         # max() keeps the first of equals: `ip addr` order breaks ties.
-        (name, address), _ = max(by_interface.items(), key=lambda item: item[1])
+        (name, address), _count = max(by_interface.items(), key=lambda item: item[1])
         return address, "subnet", name
     for compute in computes:
         src = route_src(compute)

@@ -36,7 +36,7 @@ def serving_sshd_pid(start: int) -> int | None:
     """The listening sshd this session descends from: the topmost sshd ancestor."""
     found = None
     pid = start
-    for _ in range(64):
+    for _step in range(64):
         stat = _proc_stat(pid)
         if stat is None:
             break
@@ -76,7 +76,7 @@ def parse_sshd_argv(cmdline: bytes) -> tuple[str | None, str | None, dict[str, s
         if token.startswith("-f"):
             config = value
         else:
-            key, _, rest = value.replace("=", " ", 1).partition(" ")
+            key, _sep, rest = value.replace("=", " ", 1).partition(" ")
             if not rest and index + 1 < len(tokens):  # `-o GatewayPorts yes` split by us
                 rest, index = tokens[index + 1], index + 1
             options.setdefault(key.lower(), rest.strip())
@@ -97,7 +97,7 @@ def _config_lines(path: str, depth: int = 0) -> Iterator[tuple[str, list[str]]]:
             continue
         keyword, *args = words
         if "=" in keyword:  # `Keyword=value`
-            keyword, _, first = keyword.partition("=")
+            keyword, _sep, first = keyword.partition("=")
             args = [first, *args] if first else args
         elif args and args[0].startswith("="):
             args = [args[0][1:], *args[1:]] if args[0] != "=" else args[1:]
@@ -137,7 +137,7 @@ def gateway_ports_from_config(path: str) -> tuple[str, str | None]:
 
 def parse_sshd_t(text: str) -> str | None:
     for line in text.splitlines():
-        key, _, value = line.strip().partition(" ")
+        key, _sep, value = line.strip().partition(" ")
         if key.lower() == "gatewayports":
             return value.strip().lower()
     return None

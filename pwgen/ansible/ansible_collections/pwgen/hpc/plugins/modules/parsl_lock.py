@@ -5,18 +5,6 @@
 
 from __future__ import annotations
 
-import sys
-from dataclasses import asdict
-from pathlib import Path
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pwgen.hpc.plugins.module_utils.parsl_lock import (
-    LockError,
-    Target,
-    build_lock,
-    parse_glibc,
-)
-
 DOCUMENTATION = r"""
 module: parsl_lock
 short_description: The pinned Parsl environment (lock and wheelhouse) for a site's platform
@@ -61,12 +49,14 @@ options:
     default: ""
 attributes:
   check_mode:
+    description: Can run in check mode.
     support: full
     details: The lock is built in check mode too; it changes only the controller's cache.
   diff_mode:
+    description: Returns no diff.
     support: none
 author:
-  - pwgen
+  - pwgen contributors (@pwgen)
 """
 
 EXAMPLES = r"""
@@ -110,6 +100,18 @@ lock:
       description: Name to version of every pinned package.
       type: dict
 """
+
+import sys  # noqa: E402
+from dataclasses import asdict  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.pwgen.hpc.plugins.module_utils.parsl_lock import (  # noqa: E402
+    LockError,
+    Target,
+    build_lock,
+    parse_glibc,
+)
 
 
 def main() -> None:

@@ -9,38 +9,7 @@ module_utils (site_facts_scheduler, _network, _sshd, _env: plain functions that 
 tests feed sample output); this file gathers and answers.
 """
 
-import ipaddress
-import json
-import os
-import platform
-import socket
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_env import (
-    env_facts,
-    env_mismatch,
-    expand,
-    glibc_version,
-)
-from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_network import (
-    parse_ip_addr,
-    parse_route_src,
-    pick_internal_address,
-    resolve_ipv4,
-    udp_route_src,
-)
-from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_scheduler import (
-    parse_scontrol_records,
-    pbs_node_hosts,
-    pbs_partitions,
-    slurm_node_addresses,
-    slurm_partitions,
-)
-from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_sshd import (
-    gateway_ports,
-    listener_cmdline,
-)
+from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
@@ -98,8 +67,10 @@ options:
     default: [/opt/slurm/bin, /opt/pbs/bin, /usr/local/bin]
 attributes:
   check_mode:
+    description: Can run in check mode and return the facts it would.
     support: full
   diff_mode:
+    description: Returns no diff.
     support: none
 notes:
   - Per-partition C(cpus_per_node) and C(memory_mb_per_node) are the smallest over the partition's
@@ -109,7 +80,7 @@ notes:
     C(resources_available.Qlist) entry; a vnode with neither serves every execution queue whose
     C(hasnodes) is not true. Route queues get the nodes of their destinations.
 author:
-  - pwgen
+  - pwgen contributors (@pwgen)
 """
 
 EXAMPLES = r"""
@@ -154,11 +125,11 @@ pwgen_site_facts:
         name: {description: Partition or queue name, type: str}
         state: {description: "up, down, drain or inactive", type: str}
         nodes: {description: Number of nodes, type: int}
-        cpus_per_node: {description: Smallest usable CPU count of its nodes, or null, type: int}
-        memory_mb_per_node: {description: Smallest memory of its nodes in MiB, or null, type: int}
+        cpus_per_node: {description: "Smallest usable CPU count of its nodes, or null", type: int}
+        memory_mb_per_node: {description: "Smallest memory of its nodes in MiB, or null", type: int}
         default: {description: Whether jobs go here when none is named, type: bool}
         max_time: {description: "Longest walltime as [D-]HH:MM:SS, null when unlimited", type: str}
-        max_time_seconds: {description: max_time in seconds, null when unlimited, type: int}
+        max_time_seconds: {description: "max_time in seconds, null when unlimited", type: int}
       sample:
         - {name: compute, state: up, nodes: 2, cpus_per_node: 2, memory_mb_per_node: 22899,
            default: true, max_time: null, max_time_seconds: null}
@@ -182,16 +153,16 @@ pwgen_site_facts:
     workdir: {description: "pwgen's work directory (expanded; may not exist yet)", type: str}
     arch: {description: Machine architecture, type: str, sample: x86_64}
     glibc: {description: glibc version or null, type: str, sample: "2.36"}
-    env_path: {description: The expanded env_path, or null, type: str}
+    env_path: {description: "The expanded env_path, or null", type: str}
     python:
       description: The env's interpreter, or null.
       type: dict
       contains:
         path: {description: Interpreter path, type: str}
         version: {description: Full version, type: str, sample: "3.11.2"}
-    parsl_version: {description: the version of the Parsl installed in the env, or null, type: str}
-    worker_pool: {description: Path of process_worker_pool.py in the env, or null, type: str}
-    relay: {description: Path of pwgen-relay in the env, or null, type: str}
+    parsl_version: {description: "Parsl version installed in the env, or null", type: str}
+    worker_pool: {description: "Path of process_worker_pool.py in the env, or null", type: str}
+    relay: {description: "Path of pwgen-relay in the env, or null", type: str}
     worker_helpers:
       description: Path of the pwgen_worker module the env's Python imports, or null.
       type: str
@@ -202,13 +173,46 @@ pwgen_site_facts:
         allowed: {description: "true, false or the string unknown", type: raw}
         setting: {description: "GatewayPorts: no, yes, clientspecified or null", type: str}
         method: {description: "sshd -T, command line, sshd_config, or null", type: str}
-        source: {description: The config file read, or null, type: str}
-        reason: {description: Why the answer is unknown or may be inexact, or null, type: str}
+        source: {description: "The config file read, or null", type: str}
+        reason: {description: "Why the answer is unknown or may be inexact, or null", type: str}
     warnings:
       description: Facts that could not be determined, and why.
       type: list
       elements: str
 """
+
+import ipaddress  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import socket  # noqa: E402
+from typing import Any  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_env import (  # noqa: E402
+    env_facts,
+    env_mismatch,
+    expand,
+    glibc_version,
+)
+from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_network import (  # noqa: E402
+    parse_ip_addr,
+    parse_route_src,
+    pick_internal_address,
+    resolve_ipv4,
+    udp_route_src,
+)
+from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_scheduler import (  # noqa: E402
+    parse_scontrol_records,
+    pbs_node_hosts,
+    pbs_partitions,
+    slurm_node_addresses,
+    slurm_partitions,
+)
+from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_sshd import (  # noqa: E402
+    gateway_ports,
+    listener_cmdline,
+)
 
 FACTS_VERSION = 1
 
@@ -274,7 +278,7 @@ class _Gatherer:
             scontrol = self.command("scontrol")
             partitions = parse_scontrol_records(self.must([scontrol, "show", "partition", "-o"]))
             nodes = parse_scontrol_records(self.must([scontrol, "show", "node", "-o"]))
-            rc, out, _ = self.run([scontrol, "--version"])
+            rc, out, _err = self.run([scontrol, "--version"])
             version = out.split()[-1] if rc == 0 and out.split() else None
             return slurm_partitions(partitions, nodes), slurm_node_addresses(nodes), version
         qstat = self.command("qstat")
@@ -300,7 +304,7 @@ class _Gatherer:
         def route_src(address: ipaddress.IPv4Address) -> str | None:
             src: str | None = None
             if ip:
-                rc, out, _ = self.run([ip, "-4", "route", "get", str(address)])
+                rc, out, _err = self.run([ip, "-4", "route", "get", str(address)])
                 if rc == 0:
                     src = parse_route_src(out)
                     return src

@@ -255,7 +255,7 @@ class Relay:
             pass
 
     def accept(self) -> None:
-        for _ in range(64):  # drain the backlog, a bounded batch at a time
+        for _batch in range(64):  # drain the backlog, a bounded batch at a time
             try:
                 client, peer = self.listener.accept()
             except (BlockingIOError, InterruptedError):
