@@ -4,7 +4,8 @@ Fast: `ansible-galaxy collection build` of the package's collection gives a tarb
 every file of it (and pwgen's version); installed into a scratch collections path, its
 modules, inventory plugin and roles are documented from there (`ansible-doc`); the
 package's ansible.cfg finds the collection from any directory; the wheel carries every
-file; the lock module's choice between the installed Parsl and a named one.
+file; `ansible-test sanity` passes; the lock module's choice between the installed Parsl
+and a named one.
 
 Lab (marked `lab`, root; prefix pwcl, 10.241.0.0/16, one site): a playbook in a scratch
 directory, naming only FQCNs, run by an ansible-playbook whose Python has neither pwgen
@@ -14,9 +15,11 @@ changes nothing.
 """
 
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -159,6 +162,46 @@ def test_wheel_carries_every_collection_file(tmp_path: Path) -> None:
     assert {name.removeprefix(prefix) for name in names if name.startswith(prefix)} == _content(
         collection_dir()
     )
+
+
+# ansible-test keeps its venvs under ~/.ansible/test: a home of its own, kept across runs.
+ANSIBLE_TEST_HOME = Path(tempfile.gettempdir()) / "pwgen-test-ansible-test-home"
+# ansible-test fetches a pip bootstrap script from its own CI host, which is unreachable
+# here: this stand-in installs the interpreter's bundled pip instead (the sanity venvs'
+# requirements then come from the package index as usual).
+PIP_BOOTSTRAP = """\
+import ensurepip
+import sys
+
+sys.exit(ensurepip._main(["--upgrade", "--default-pip"]))
+"""
+
+
+def _offline_pip_bootstrap() -> None:
+    spec = importlib.util.find_spec("ansible_test")
+    assert spec is not None and spec.origin is not None
+    source = Path(spec.origin).parent / "_internal" / "python_requirements.py"
+    match = re.search(r"pip='([0-9.]+)'", source.read_text())
+    assert match, f"no pip version in {source}"
+    cache = ANSIBLE_TEST_HOME / ".ansible" / "test" / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    script = cache / f"get_pip_{match[1].replace('.', '_')}.py"
+    if not script.exists():
+        script.write_text(PIP_BOOTSTRAP)
+
+
+def test_ansible_test_sanity_passes(tmp_path: Path) -> None:
+    _offline_pip_bootstrap()
+    copy = tmp_path / "ansible_collections" / "pwgen" / "hpc"  # where ansible-test wants it
+    shutil.copytree(collection_dir(), copy, ignore=shutil.ignore_patterns("__pycache__"))
+    python = ".".join(map(str, sys.version_info[:2]))
+    shown = _run(
+        [str(BIN / "ansible-test"), "sanity", "--python", python],
+        cwd=copy,
+        env={"HOME": str(ANSIBLE_TEST_HOME)},
+        timeout=900,
+    )
+    assert "FATAL" not in shown
 
 
 def test_lock_pins_the_installed_parsl_or_the_named_one(monkeypatch: pytest.MonkeyPatch) -> None:
