@@ -10,7 +10,6 @@ Both run as subprocesses from the repository root with this venv's bin/ first on
 PATH (Molecule calls ansible-playbook and ansible-config by name).
 """
 
-import os
 import re
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import run_tool
 from lab_helpers import skip_reason
 
 from pwgen.assets import ansible_dir
@@ -28,29 +28,8 @@ BIN = Path(sys.executable).parent
 MOLECULE_LAB_PREFIX = re.compile(r"^pwmc-")
 
 
-def _env(**extra: str) -> dict[str, str]:
-    """This process's environment without settings that would change what runs."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("ANSIBLE_", "MOLECULE_", "PW_", "PWGEN_"))
-    }
-    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", os.defpath)])
-    env["NO_COLOR"] = "1"
-    env.update(extra)
-    return env
-
-
 def _run(command: list[str], timeout: float, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command,
-        cwd=REPO,
-        env=_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_tool(command, REPO, timeout, **env)
 
 
 def _lab_namespaces() -> list[str]:

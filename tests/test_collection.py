@@ -31,7 +31,7 @@ from pathlib import Path
 import parsl
 import pytest
 import yaml
-from helpers import BIN, REPO, run_pwgen
+from helpers import BIN, REPO, run_pwgen, run_tool
 from lab_helpers import running_lab
 
 from pwgen.ansible.ansible_collections.pwgen.hpc.plugins.module_utils import parsl_lock
@@ -44,25 +44,8 @@ LAB_DIR = Path(tempfile.gettempdir()) / "pwgen-test-collection-lab"
 NOT_CONTENT = re.compile(r"(^|/)__pycache__/|\.pyc$")
 
 
-def _clean_env(**extra: str) -> dict[str, str]:
-    """No ANSIBLE_* from the caller: only what a test sets decides where Ansible looks."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "PWGEN_"))}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', os.defpath)}"
-    env["NO_COLOR"] = "1"
-    env.update(extra)
-    return env
-
-
 def _run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> str:
-    done = subprocess.run(
-        argv,
-        cwd=cwd,
-        env=_clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    done = run_tool(argv, cwd, timeout, **env)
     assert done.returncode == 0, f"{argv}: {done.stdout[-3000:]}{done.stderr[-3000:]}"
     return done.stdout
 
