@@ -1,1 +1,1 @@
-roles/pwgen_relay/files/pwgen_worker.py
+pwgen/ansible/ansible_collections/pwgen/hpc/roles/relay/files/pwgen_worker.py

@@ -1,16 +1,16 @@
 """Site facts: what provisioning learned about each remote site, for the config generator.
 
-The `pwgen_site_facts` Ansible module (roles/pwgen_site_facts/library/) gathers them on
-the site's login node; `pwgen provision` (or the role itself, given
-`pwgen_site_facts_controller_dir`) keeps one JSON file per site:
+The `pwgen.hpc.site_facts` Ansible module (the collection's plugins/modules/site_facts.py)
+gathers them on the site's login node; `pwgen provision` (or the role itself, given
+`site_facts_controller_dir`) keeps one JSON file per site:
 
     .pwgen/facts/<label>.json      {"version": 1, "scheduler": "slurm",
                                     "partitions": [...], "internal_address": "10.0.0.1", ...}
 
 `SiteFacts` mirrors the module's result (its RETURN documentation is the reference) plus
 the bookkeeping `pwgen provision` adds to the same file: `env` (`EnvInfo`, the
-`pwgen_parsl_env_*` facts of the env the runs use) and `gathered_at` (Unix time). Files
-the role writes itself (`pwgen_site_facts_controller_dir`) have neither. Every reader
+`parsl_env_*` facts of the env the runs use) and `gathered_at` (Unix time). Files
+the role writes itself (`site_facts_controller_dir`) have neither. Every reader
 goes through `read_facts`: nothing else parses these files.
 
 Unknown keys are ignored rather than refused: a newer role may add facts, so an older
@@ -96,9 +96,9 @@ class GatewayPorts(_Model):
 
 
 class EnvInfo(_Model):
-    """The pinned Parsl env, as the pwgen_parsl_env role published it (`pwgen_parsl_env_<key>`).
+    """The pinned Parsl env, as the pwgen.hpc.parsl_env role published it (`parsl_env_<key>`).
 
-    `path` is empty when a facts-only run (playbooks/facts.yml) found the env not
+    `path` is empty when a facts-only run (pwgen.hpc.facts) found the env not
     installed yet; `conda` is empty unless the env was built with conda.
     """
 
@@ -136,7 +136,7 @@ class SiteFacts(_Model):
     parsl_version: str | None
     worker_pool: str | None
     relay: str | None
-    # Where the env's Python imports pwgen_worker from (the pwgen_relay role installs it);
+    # Where the env's Python imports pwgen_worker from (the pwgen.hpc.relay role installs it);
     # None when it does not, or in facts gathered before the role did.
     worker_helpers: str | None = None
     gateway_ports: GatewayPorts

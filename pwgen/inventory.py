@@ -4,7 +4,7 @@ Every site is one host named by its label, in the group `sites` and in one group
 per scheduler (`scheduler_slurm`) and per executor kind (`executor_htex`). Host
 variables carry the ssh settings (`ansible_*`) and the site settings (`pwgen_*`)
 that the roles read. The same two functions feed the YAML file written by
-`pwgen inventory` and the `pwgen_pw` inventory plugin, so both agree.
+`pwgen inventory` and the `pwgen.hpc.pw` inventory plugin, so both agree.
 """
 
 from collections.abc import Sequence

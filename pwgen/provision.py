@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pwgen.assets import ansible_dir
+from pwgen.assets import playbook as collection_playbook
 from pwgen.errors import PwgenError
 from pwgen.facts import write_facts
 from pwgen.inventory import build_inventory
@@ -31,8 +33,6 @@ from pwgen.layout import StateLayout
 from pwgen.sites import Site
 from pwgen.ssh import SshSetup
 
-# Playbooks and roles sit next to the package in a checkout (and an editable install).
-ASSETS = Path(__file__).resolve().parent.parent
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 
 
@@ -70,13 +70,14 @@ def provision(
     playbook: str = "provision.yml",
     on_update: OnUpdate | None = None,
 ) -> dict[str, SiteReport]:
-    """Run `playbooks/<playbook>` on the remote sites; write their facts; return reports."""
+    """Run the pwgen.hpc collection's `playbooks/<playbook>` on the remote sites; write their
+    facts; return reports."""
     remote = [site for site in sites if not site.is_local]
     if not remote:
         raise ProvisionError("no remote site to provision (local sites need nothing)")
-    playbook_path = ASSETS / "playbooks" / playbook
+    playbook_path = collection_playbook(playbook)
     if not playbook_path.is_file():
-        raise ProvisionError(f"{playbook_path}: playbook not found (install pwgen from a checkout)")
+        raise ProvisionError(f"{playbook_path}: playbook not found (reinstall pwgen)")
     reports = {site.label: SiteReport(site.label) for site in remote}
     handler = _EventHandler(reports, on_update or (lambda _: None))
     _run_playbook(playbook_path, remote, state_dir, ssh, handler)
@@ -109,12 +110,11 @@ def _run_playbook(
             playbook=str(playbook),
             inventory=str(inventory),
             forks=max(1, len(sites)),
-            extravars={
-                "pwgen_parsl_env_cache": str(StateLayout(state_dir).wheelhouse_dir.resolve())
-            },
+            extravars={"parsl_env_cache": str(StateLayout(state_dir).wheelhouse_dir.resolve())},
             envvars={
-                "ANSIBLE_CONFIG": str(ASSETS / "ansible.cfg"),
-                "ANSIBLE_ROLES_PATH": str(ASSETS / "roles"),
+                # The package's ansible.cfg and its pwgen.hpc collection, from any directory.
+                "ANSIBLE_CONFIG": str(ansible_dir() / "ansible.cfg"),
+                "ANSIBLE_COLLECTIONS_PATH": str(ansible_dir()),
                 # Every connection goes through pwgen's ssh config: pinned keys, one master.
                 "ANSIBLE_SSH_ARGS": ssh.ansible_ssh_args(),
                 "ANSIBLE_HOST_KEY_CHECKING": "True",
@@ -200,8 +200,8 @@ def _collect_facts(result: Mapping[str, Any], report: SiteReport) -> None:
     if isinstance(site_facts, dict):
         report.facts = site_facts
     for name, value in facts.items():
-        if name.startswith("pwgen_parsl_env_"):
-            report.env[name.removeprefix("pwgen_parsl_env_")] = value
+        if name.startswith("parsl_env_"):
+            report.env[name.removeprefix("parsl_env_")] = value
 
 
 def _save_facts(state_dir: Path, report: SiteReport) -> None:

@@ -1,6 +1,6 @@
 """Sample site facts for the offline tests: the one facts file every test starts from.
 
-`module_facts()` is what the pwgen_site_facts module returns (every key of its RETURN
+`module_facts()` is what the pwgen.hpc.site_facts module returns (every key of its RETURN
 documentation), `provisioned_facts()` the file `pwgen provision` writes from it (plus
 `env` and `gathered_at`). A test passes what it varies as keyword overrides, so each
 test's own values stand next to it.
@@ -79,7 +79,7 @@ def provisioned_facts(
     **overrides: Any,
 ) -> dict[str, Any]:
     """The facts file `pwgen provision` writes for site `label`: the module's facts plus
-    the env the runs use (the pwgen_parsl_env role's facts) and when they were gathered."""
+    the env the runs use (the pwgen.hpc.parsl_env role's facts) and when they were gathered."""
     data = module_facts(label, scheduler=scheduler, home=home, env_dir=env_dir, **overrides)
     env = env_dir or _env_dir(home or _home(label))
     data["env"] = {

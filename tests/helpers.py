@@ -1,4 +1,5 @@
-"""Shared test helpers: run the real `pwgen` console script, find leftover Parsl processes."""
+"""Shared test helpers: run the real `pwgen` console script and the Ansible tools, find
+leftover Parsl processes."""
 
 import os
 import subprocess
@@ -9,6 +10,35 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PWGEN = BIN / "pwgen"
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """This process's environment without settings that would change what an Ansible tool
+    does (ANSIBLE_*, MOLECULE_*, PW_*, PWGEN_*), this venv's bin/ first on PATH."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("ANSIBLE_", "MOLECULE_", "PW_", "PWGEN_"))
+    }
+    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", os.defpath)])
+    env["NO_COLOR"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_tool(
+    argv: list[str], cwd: Path, timeout: float, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run an Ansible tool (ansible-lint, molecule, ansible-galaxy, ...) in `tool_env`."""
+    return subprocess.run(
+        argv,
+        cwd=cwd,
+        env=tool_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def run_pwgen(

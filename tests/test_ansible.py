@@ -1,7 +1,7 @@
 """The Ansible side stays clean and working: ansible-lint and every Molecule scenario.
 
-`ansible-lint` (profile production, `.config/ansible-lint.yml`) checks roles/,
-playbooks/ and molecule/. `molecule test --all` runs each scenario under
+`ansible-lint` (profile production, `.config/ansible-lint.yml`) checks the pwgen.hpc
+collection (pwgen/ansible/) and molecule/. `molecule test --all` runs each scenario under
 molecule/ (one per role plus `provision`, see molecule/README.md) against pwgen
 lab sites that its create/destroy playbooks bring up and take down; it needs root
 and the lab's Debian packages, like the other `lab` tests.
@@ -10,7 +10,6 @@ Both run as subprocesses from the repository root with this venv's bin/ first on
 PATH (Molecule calls ansible-playbook and ansible-config by name).
 """
 
-import os
 import re
 import subprocess
 import sys
@@ -18,7 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import run_tool
 from lab_helpers import skip_reason
+
+from pwgen.assets import ansible_dir
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -26,29 +28,8 @@ BIN = Path(sys.executable).parent
 MOLECULE_LAB_PREFIX = re.compile(r"^pwmc-")
 
 
-def _env(**extra: str) -> dict[str, str]:
-    """This process's environment without settings that would change what runs."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("ANSIBLE_", "MOLECULE_", "PW_", "PWGEN_"))
-    }
-    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", os.defpath)])
-    env["NO_COLOR"] = "1"
-    env.update(extra)
-    return env
-
-
 def _run(command: list[str], timeout: float, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command,
-        cwd=REPO,
-        env=_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_tool(command, REPO, timeout, **env)
 
 
 def _lab_namespaces() -> list[str]:
@@ -59,7 +40,9 @@ def _lab_namespaces() -> list[str]:
 
 def test_ansible_lint_is_clean() -> None:
     result = _run(
-        [str(BIN / "ansible-lint")], timeout=600, ANSIBLE_CONFIG=str(REPO / "ansible.cfg")
+        [str(BIN / "ansible-lint")],
+        timeout=600,
+        ANSIBLE_CONFIG=str(ansible_dir() / "ansible.cfg"),
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
 

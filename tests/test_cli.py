@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import yaml
-from helpers import BIN, REPO, run_pwgen
+from helpers import BIN, run_pwgen
 from pw_server import PWServer, basic_auth
+
+from pwgen.assets import ansible_dir
 
 GOOD_SITES = """\
 sites:
@@ -91,7 +93,10 @@ def test_inventory_from_file_is_what_ansible_reads(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=True,
-        env={"PATH": f"{BIN}:/usr/bin:/bin", "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
+        env={
+            "PATH": f"{BIN}:/usr/bin:/bin",
+            "ANSIBLE_CONFIG": str(ansible_dir() / "ansible.cfg"),
+        },
     )
     inventory = json.loads(listed.stdout)
     hostvars = inventory["_meta"]["hostvars"]

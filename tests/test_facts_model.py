@@ -1,5 +1,6 @@
 """Site facts: the controller's model (pwgen/facts.py) and the site-side fact module
-(roles/pwgen_site_facts/library/pwgen_site_facts.py), whose parsers are fed sample
+(plugins/modules/site_facts.py, parsers in plugins/module_utils/site_facts_*.py), whose
+parsers are fed sample
 scheduler output here (PBS Pro is not in the lab: its JSON shapes are the documented ones).
 """
 
@@ -18,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 from facts_samples import COMPUTE, DEBUG, module_facts, provisioned_facts
-from helpers import REPO
 
+from pwgen.assets import ansible_dir, collection_dir
 from pwgen.errors import PwgenError
 from pwgen.facts import (
     PROVISION_KEYS,
@@ -32,11 +33,12 @@ from pwgen.facts import (
     write_facts,
 )
 
-MODULE_PATH = REPO / "roles" / "pwgen_site_facts" / "library" / "pwgen_site_facts.py"
+COLLECTION = collection_dir()
+MODULE_PATH = COLLECTION / "plugins" / "modules" / "site_facts.py"
 
 
 def _load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pwgen_site_facts_module", MODULE_PATH)
+    spec = importlib.util.spec_from_file_location("site_facts_module", MODULE_PATH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -44,7 +46,14 @@ def _load_module() -> ModuleType:
     return module
 
 
+# The module imports its parsers as Ansible names them: ansible_collections.pwgen.hpc.
+sys.path.insert(0, str(ansible_dir()))
 mod = _load_module()
+UTILS = "ansible_collections.pwgen.hpc.plugins.module_utils"
+utils_sched = importlib.import_module(f"{UTILS}.site_facts_scheduler")
+utils_net = importlib.import_module(f"{UTILS}.site_facts_network")
+utils_sshd = importlib.import_module(f"{UTILS}.site_facts_sshd")
+utils_env = importlib.import_module(f"{UTILS}.site_facts_env")
 
 # What the module returned on lab site lab1 (pwgen lab, 2 compute nodes of 2 CPUs).
 LAB_FACTS: dict[str, Any] = module_facts(
@@ -200,13 +209,13 @@ def test_model_mirrors_the_module_return_doc() -> None:
 
 
 def test_env_model_mirrors_the_facts_the_env_role_publishes() -> None:
-    """`env` holds the role's `pwgen_parsl_env_*` facts (provision.py strips the prefix)."""
-    tasks = yaml.safe_load((REPO / "roles/pwgen_parsl_env/tasks/preflight.yml").read_text())
+    """`env` holds the role's `parsl_env_*` facts (provision.py strips the prefix)."""
+    tasks = yaml.safe_load((COLLECTION / "roles/parsl_env/tasks/preflight.yml").read_text())
     published = {
-        name.removeprefix("pwgen_parsl_env_")
+        name.removeprefix("parsl_env_")
         for task in tasks
         for name in task.get("ansible.builtin.set_fact", {})
-        if name.startswith("pwgen_parsl_env_")
+        if name.startswith("parsl_env_")
     }
     assert published == set(EnvInfo.model_fields)
 
@@ -273,16 +282,16 @@ SCONTROL_NODES = (
 
 
 def test_scontrol_records_keep_values_with_spaces() -> None:
-    nodes = mod.parse_scontrol_records(SCONTROL_NODES)
+    nodes = utils_sched.parse_scontrol_records(SCONTROL_NODES)
     assert nodes[0]["OS"] == "Linux 6.1.0 #1 SMP PREEMPT_DYNAMIC Debian"
     assert nodes[1]["Reason"] == "disk replaced [root@2026-01-01]"
     assert nodes[0]["RealMemory"] == "16000"
 
 
 def test_slurm_partitions() -> None:
-    partitions = mod.slurm_partitions(
-        mod.parse_scontrol_records(SCONTROL_PARTITIONS),
-        mod.parse_scontrol_records(SCONTROL_NODES),
+    partitions = utils_sched.slurm_partitions(
+        utils_sched.parse_scontrol_records(SCONTROL_PARTITIONS),
+        utils_sched.parse_scontrol_records(SCONTROL_NODES),
     )
     by_name = {p["name"]: p for p in partitions}
     assert [p["name"] for p in partitions] == ["compute", "debug", "long", "empty"]
@@ -308,8 +317,8 @@ def test_slurm_partitions() -> None:
 
 
 def test_slurm_node_addresses() -> None:
-    nodes = mod.parse_scontrol_records(SCONTROL_NODES + "NodeName=n4 State=DOWN\n")
-    assert mod.slurm_node_addresses(nodes) == ["10.1.0.11", "10.1.0.12", "10.1.0.13", "n4"]
+    nodes = utils_sched.parse_scontrol_records(SCONTROL_NODES + "NodeName=n4 State=DOWN\n")
+    assert utils_sched.slurm_node_addresses(nodes) == ["10.1.0.11", "10.1.0.12", "10.1.0.13", "n4"]
 
 
 @pytest.mark.parametrize(
@@ -326,13 +335,13 @@ def test_slurm_node_addresses() -> None:
     ],
 )
 def test_walltimes(text: str | None, seconds: int | None) -> None:
-    assert mod.parse_walltime(text) == seconds
+    assert utils_sched.parse_walltime(text) == seconds
 
 
 def test_format_walltime() -> None:
-    assert mod.format_walltime(None) is None
-    assert mod.format_walltime(59) == "00:00:59"
-    assert mod.format_walltime(172800 + 3661) == "2-01:01:01"
+    assert utils_sched.format_walltime(None) is None
+    assert utils_sched.format_walltime(59) == "00:00:59"
+    assert utils_sched.format_walltime(172800 + 3661) == "2-01:01:01"
 
 
 # ---------------------------------------------------------------- PBS Pro parsing
@@ -409,7 +418,7 @@ PBSNODES = {
 
 
 def test_pbs_partitions() -> None:
-    partitions = mod.pbs_partitions(QSTAT_QF, PBSNODES, QSTAT_BF)
+    partitions = utils_sched.pbs_partitions(QSTAT_QF, PBSNODES, QSTAT_BF)
     by_name = {p["name"]: p for p in partitions}
     assert list(by_name) == ["workq", "gpu", "old", "prod"]
     # Untied vnodes (cn01, cn02) serve workq; gn01 (queue=gpu) and gn02 (Qlist) serve gpu.
@@ -436,19 +445,19 @@ def test_pbs_partitions() -> None:
 
 
 def test_pbs_partitions_without_pbsnodes() -> None:
-    partitions = mod.pbs_partitions(QSTAT_QF, None, None)
+    partitions = utils_sched.pbs_partitions(QSTAT_QF, None, None)
     assert all(p["nodes"] is None and p["cpus_per_node"] is None for p in partitions)
     assert not any(p["default"] for p in partitions)
 
 
 def test_pbs_node_hosts() -> None:
-    assert mod.pbs_node_hosts(PBSNODES) == [
+    assert utils_sched.pbs_node_hosts(PBSNODES) == [
         "cn01.cluster",
         "cn02.cluster",
         "gn01.cluster",
         "gn02.cluster",
     ]
-    assert mod.pbs_node_hosts(None) == []
+    assert utils_sched.pbs_node_hosts(None) == []
 
 
 @pytest.mark.parametrize(
@@ -456,12 +465,12 @@ def test_pbs_node_hosts() -> None:
     [("2033640kb", 1985), ("16gb", 16384), ("512mb", 512), ("1tb", 1048576), ("1048576", 1)],
 )
 def test_pbs_sizes(size: str, mb: int) -> None:
-    assert mod.pbs_size_to_mb(size) == mb
+    assert utils_sched.pbs_size_to_mb(size) == mb
 
 
 def test_pbs_size_words_and_nonsense() -> None:
-    assert mod.pbs_size_to_mb("131072w") == 1  # 8-byte words
-    assert mod.pbs_size_to_mb("lots") is None and mod.pbs_size_to_mb(None) is None
+    assert utils_sched.pbs_size_to_mb("131072w") == 1  # 8-byte words
+    assert utils_sched.pbs_size_to_mb("lots") is None and utils_sched.pbs_size_to_mb(None) is None
 
 
 # ---------------------------------------------------------------- addresses
@@ -474,7 +483,7 @@ IP_ADDR = """\
 
 
 def test_parse_ip_addr() -> None:
-    found = mod.parse_ip_addr(IP_ADDR)
+    found = utils_net.parse_ip_addr(IP_ADDR)
     assert [(name, str(iface)) for name, iface in found] == [
         ("ctl0", "10.242.0.2/30"),
         ("br0", "10.242.1.1/24"),
@@ -482,10 +491,10 @@ def test_parse_ip_addr() -> None:
 
 
 def test_internal_address_from_the_compute_subnet() -> None:
-    interfaces = mod.parse_ip_addr(IP_ADDR)
+    interfaces = utils_net.parse_ip_addr(IP_ADDR)
     computes = [ipaddress.IPv4Address("10.242.1.11"), ipaddress.IPv4Address("10.242.1.12")]
     routes: list[Any] = []
-    assert mod.pick_internal_address(interfaces, computes, routes.append) == (
+    assert utils_net.pick_internal_address(interfaces, computes, routes.append) == (
         "10.242.1.1",
         "subnet",
         "br0",
@@ -494,25 +503,25 @@ def test_internal_address_from_the_compute_subnet() -> None:
 
 
 def test_internal_address_from_the_route() -> None:
-    interfaces = mod.parse_ip_addr(IP_ADDR)
+    interfaces = utils_net.parse_ip_addr(IP_ADDR)
     computes = [ipaddress.IPv4Address("10.9.0.5")]  # routed, not on a local subnet
-    assert mod.pick_internal_address(interfaces, computes, lambda _: "10.242.0.2") == (
+    assert utils_net.pick_internal_address(interfaces, computes, lambda _: "10.242.0.2") == (
         "10.242.0.2",
         "route",
         "ctl0",
     )
     route_text = "10.9.0.5 via 10.242.0.1 dev ctl0 src 10.242.0.2 uid 1001 \n    cache \n"
-    assert mod.parse_route_src(route_text) == "10.242.0.2"
+    assert utils_net.parse_route_src(route_text) == "10.242.0.2"
 
 
 def test_internal_address_falls_back_to_the_primary_address() -> None:
-    interfaces = mod.parse_ip_addr(IP_ADDR)
-    assert mod.pick_internal_address(interfaces, [], lambda _: None) == (
+    interfaces = utils_net.parse_ip_addr(IP_ADDR)
+    assert utils_net.pick_internal_address(interfaces, [], lambda _: None) == (
         "10.242.0.2",
         "primary",
         "ctl0",
     )
-    assert mod.pick_internal_address([], [], lambda _: None) == (None, None, None)
+    assert utils_net.pick_internal_address([], [], lambda _: None) == (None, None, None)
 
 
 # ---------------------------------------------------------------- sshd GatewayPorts
@@ -524,10 +533,14 @@ LISTENER = (
 
 
 def test_parse_sshd_argv() -> None:
-    assert mod.parse_sshd_argv(LISTENER) == ("/usr/sbin/sshd", "/run/lab/etc/sshd_config", {})
+    assert utils_sshd.parse_sshd_argv(LISTENER) == (
+        "/usr/sbin/sshd",
+        "/run/lab/etc/sshd_config",
+        {},
+    )
     plain = b"/usr/sbin/sshd\0-D\0-o\0GatewayPorts=yes\0-fetc/x\0"
-    assert mod.parse_sshd_argv(plain) == ("/usr/sbin/sshd", "etc/x", {"gatewayports": "yes"})
-    assert mod.parse_sshd_argv(b"sshd: /usr/sbin/sshd -D [listener]")[1] is None
+    assert utils_sshd.parse_sshd_argv(plain) == ("/usr/sbin/sshd", "etc/x", {"gatewayports": "yes"})
+    assert utils_sshd.parse_sshd_argv(b"sshd: /usr/sbin/sshd -D [listener]")[1] is None
 
 
 def test_gateway_ports_from_config_with_include_and_match(tmp_path: Path) -> None:
@@ -540,7 +553,7 @@ def test_gateway_ports_from_config_with_include_and_match(tmp_path: Path) -> Non
         "# comment\nPort 22\nMatch User admin\n  GatewayPorts yes\nMatch all\n"
         f"Include {conf_d}/*.conf\nGatewayPorts no\n"
     )
-    setting, note = mod.gateway_ports_from_config(str(main))
+    setting, note = utils_sshd.gateway_ports_from_config(str(main))
     assert setting == "clientspecified"
     assert note is not None and "Match" in note
 
@@ -548,9 +561,9 @@ def test_gateway_ports_from_config_with_include_and_match(tmp_path: Path) -> Non
 def test_gateway_ports_key_equals_value_and_default(tmp_path: Path) -> None:
     main = tmp_path / "sshd_config"
     main.write_text("Port 22\nGatewayPorts=yes # a trailing comment\n")
-    assert mod.gateway_ports_from_config(str(main)) == ("yes", None)
+    assert utils_sshd.gateway_ports_from_config(str(main)) == ("yes", None)
     main.write_text("Port 22\n")
-    assert mod.gateway_ports_from_config(str(main)) == ("no", None)
+    assert utils_sshd.gateway_ports_from_config(str(main)) == ("no", None)
 
 
 def _failing_run(argv: list[str]) -> tuple[int, str, str]:
@@ -561,7 +574,7 @@ def test_gateway_ports_from_the_listeners_config(tmp_path: Path) -> None:
     config = tmp_path / "sshd_config"
     config.write_text("GatewayPorts no\n")
     cmdline = f"sshd: /usr/sbin/sshd -f {config} [listener]".encode()
-    answer = mod.gateway_ports(_failing_run, cmdline)
+    answer = utils_sshd.gateway_ports(_failing_run, cmdline)
     assert answer["allowed"] is False and answer["method"] == "sshd_config"
     assert answer["source"] == str(config) and "no hostkeys" in answer["reason"]
 
@@ -571,15 +584,15 @@ def test_gateway_ports_from_sshd_t_and_command_line(tmp_path: Path) -> None:
         return 0, "port 22\ngatewayports clientspecified\nx11forwarding no\n", ""
 
     cmdline = f"/bin/sh\0-f\0{tmp_path / 'none'}\0".encode()  # sh: executable, like sshd
-    answer = mod.gateway_ports(run, cmdline)
+    answer = utils_sshd.gateway_ports(run, cmdline)
     assert answer["allowed"] is True and answer["method"] == "sshd -T"
     cmdline = b"sshd: /usr/sbin/sshd -D -o GatewayPorts=yes [listener]"
-    assert mod.gateway_ports(run, cmdline)["method"] == "command line"
+    assert utils_sshd.gateway_ports(run, cmdline)["method"] == "command line"
 
 
 def test_gateway_ports_unknown_when_the_config_is_unreadable(tmp_path: Path) -> None:
     cmdline = f"sshd: /nonexistent/sshd -f {tmp_path / 'missing'} [listener]".encode()
-    answer = mod.gateway_ports(_failing_run, cmdline)
+    answer = utils_sshd.gateway_ports(_failing_run, cmdline)
     assert answer["allowed"] == "unknown" and "No such file" in answer["reason"]
     validate_facts({**LAB_FACTS, "gateway_ports": answer}, "x")
 
@@ -611,7 +624,7 @@ def test_env_facts_from_a_real_interpreter(tmp_path: Path) -> None:
         (bin_dir / name).write_text("#!/bin/sh\n")
         (bin_dir / name).chmod(0o755)
     warnings: list[str] = []
-    facts = mod.env_facts(_subprocess_run, str(tmp_path / "env"), warnings.append)
+    facts = utils_env.env_facts(_subprocess_run, str(tmp_path / "env"), warnings.append)
     assert facts["python"] == {
         "path": str(bin_dir / "python"),
         "version": platform.python_version(),
@@ -637,19 +650,19 @@ def test_env_facts_when_parsl_or_the_env_is_missing(tmp_path: Path) -> None:
         return 0, json.dumps(info) + "\n", ""
 
     warnings: list[str] = []
-    facts = mod.env_facts(no_parsl, str(tmp_path / "env"), warnings.append)
+    facts = utils_env.env_facts(no_parsl, str(tmp_path / "env"), warnings.append)
     assert facts["python"]["version"] == "3.11.2" and facts["parsl_version"] is None
     assert facts["worker_pool"] is None and facts["relay"] is None
     assert any("finds no parsl" in w for w in warnings)
     assert any("process_worker_pool.py" in w for w in warnings)
 
     warnings.clear()
-    facts = mod.env_facts(no_parsl, str(tmp_path / "missing"), warnings.append)
+    facts = utils_env.env_facts(no_parsl, str(tmp_path / "missing"), warnings.append)
     assert facts == dict.fromkeys(
         ("python", "parsl_version", "worker_pool", "relay", "worker_helpers")
     )
     assert "not provisioned yet" in warnings[0]
-    assert mod.env_facts(no_parsl, "", warnings.append)["python"] is None
+    assert utils_env.env_facts(no_parsl, "", warnings.append)["python"] is None
 
 
 def _env(parsl: str | None, python: str = "3.11.2") -> dict[str, Any]:
@@ -661,20 +674,20 @@ def _env(parsl: str | None, python: str = "3.11.2") -> dict[str, Any]:
 
 def test_env_mismatch_names_what_the_env_runs_and_the_fix() -> None:
     env_path = "/h/.pwgen/envs/abc123abc123"
-    assert mod.env_mismatch(_env("2026.1.1"), env_path, "2026.1.1", "3.11") is None
-    assert mod.env_mismatch(_env("2025.1.1"), env_path, "", "") is None  # nothing expected
-    assert mod.env_mismatch(_env("2025.1.1"), env_path, "", "3.11") is None
-    wrong = mod.env_mismatch(_env("2025.1.1"), env_path, "2026.1.1", "3.11")
+    assert utils_env.env_mismatch(_env("2026.1.1"), env_path, "2026.1.1", "3.11") is None
+    assert utils_env.env_mismatch(_env("2025.1.1"), env_path, "", "") is None  # nothing expected
+    assert utils_env.env_mismatch(_env("2025.1.1"), env_path, "", "3.11") is None
+    wrong = utils_env.env_mismatch(_env("2025.1.1"), env_path, "2026.1.1", "3.11")
     assert wrong is not None
     assert wrong.startswith(f"{env_path}/bin/python reports Parsl 2025.1.1 on Python 3.11,")
     assert "must run Parsl 2026.1.1 on Python 3.11" in wrong
-    assert "pwgen_parsl_env_purge_hashes=[abc123abc123]" in wrong
-    other_python = mod.env_mismatch(_env("2026.1.1", "3.12.1"), env_path, "2026.1.1", "3.11")
+    assert "parsl_env_purge_hashes=[abc123abc123]" in wrong
+    other_python = utils_env.env_mismatch(_env("2026.1.1", "3.12.1"), env_path, "2026.1.1", "3.11")
     assert other_python is not None and "on Python 3.12," in other_python
-    no_parsl = mod.env_mismatch(_env(None), env_path, "2026.1.1", "")
+    no_parsl = utils_env.env_mismatch(_env(None), env_path, "2026.1.1", "")
     assert no_parsl is not None and "finds no parsl" in no_parsl
     missing = dict.fromkeys(("python", "parsl_version"))
-    no_env = mod.env_mismatch(missing, env_path, "2026.1.1", "3.11")
+    no_env = utils_env.env_mismatch(missing, env_path, "2026.1.1", "3.11")
     assert no_env is not None and no_env.startswith(f"{env_path}/bin/python does not run")
 
 

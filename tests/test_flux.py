@@ -179,7 +179,7 @@ def test_flux_config_text(provisioned: ProvisionedSite) -> None:
         f"        worker_init='. {ENV}/bin/pwgen-activate\\nmodule load x',"
         "  # facts: env activation + sites.yaml\n",
         f"    flux_path='{ENV}/bin/flux',"
-        "  # facts: flux-core in the pinned env (pwgen_flux role)\n",
+        "  # facts: flux-core in the pinned env (pwgen.hpc.flux role)\n",
         f"    working_dir='{REMOTE_DIR}/flux',  # facts: workdir, shared with the compute nodes\n",
         f"    run_dir='{REMOTE_DIR}/runinfo',\n",
     ):

@@ -1,4 +1,5 @@
-"""The pwgen_pw inventory plugin, through the real `ansible-inventory` against the local PW API."""
+"""The pwgen.hpc.pw inventory plugin, through the real `ansible-inventory` against the local
+PW API."""
 
 import json
 import os
@@ -10,11 +11,13 @@ from typing import Any
 import pytest
 from pw_server import DEFAULT_KEY, PWServer, basic_auth
 
+from pwgen.assets import ansible_dir
+
 REPO = Path(__file__).resolve().parent.parent
 ANSIBLE_INVENTORY = Path(sys.executable).parent / "ansible-inventory"
 
 PW_YML = """\
-plugin: pwgen_pw
+plugin: pwgen.hpc.pw
 timeout: 5
 strict: true
 keyed_groups:
@@ -33,7 +36,7 @@ def ansible_inventory(
 ) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PW_", "PWGEN_", "ANSIBLE_"))}
     clean.update(
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_CONFIG=str(ansible_dir() / "ansible.cfg"),
         ANSIBLE_HOME=str(tmp_path / "ansible-home"),
         ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
         ANSIBLE_NOCOLOR="1",
@@ -111,7 +114,7 @@ def test_same_hostvars_as_pwgen_inventory(
     from pwgen.inventory import site_hostvars
     from pwgen.sources.pw import fetch_sites
 
-    pw_yml.write_text("plugin: pwgen_pw\n", encoding="utf-8")
+    pw_yml.write_text("plugin: pwgen.hpc.pw\n", encoding="utf-8")
     result = ansible_inventory(pw_yml, pw_server.env(), tmp_path)
     assert result.returncode == 0, result.stderr
     hostvars = plain(json.loads(result.stdout))["_meta"]["hostvars"]
@@ -132,7 +135,7 @@ def test_legacy_platform(pw_server: PWServer, pw_yml: Path, tmp_path: Path) -> N
 def test_options_in_the_file_win_over_the_environment(pw_server: PWServer, tmp_path: Path) -> None:
     source = tmp_path / "team_pw.yaml"
     source.write_text(
-        f"plugin: pwgen_pw\napi_key: {pw_server.api_key}\nplatform_host: {pw_server.url}\n",
+        f"plugin: pwgen.hpc.pw\napi_key: {pw_server.api_key}\nplatform_host: {pw_server.url}\n",
         encoding="utf-8",
     )
     env = {"PW_API_KEY": "pwt_d3Jvbmc.WrongKey", "PW_PLATFORM_HOST": "http://127.0.0.1:1"}

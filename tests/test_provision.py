@@ -17,10 +17,11 @@ from typing import Any
 import parsl
 import pytest
 import yaml
-from helpers import BIN, REPO, run_pwgen
+from helpers import BIN, run_pwgen
 from lab_helpers import on_project_site, pwgen_provision, running_lab
 
 import pwgen_worker
+from pwgen.assets import ansible_dir
 from pwgen.facts import read_facts
 from pwgen.lab.state import LabState
 from pwgen.provision import failure_message, provision
@@ -183,20 +184,20 @@ def test_sysadmin_runs_the_playbook_without_pwgen(lab: LabState, tmp_path: Path)
     env = {
         **os.environ,
         "PATH": f"{BIN}:{os.environ['PATH']}",
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_CONFIG": str(ansible_dir() / "ansible.cfg"),
     }
     done = subprocess.run(
         [
             str(BIN / "ansible-playbook"),
             "-i",
             str(inventory),
-            str(REPO / "playbooks" / "provision.yml"),
+            "pwgen.hpc.provision",  # the collection playbook, by name
             "-e",
             json.dumps({"ansible_ssh_common_args": f"-o UserKnownHostsFile={LAB_DIR}/known_hosts"}),
             "-e",
-            f"pwgen_site_facts_controller_dir={facts_dir}",
+            f"site_facts_controller_dir={facts_dir}",
             "-e",
-            f"pwgen_parsl_env_cache={tmp_path / 'wheelhouse'}",
+            f"parsl_env_cache={tmp_path / 'wheelhouse'}",
         ],
         cwd=tmp_path,
         env=env,

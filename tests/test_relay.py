@@ -1,4 +1,4 @@
-"""pwgen-relay (roles/pwgen_relay/files/pwgen_relay.py) on loopback: a real subprocess
+"""pwgen-relay (pwgen.hpc's roles/relay/files/pwgen_relay.py) on loopback: a real subprocess
 between test clients and a local echo server, both on 127.0.0.1.
 
 PWGEN_RELAY_PYTHON=/path/to/python3.8 runs the relay with another interpreter (the
@@ -19,11 +19,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
-from helpers import REPO
 
+from pwgen.assets import collection_dir
 from pwgen.poll import poll
 
-RELAY = REPO / "roles" / "pwgen_relay" / "files" / "pwgen_relay.py"
+RELAY = collection_dir() / "roles" / "relay" / "files" / "pwgen_relay.py"
 PYTHON = os.environ.get("PWGEN_RELAY_PYTHON") or sys.executable
 
 

@@ -40,7 +40,7 @@ LOGIN_CMD_TIMEOUT = 30
 
 
 def flux_path(provisioned: ProvisionedSite) -> str:
-    """`<env>/bin/flux`: where the pwgen_flux role installs flux-core (conda-forge)."""
+    """`<env>/bin/flux`: where the pwgen.hpc.flux role installs flux-core (conda-forge)."""
     return f"{provisioned.env_path.rstrip('/')}/bin/flux"
 
 
@@ -68,7 +68,7 @@ def flux_executor(
         "plain Slurm: this config runs on the login node",
     )
     settings["flux_path"] = Setting(
-        flux_path(provisioned), f"{FACTS}: flux-core in the pinned env (pwgen_flux role)"
+        flux_path(provisioned), f"{FACTS}: flux-core in the pinned env (pwgen.hpc.flux role)"
     )
     settings["working_dir"] = Setting(
         f"{remote_dir.rstrip('/')}/flux", f"{FACTS}: workdir, shared with the compute nodes"

@@ -45,7 +45,7 @@ class ProvisionedSite:
     facts_file: Path
     ssh_config: Path
     env_path: str
-    # The env's activation script (`pwgen-activate`, written by the pwgen_parsl_env role).
+    # The env's activation script (`pwgen-activate`, written by the pwgen.hpc.parsl_env role).
     activate: str
 
 

@@ -4,7 +4,7 @@
     fetch_clusters(settings)           GET /api/clusters (or the legacy /api/resources)
     clusters_to_sites(clusters)        cluster dicts -> validated `Site`s + skipped clusters
     fetch_sites()                      all three: what `pwgen inventory --from pw` and the
-                                       `pwgen_pw` Ansible inventory plugin call
+                                       `pwgen.hpc.pw` Ansible inventory plugin call
 
 The mapping from clusters to sites lives in `pwgen.sources.pw_clusters`, the HTTP
 exchange (retries, total deadline, byte cap) in `pwgen.sources.pw_http`. The key is

@@ -1,5 +1,5 @@
 """PW clusters -> pwgen sites: the mapping shared by `pwgen inventory --from pw` and the
-`pwgen_pw` Ansible inventory plugin.
+`pwgen.hpc.pw` Ansible inventory plugin.
 
 Only clusters that are up (status `on`/`active`), have a slurm or pbs scheduler and
 an address become sites; the others are returned as skipped, with the reason. Legacy

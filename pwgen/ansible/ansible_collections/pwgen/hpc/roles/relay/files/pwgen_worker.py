@@ -1,0 +1,119 @@
+"""pwgen's worker-side helpers: stdlib and Parsl only, imported by Parsl workers on sites.
+
+The pwgen.hpc.relay role installs this file next to Parsl in each site env, and the
+controller has the same file as part of pwgen, so a function of this module pickled
+by reference on the controller resolves to the same code on a worker.
+
+`run_bash` is Parsl's `remote_side_bash_executor` with one change: the command runs in
+its own session, and on walltime the whole process group is killed before AppTimeout
+is raised (Parsl raises AppTimeout but leaves the command running).
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+__version__ = "1"
+
+#: Seconds between SIGTERM and SIGKILL for a command over its walltime.
+KILL_GRACE_SECONDS = 2.0
+
+
+def run_bash(func: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+    """Build the command line with `func`, run it with bash, kill it on walltime."""
+    import parsl.app.errors as pe
+
+    func_name = getattr(func, "__name__", "bash_app")
+    command = _command_line(func, func_name, args, kwargs)
+    std_out = _open_std_stream("stdout", kwargs)
+    std_err = _open_std_stream("stderr", kwargs)
+    walltime = kwargs.get("walltime")
+    if std_err is not None:
+        banner = f"--> executable follows <--\n{command}\n--> end executable <--"
+        print(banner, file=std_err, flush=True)
+    try:
+        proc = subprocess.Popen(
+            command,
+            stdout=std_out,
+            stderr=std_err,
+            shell=True,
+            executable="/bin/bash",
+            close_fds=False,
+            start_new_session=True,  # its own process group, so a timeout can kill all of it
+        )
+    except Exception as err:
+        raise pe.AppException(f"App {func_name} caught exception", err) from err
+    try:
+        returncode = proc.wait(timeout=walltime)
+    except subprocess.TimeoutExpired:
+        kill_process_group(proc)
+        raise pe.AppTimeout(f"App {func_name} exceeded walltime: {walltime} seconds") from None
+    if returncode != 0:
+        raise pe.BashExitFailure(func_name, returncode)
+    missing = [f for f in kwargs.get("outputs", []) if not os.path.exists(f.filepath)]
+    if missing:
+        raise pe.MissingOutputs(f"Missing outputs from app {func_name}", missing)
+    return returncode
+
+
+def kill_process_group(proc: "subprocess.Popen[bytes]") -> None:
+    """SIGTERM the command's process group, then SIGKILL whatever is left in it."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=KILL_GRACE_SECONDS)
+        # bash may be gone while children that ignored SIGTERM still hold the group.
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _command_line(
+    func: Callable[..., Any], func_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str:
+    import parsl.app.errors as pe
+
+    command = None
+    try:
+        command = func(*args, **kwargs)
+        if not isinstance(command, str):
+            raise ValueError(f"Expected a str for bash_app commandline, got {type(command)}")
+    except AttributeError as err:
+        if command is not None:
+            raise pe.AppBadFormatting(
+                f"App formatting failed for app '{func_name}' with AttributeError: {err}"
+            ) from err
+        raise pe.BashAppNoReturn(
+            f"Bash app '{func_name}' did not return a value, or returned None - "
+            f"with this exception: {err}"
+        ) from err
+    except IndexError as err:
+        raise pe.AppBadFormatting(
+            f"App formatting failed for app '{func_name}' with IndexError: {err}"
+        ) from err
+    return command
+
+
+def _open_std_stream(name: str, kwargs: dict[str, Any]) -> Any:
+    import parsl.app.errors as pe
+    from parsl.data_provider.files import File
+    from parsl.utils import get_std_fname_mode
+
+    spec = kwargs.get(name)
+    if spec is None:
+        return None
+    path: Any
+    if isinstance(spec, File):
+        path, mode = spec, "w"
+    else:
+        path, mode = get_std_fname_mode(name, spec)
+    try:
+        if os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        return open(path, mode)  # handed to the command
+    except Exception as err:
+        raise pe.BadStdStreamFile(str(path)) from err
