@@ -45,7 +45,11 @@ def lab() -> Iterator[LabState]:
 def workdir(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project directory whose .pwgen/ holds one cold provision of both sites."""
     path = tmp_path_factory.mktemp("project")
-    pwgen_provision(path, "--sites", str(LAB_DIR / "sites.yaml"))
+    sites = yaml.safe_load((LAB_DIR / "sites.yaml").read_text())
+    lab2 = sites["sites"][1]
+    lab2["workdir"] = f"/home/{lab2['user']}/pwpv-scratch"  # a scratch dir of its own
+    (path / "sites.yaml").write_text(yaml.safe_dump(sites))
+    pwgen_provision(path, "--sites", "sites.yaml", "--known-hosts", str(LAB_DIR / "known_hosts"))
     return path
 
 
@@ -108,6 +112,11 @@ def test_facts_match_the_lab(lab: LabState, workdir: Path) -> None:
         assert partitions["compute"]["cpus_per_node"] == os.cpu_count()
         assert facts["internal_address"] == site.login.ip  # what compute nodes reach
         assert facts["scheduler"] == "slurm"
+        scratch = site.label == "lab2"  # sites.yaml's workdir: reaches the facts role
+        expected = (
+            f"/home/{site.user}/pwpv-scratch" if scratch else f"/home/{site.user}/.pwgen/work"
+        )
+        assert facts["workdir"] == expected
         # The model reads all of it: every env key provisioning recorded, and when.
         model = read_facts(workdir / ".pwgen" / "facts", site.label)
         assert model.env is not None and model.env.model_dump(exclude_none=True) == facts["env"]
@@ -115,9 +124,7 @@ def test_facts_match_the_lab(lab: LabState, workdir: Path) -> None:
 
 
 def test_second_provision_changes_nothing(lab: LabState, workdir: Path) -> None:
-    result = run_pwgen(
-        "provision", "--sites", str(LAB_DIR / "sites.yaml"), "--json", cwd=workdir, timeout=300
-    )
+    result = run_pwgen("provision", "--sites", "sites.yaml", "--json", cwd=workdir, timeout=300)
     assert result.returncode == 0, result.stderr
     reports = json.loads(result.stdout)
     assert sorted(reports) == ["lab1", "lab2"]
