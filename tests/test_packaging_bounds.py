@@ -81,3 +81,24 @@ def test_the_license_and_a_build_backend_that_understands_it() -> None:
     # An SPDX `license` string and `license-files` need setuptools 77 (PEP 639).
     backend = [r for r in config["build-system"]["requires"] if r.startswith("setuptools")]
     assert backend == ["setuptools>=77"], backend
+
+
+def test_build_gives_an_sdist_and_a_wheel_that_twine_accepts(tmp_path: Path) -> None:
+    """`python -m build` (isolated, as a release would) and `twine check` on both."""
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    artifacts = sorted(path.name for path in tmp_path.iterdir())
+    version = metadata.version("pwgen")
+    assert artifacts == [f"pwgen-{version}-py3-none-any.whl", f"pwgen-{version}.tar.gz"]
+    checked = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", *map(str, tmp_path.iterdir())],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count("PASSED") == 2
