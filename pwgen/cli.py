@@ -29,7 +29,7 @@ from pwgen.lab.cli import app as lab_app
 from pwgen.layout import StateLayout
 
 if TYPE_CHECKING:  # the CLI imports the steps lazily, to start fast
-    from pwgen.provision import SiteReport
+    from pwgen.provision import PlayOptions, SiteReport
     from pwgen.sites import Site
     from pwgen.ssh import SshSetup
 
@@ -176,33 +176,49 @@ def provision(
         typer.Option(help="Record unknown host keys on first contact (changed keys still fail)."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Report what would change; change nothing.")
+    ] = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Show what files would change.")] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Ansible's output (-vv: more).")
+    ] = 0,
 ) -> None:
     """Install the pinned Parsl env, relay and Flux on every site and gather its facts."""
+    from pwgen.provision import PlayOptions
     from pwgen.provision import provision as run_provision
     from pwgen.ssh import prepare_ssh
 
     chosen = select_sites(load_site_list(sites), limit or [])
     trusted = trusted_known_hosts(sites, known_hosts)
     ssh = prepare_ssh(chosen, STATE_DIR, trusted, accept_new_host_keys)
+    options = PlayOptions(check=check, diff=diff, verbosity=verbose)
     if as_json:
-        reports = run_provision(chosen, STATE_DIR, ssh)
+        reports = run_provision(chosen, STATE_DIR, ssh, options=options)
         typer.echo(json.dumps({label: asdict(r) for label, r in reports.items()}, indent=2))
     else:
-        reports = _provision_with_progress(chosen, ssh)
+        reports = _provision_with_progress(chosen, ssh, options)
     if any(report.failed for report in reports.values()):
         raise typer.Exit(1)
 
 
-def _provision_with_progress(chosen: "list[Site]", ssh: "SshSetup") -> "dict[str, SiteReport]":
+def _provision_with_progress(
+    chosen: "list[Site]", ssh: "SshSetup", options: "PlayOptions"
+) -> "dict[str, SiteReport]":
     """Provision with a live per-site table, then the summary and any failures."""
     from rich.live import Live
 
     from pwgen.provision import provision as run_provision
     from pwgen.report import print_failures, print_table, progress_table, summary_table
 
-    with Live(refresh_per_second=8, transient=True) as live:
+    # With -v, Ansible's own output scrolls by: no table redrawn over it.
+    with Live(refresh_per_second=8, transient=True, auto_refresh=not options.verbosity) as live:
         reports = run_provision(
-            chosen, STATE_DIR, ssh, on_update=lambda r: live.update(progress_table(r))
+            chosen,
+            STATE_DIR,
+            ssh,
+            on_update=lambda r: live.update(progress_table(r)),
+            options=options,
         )
     print_table(summary_table(reports))
     print_failures(reports)

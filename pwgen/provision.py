@@ -63,12 +63,25 @@ class SiteReport:
 OnUpdate = Callable[[Mapping[str, SiteReport]], None]
 
 
+@dataclass(frozen=True)
+class PlayOptions:
+    """ansible-playbook's own options a `pwgen provision` passes on."""
+
+    check: bool = False  # --check: report what would change, change nothing
+    diff: bool = False  # --diff: show file and template changes
+    verbosity: int = 0  # -v, -vv, ...: Ansible's output, shown as it runs
+
+    def cmdline(self) -> str:
+        return " ".join(flag for flag, on in (("--check", self.check), ("--diff", self.diff)) if on)
+
+
 def provision(
     sites: Sequence[Site],
     state_dir: Path,
     ssh: SshSetup,
     playbook: str = "provision.yml",
     on_update: OnUpdate | None = None,
+    options: PlayOptions = PlayOptions(),
 ) -> dict[str, SiteReport]:
     """Run the pwgen.hpc collection's `playbooks/<playbook>` on the remote sites; write their
     facts; return reports."""
@@ -80,11 +93,12 @@ def provision(
         raise ProvisionError(f"{playbook_path}: playbook not found (reinstall pwgen)")
     reports = {site.label: SiteReport(site.label) for site in remote}
     handler = _EventHandler(reports, on_update or (lambda _: None))
-    _run_playbook(playbook_path, remote, state_dir, ssh, handler)
+    _run_playbook(playbook_path, remote, state_dir, ssh, handler, options)
     for report in reports.values():
         if not report.failed:
             report.task = "done"
-            _save_facts(state_dir, report)
+            if not options.check:  # a check run changed nothing, facts included
+                _save_facts(state_dir, report)
     return reports
 
 
@@ -97,7 +111,12 @@ def _inventory(sites: Sequence[Site]) -> dict[str, Any]:
 
 
 def _run_playbook(
-    playbook: Path, sites: Sequence[Site], state_dir: Path, ssh: SshSetup, handler: "_EventHandler"
+    playbook: Path,
+    sites: Sequence[Site],
+    state_dir: Path,
+    ssh: SshSetup,
+    handler: "_EventHandler",
+    options: PlayOptions,
 ) -> None:
     from ansible_runner import Runner, RunnerConfig  # slow import: only when provisioning
 
@@ -126,7 +145,9 @@ def _run_playbook(
                 # The ansible-playbook of this Python's environment, activated or not.
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             },
-            quiet=True,
+            quiet=options.verbosity == 0,
+            verbosity=options.verbosity or None,
+            cmdline=options.cmdline() or None,
             suppress_env_files=True,
         )
         config.prepare()

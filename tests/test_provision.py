@@ -131,6 +131,22 @@ def test_second_provision_changes_nothing(lab: LabState, workdir: Path) -> None:
     assert {label: r["changed"] for label, r in reports.items()} == {"lab1": 0, "lab2": 0}
 
 
+def test_check_diff_and_verbose_change_nothing(lab: LabState, workdir: Path) -> None:
+    facts = workdir / ".pwgen" / "facts"
+    before = {path.name: path.stat().st_mtime_ns for path in facts.iterdir()}
+    argv = ("provision", "--sites", "sites.yaml", "--check", "--diff", "--json")
+    result = run_pwgen(*argv, cwd=workdir, timeout=300)
+    assert result.returncode == 0, result.stderr
+    reports = json.loads(result.stdout)
+    assert {label: r["changed"] for label, r in reports.items()} == {"lab1": 0, "lab2": 0}
+    assert {path.name: path.stat().st_mtime_ns for path in facts.iterdir()} == before
+    shown = run_pwgen(
+        "provision", "--sites", "sites.yaml", "-v", "--check", cwd=workdir, timeout=300
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "PLAY [Provision pwgen sites]" in shown.stdout and "PLAY RECAP" in shown.stdout
+
+
 def _provision_variant(
     project: Path, sites: dict[str, Any], *args: str, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
