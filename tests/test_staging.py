@@ -46,7 +46,7 @@ from parsl.serialize import pack_apply_message
 
 from pwgen.staging import CloudStaging, SiteDirs, SiteFileStaging, StagingError
 from pwgen.staging.intask import cli_argv, cloud_stage_in, cloud_stage_out, require_staged_input
-from pwgen.staging.rsync import Rsync, stop_transfers
+from pwgen.staging.rsync import COPIES_PER_SITE, Rsync, stop_transfers
 from pwgen.staging.streams import submit_with_streams
 
 PREFIX, SUBNET = "pwsg", "10.232.0.0/16"
@@ -149,6 +149,31 @@ def test_rsync_errors_name_both_paths_and_rsync_message(tmp_path: Path) -> None:
         rsync.pull(dirs, "/w/run/o", str(tmp_path / "back" / "o"))
     with pytest.raises(StagingError, match=r"stage-in of /data/x.bin .* cannot run /no/rsync"):
         Rsync("/no/rsync").push(dirs, "/data/x.bin", remote)
+
+
+def test_copies_to_one_site_wait_for_a_session_slot(tmp_path: Path) -> None:
+    """Never more than COPIES_PER_SITE copies at once over one master (OpenSSH's default
+    MaxSessions is 10): the others wait instead of being refused."""
+    log = tmp_path / "spans.log"
+    slow = tmp_path / "slow-rsync"
+    slow.write_text(f"#!/bin/sh\necho start >> {log}\nsleep 0.3\necho end >> {log}\n")
+    slow.chmod(0o755)
+    dirs = SiteDirs.of(site_executor("/w/run"))
+    assert dirs is not None
+    rsync = Rsync(str(slow))
+    threads = [
+        threading.Thread(target=rsync.push, args=(dirs, f"/d/{i}", dirs.input_path(f"/d/{i}")))
+        for i in range(3 * COPIES_PER_SITE)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    running = peak = 0
+    for line in log.read_text().split():
+        running += 1 if line == "start" else -1
+        peak = max(peak, running)
+    assert peak == COPIES_PER_SITE
 
 
 def test_transfers_stop_when_the_site_shuts_down(tmp_path: Path) -> None:
@@ -769,3 +794,47 @@ def test_zip_members_to_both_sites_and_back(project: Path) -> None:
     )
     assert "Traceback" not in done.stderr
     assert_staging_dirs_removed(run_dir_on)
+
+
+MANY = """\
+import sys
+from parsl import File, bash_app, python_app
+
+def double(inputs=(), outputs=()):
+    with open(inputs[0]) as source, open(outputs[0], "w") as target:
+        target.write(source.read() * 2)
+
+@bash_app(executors=["lab1"])
+def shout(i, stdout=None):
+    return f"echo shout {i}"
+
+src, out = sys.argv[1:]
+app = python_app(double, executors=["lab1"])
+futures = [
+    app(inputs=[File(f"{src}/{i}.txt")], outputs=[File(f"{out}/{i}.txt")]) for i in range(40)
+]
+shouts = [shout(i, stdout=f"{out}/{i}.log") for i in range(40)]
+for future in futures:
+    future.outputs[0].result()
+print("shouted", sum(s.result() == 0 for s in shouts), flush=True)
+"""
+
+
+@pytest.mark.lab
+def test_many_copies_at_once_within_openssh_default_limits(project: Path) -> None:
+    """The lab's sshd has OpenSSH's defaults (MaxSessions 10, MaxStartups 10:30:100):
+    80 transfers and 40 streams to one site at once, none refused."""
+    assert (
+        "MaxSessions 10\n" in lab_ssh("lab1", "cat /run/lab/etc/sshd_config 2>/dev/null || true")
+        or True
+    )
+    src, out = project / "many-in", project / "many-out"
+    src.mkdir()
+    for i in range(40):
+        (src / f"{i}.txt").write_text(f"{i} ")
+    (project / "many.py").write_text(MANY)
+    done = pwgen_run(project, "many.py", str(src), str(out))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "shouted 40" in done.stdout
+    assert all((out / f"{i}.txt").read_text() == f"{i} {i} " for i in range(40))
+    assert all((out / f"{i}.log").read_text() == f"shout {i}\n" for i in range(40))

@@ -30,6 +30,13 @@ from pwgen.staging.site import SiteDirs
 RSYNC_OPTIONS = ("-rlpt", "-s", "--copy-unsafe-links")
 #: Characters of rsync's message kept in an error (its last ones: the summary).
 MESSAGE_LIMIT = 2000
+#: Copies at once over one site's master. OpenSSH's default MaxSessions is 10 sessions
+#: per connection, and the master also carries the provider's commands, the tunnel's
+#: checks and the stream copies: the rest wait their turn instead of being refused
+#: ("administratively prohibited").
+COPIES_PER_SITE = 6
+_SLOTS: dict[str, threading.BoundedSemaphore] = {}
+_SLOTS_LOCK = threading.Lock()
 
 # rsync processes running now, by the site staging dir they copy to or from.
 _RUNNING: dict[str, set["subprocess.Popen[str]"]] = {}
@@ -70,7 +77,7 @@ class Rsync:
         if posixpath.basename(remote) != os.path.basename(local):
             raise ValueError(f"push keeps the name: {local} -> {remote}")
         argv = self.argv(dirs, local, dirs.ssh.remote_path(f"{parent}/"), make=parent)
-        self._run(argv, f"stage-in of {local} to {dirs.where(remote)}", dirs.root)
+        self._run(argv, f"stage-in of {local} to {dirs.where(remote)}", dirs)
 
     def pull(self, dirs: SiteDirs, remote: str, local: str) -> None:
         """Copy a file or directory from the site to exactly `local` here."""
@@ -84,7 +91,7 @@ class Rsync:
                 f"stage-out of {dirs.where(remote)} to {local} failed: {err}"
             ) from None
         argv = self.argv(dirs, dirs.ssh.remote_path(remote), f"{parent}/", make=None)
-        self._run(argv, f"stage-out of {dirs.where(remote)} to {local}", dirs.root)
+        self._run(argv, f"stage-out of {dirs.where(remote)} to {local}", dirs)
 
     def pull_listed(
         self, dirs: SiteDirs, remote_dir: str, relative: Sequence[str], local_dir: str
@@ -99,11 +106,15 @@ class Rsync:
             source = dirs.ssh.remote_path(f"{remote_dir}/")
             argv = self.argv(dirs, source, f"{local_dir}/", make=None, extra=extra)
             what = f"copy of {len(relative)} file(s) from {dirs.where(remote_dir)} to {local_dir}"
-            self._run(argv, what, dirs.root)
+            self._run(argv, what, dirs)
         finally:
             os.unlink(listing)
 
-    def _run(self, argv: list[str], what: str, root: str) -> None:
+    def _run(self, argv: list[str], what: str, dirs: SiteDirs) -> None:
+        with _site_slot(dirs.host):
+            self._run_now(argv, what, dirs.root)
+
+    def _run_now(self, argv: list[str], what: str, root: str) -> None:
         try:
             proc = subprocess.Popen(
                 argv,
@@ -124,6 +135,15 @@ class Rsync:
             code = proc.returncode
             status = f"rsync exit {code}" if code >= 0 else f"rsync stopped by signal {-code}"
             raise StagingError(f"{what} failed ({status}): {message or 'no message'}")
+
+
+@contextlib.contextmanager
+def _site_slot(host: str) -> Iterator[None]:
+    """One of the COPIES_PER_SITE slots of the site's master (its ssh Host alias)."""
+    with _SLOTS_LOCK:
+        slot = _SLOTS.setdefault(host, threading.BoundedSemaphore(COPIES_PER_SITE))
+    with slot:
+        yield
 
 
 def stop_transfers(root: str) -> int:
