@@ -17,8 +17,10 @@ import parsl
 import pytest
 from parsl import File, bash_app
 from parsl.app.errors import BashExitFailure
+from parsl.config import Config
+from parsl.dataflow.memoization import BasicMemoizer
 from parsl.executors.high_throughput.errors import ManagerLost
-from test_staging import fake_rsync, fake_site  # noqa: F401  (a fixture)
+from test_staging import FakeSiteExecutor, fake_rsync, fake_site  # noqa: F401  (a fixture)
 
 from pwgen.staging import SiteDirs
 from pwgen.staging.rsync import Rsync
@@ -126,6 +128,27 @@ def test_a_memoized_bash_app_keeps_its_stdout_and_outputs(
     assert again.task_record["from_memo"]
     assert (tmp_path / "count").read_text() == "run\n"  # ran once
     assert out.read_text() == "memo\n" and log.read_text() == ""
+
+
+def test_a_checkpointed_bash_app_is_not_run_again_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints (task_exit) of a bash app with a stdout and a File output: the next
+    run (a new DFK reading them) gets its result without running it or copying back."""
+    monkeypatch.setenv("PWST_COUNT", str(tmp_path / "count"))
+    log, out = tmp_path / "cp.log", tmp_path / "cp.txt"
+    for attempt in range(2):
+        site = FakeSiteExecutor(tmp_path / f"site{attempt}", fake_rsync(tmp_path))
+        memoizer = BasicMemoizer(checkpoint_mode="task_exit")
+        config = Config(executors=[site], run_dir=str(tmp_path / "runinfo"), memoizer=memoizer)
+        with parsl.load(config):
+            app = bash_app(counted, executors=["s1"], cache=True)
+            future = app(stdout=str(log), outputs=[File(str(out))])
+            assert future.result() == 0 and future.outputs[0].result().filepath == str(out)
+            assert bool(future.task_record["from_memo"]) == (attempt == 1)
+    assert (tmp_path / "count").read_text() == "run\n"  # the second run did not run it
+    assert out.read_text() == "memo\n" and log.read_text() == ""
+    assert not (tmp_path / "site1").exists()  # nothing staged for the second run
 
 
 class _Site:
