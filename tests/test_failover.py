@@ -7,6 +7,7 @@ state mid-run move to the other site, pinned apps fail with the site's error,
 """
 
 import json
+import subprocess
 import time
 from collections import Counter
 from concurrent.futures import Future
@@ -22,6 +23,7 @@ from parsl.data_provider.files import File
 from parsl.executors import MPIExecutor
 from parsl.executors.errors import BadStateException
 from parsl.executors.high_throughput.errors import ManagerLost
+from PIL import Image
 
 from pwgen.failover.errors import PresumedLost, QueueWaitExceeded, is_site_failure
 from pwgen.failover.health import SiteHealth
@@ -327,6 +329,24 @@ def test_tasks_of_a_broken_site_move_and_are_counted(project: Path) -> None:
     assert len(arrows) == failover["moves"]
     assert outcomes["block-running"] >= 2  # each site's block, running
     assert f"{tries} tries on 2 site(s), {failover['moves']} moved" in drawn.stdout
+    # Rendered as a person sees it (librsvg) and read back: orange (moved) bars in a's
+    # lane only, green (done) ones in b's.
+    drawn = run_pwgen("status", "--run", run_dir.name, "--plot", "run.svg", cwd=project)
+    assert drawn.returncode == 0, drawn.stderr
+    subprocess.run(["rsvg-convert", "run.svg", "-o", "run.png"], cwd=project, check=True)
+    lane_b = next(float(t.get("y", 0)) - 12 for t in svg.iter(f"{ns}text") if t.text == "b")
+    axis = next(
+        float(line.get("y1", 0)) for line in svg.iter(f"{ns}line") if line.get("class") == "axis"
+    )
+    with Image.open(project / "run.png") as image:
+        pixels = image.convert("RGB")
+        rows: dict[str, Counter[str]] = {"a": Counter(), "b": Counter()}
+        for x in range(0, pixels.width, 2):
+            for y in range(0, int(axis)):  # the lanes, not the legend below
+                colour = "#{:02x}{:02x}{:02x}".format(*pixels.getpixel((x, y)))
+                rows["a" if y < lane_b else "b"][colour] += 1
+    assert rows["a"]["#f0a020"] > 0 and rows["b"]["#f0a020"] == 0  # moved: a -> b
+    assert rows["b"]["#2e9d4a"] > 0  # done on b
 
 
 @pytest.mark.e2e

@@ -143,13 +143,16 @@ def _svg(bars: list[TryBar], blocks: list[Span], sites: list[str], run: str) -> 
 
 
 def _try_rects(bar: TryBar, top: float, scale: float) -> list[str]:
-    """The try's wait (grey) and its run (by outcome)."""
+    """The try's wait (grey) and its run (by outcome); a try that never ran before it
+    ended (lost with its site, moved) is all in its outcome's colour."""
     x0, x1 = LEFT + bar.launched * scale, LEFT + bar.returned * scale
-    ran = LEFT + bar.running * scale if bar.running is not None else x0
     title = f"task {bar.task_id}"
+    if bar.running is None or bar.running > bar.returned:
+        return [_rect(x0, top, max(x1 - x0, 2), ROW - 1, bar.outcome, title)]
+    ran = LEFT + bar.running * scale
     return [
-        _rect(x0, top, max(ran - x0, 0), ROW - 1, "waiting", title),
-        _rect(ran, top, max(x1 - ran, 1), ROW - 1, bar.outcome, title),
+        _rect(x0, top, ran - x0, ROW - 1, "waiting", title),
+        _rect(ran, top, max(x1 - ran, 2), ROW - 1, bar.outcome, title),
     ]
 
 
