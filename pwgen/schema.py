@@ -26,7 +26,12 @@ def sites_reference() -> str:
         "errors. Values are data: they never reach a shell or a template unquoted",
         "(docs/security.md).\n",
     ]
-    for name, title in (("Site", "a site (`sites: [...]`)"), ("EnvSpec", "`env:` of a site")):
+    tables = (
+        ("Site", "a site (`sites: [...]`)"),
+        ("EnvSpec", "`env:` of a site"),
+        ("FluxSpec", "`flux:` of an `executor: flux` site"),
+    )
+    for name, title in tables:
         parts.append(f"## {title}\n")
         parts.append("| key | type | default | what |")
         parts.append("|---|---|---|---|")

@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from pwgen.errors import SitesError
+from pwgen.siteflux import FluxSpec
 from pwgen.siteoptions import (
     Constraint,
     Gres,
@@ -148,6 +149,7 @@ class Site(_Model):
     max_workers_per_node: int | None = Field(None, ge=1, description="cap on workers per node")
     executor: ExecutorKind = Field("htex", description="htex, mpi (MPIExecutor) or flux")
     env: EnvSpec = Field(EnvSpec(), description="how the pinned Parsl env is built on the site")
+    flux: FluxSpec | None = Field(None, description="executor flux: where Flux comes from")
     worker_init: Annotated[tuple[str, ...], BeforeValidator(_lines)] = Field(
         (), strict=False, description="shell lines run before the workers start (e.g. module load)"
     )
@@ -237,6 +239,8 @@ class Site(_Model):
         if self.init_blocks > self.max_blocks:
             raise ValueError(f"init_blocks ({self.init_blocks}) > max_blocks ({self.max_blocks})")
         check_directives(self.scheduler, self.scheduler_options)
+        if self.flux is not None and self.executor != "flux":
+            raise ValueError(f"flux is for executor flux sites, not {self.executor}")
         if self.scheduler != "slurm":
             slurm_only = [name for name in _SLURM_ONLY if getattr(self, name) is not None]
             if slurm_only:
@@ -310,7 +314,8 @@ def _describe(err: ValidationError, source: str, root: yaml.Node | None) -> str:
 
 
 def _suggestion(loc: tuple[Any, ...]) -> str:
-    model: type[BaseModel] = EnvSpec if "env" in loc[:-1] else Site
+    nested: dict[str, type[BaseModel]] = {"env": EnvSpec, "flux": FluxSpec}
+    model: type[BaseModel] = next((nested[k] for k in loc[:-1] if k in nested), Site)
     if len(loc) == 1:
         model = SitesFile
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)

@@ -15,6 +15,7 @@ from rich.console import Console
 from pwgen.lab import lifecycle, status
 from pwgen.lab.controller import SITES_FILE, SSH_CONFIG
 from pwgen.lab.errors import LabError
+from pwgen.lab.flux import RELEASE, RELEASE_VERSION
 from pwgen.lab.plan import (
     DEFAULT_PREFIX,
     DEFAULT_STATE_DIR,
@@ -45,16 +46,23 @@ StateDir = Annotated[
 
 
 def _options(
-    state_dir: Path, sites: int | None, compute: int | None, name: str | None, subnet: str | None
+    state_dir: Path,
+    sites: int | None,
+    compute: int | None,
+    name: str | None,
+    subnet: str | None,
+    flux: str | None = None,
 ) -> LabOptions:
     """Options given on the command line, else those of the existing lab, else defaults."""
     state = load_state(state_dir.absolute())
+    flux = flux or (state.flux.source if state and state.flux else None)
     return make_options(
         prefix=name or (state.prefix if state else DEFAULT_PREFIX),
         subnet=subnet or (state.subnet if state else DEFAULT_SUBNET),
         sites=_given(sites, len(state.sites) if state and state.sites else DEFAULT_SITES),
         compute_nodes=_given(compute, state.compute_nodes if state else DEFAULT_COMPUTE_NODES),
         state_dir=state_dir,
+        flux=flux,
     )
 
 
@@ -93,14 +101,28 @@ def up(
         str | None,
         typer.Option("--subnet", help=f"The lab's private IPv4 range (default {DEFAULT_SUBNET})."),
     ] = None,
+    flux: Annotated[
+        str | None,
+        typer.Option(
+            "--flux",
+            metavar="TARBALL",
+            envvar="PWGEN_FLUX_TARBALL",
+            help="Build (once per machine) or reuse flux-core from this release tarball "
+            f"('{RELEASE}': download the pinned {RELEASE_VERSION}); the last site becomes "
+            "a Flux site. A lab that has Flux keeps it.",
+        ),
+    ] = None,
     state_dir: StateDir = DEFAULT_STATE_DIR,
 ) -> None:
     """Bring the lab up (again): safe to repeat; restarts dead daemons; grows or shrinks."""
-    options = _options(state_dir, sites, compute_nodes, name, subnet)
+    options = _options(state_dir, sites, compute_nodes, name, subnet, flux)
     with _err.status("pwgen lab up") as spinner:
         result = lifecycle.up(options, install, lambda text: spinner.update(f"lab up: {text}"))
     if result.installed:
         _err.print(f"installed {' '.join(result.installed)}")
+    if result.flux:
+        done = "built" if result.flux.built else "reused"
+        _err.print(f"flux {result.flux.version} {done} in {result.flux.seconds:.1f} s")
     _err.print(f"lab up in {result.seconds:.1f} s: {_summary(result.actions)}")
     _out.print(status.table(result.state, status.collect(result.state)))
     first = result.state.sites[0].label

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from pwgen.lab.sitefiles import host_public_key
-from pwgen.lab.state import LabState, SiteRecord
+from pwgen.lab.state import FluxRecord, LabState, SiteRecord
 from pwgen.lab.system import run
 from pwgen.lab.templating import render, write_if_changed
 from pwgen.sites import parse_sites
@@ -20,6 +20,7 @@ SITES_FILE = "sites.yaml"
 SSH_CONFIG = "ssh_config"
 KNOWN_HOSTS = "known_hosts"
 PARTITION = "compute"
+FLUX_NODES_PER_BLOCK = 2  # one Flux instance over two compute nodes
 
 
 def client_key(state_dir: Path) -> Path:
@@ -67,10 +68,26 @@ def site_entry(site: SiteRecord, state_dir: Path) -> dict[str, Any]:
     }
 
 
+def flux_entry(site: SiteRecord, state_dir: Path, flux: FluxRecord) -> dict[str, Any]:
+    """A site that uses the machine's Flux build, the way admins provide Flux at a path."""
+    return {
+        **site_entry(site, state_dir),
+        "executor": "flux",
+        "nodes_per_block": min(FLUX_NODES_PER_BLOCK, len(site.computes)),
+        "flux": {"method": "system", "version": flux.version, "path": flux.prefix},
+    }
+
+
 def sites_yaml(state: LabState) -> str:
-    """A sites file for pwgen (`--sites`, `pwgen inventory --from`), checked by its own loader."""
+    """A sites file for pwgen (`--sites`, `pwgen inventory --from`), checked by its own loader.
+
+    With Flux (`lab up --flux`) the last site is a Flux site; the others stay htex.
+    """
     state_dir = Path(state.state_dir)
-    data = {"sites": [site_entry(site, state_dir) for site in state.sites]}
+    entries = [site_entry(site, state_dir) for site in state.sites]
+    if state.flux is not None and state.sites:
+        entries[-1] = flux_entry(state.sites[-1], state_dir, state.flux)
+    data = {"sites": entries}
     text = (
         f"# The pwgen lab in {state_dir} (written by `pwgen lab up`; ssh aliases and\n"
         f"# pinned host keys: {state_dir / SSH_CONFIG}, {state_dir / KNOWN_HOSTS}).\n"

@@ -22,10 +22,12 @@ from pwgen.lab.controller import (
     write_controller_files,
 )
 from pwgen.lab.errors import LabError
+from pwgen.lab.flux import FluxBuild, check_source, ensure_flux
 from pwgen.lab.plan import LabOptions, SitePlan, site_plans
 from pwgen.lab.procs import kill_netns_processes
 from pwgen.lab.sitefiles import node_mounts, reset_slurmctld_state, site_dir, write_site
 from pwgen.lab.state import (
+    FluxRecord,
     LabState,
     NodeRecord,
     SiteRecord,
@@ -48,6 +50,7 @@ class UpResult:
     state: LabState
     actions: list[str] = field(default_factory=list)  # what this `up` changed
     installed: list[str] = field(default_factory=list)
+    flux: FluxBuild | None = None
     seconds: float = 0.0
 
 
@@ -68,14 +71,27 @@ def up(options: LabOptions, install: bool = False, progress: Progress = _quiet) 
     installed = ensure_packages(install)
     plans = site_plans(options)
     state = load_state(options.state_dir) or _new_state(options)
+    if options.flux:
+        check_source(options.flux)  # a wrong tarball is refused before anything else
     _preflight(state, plans, options)  # a user error leaves nothing behind
+    # Per machine, with a lock of its own: built before this lab's lock is taken.
+    flux = ensure_flux(options.flux, progress=progress) if options.flux else None
     options.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _locked(options.state_dir):
         state = load_state(options.state_dir) or state
-        result = UpResult(state, installed=installed)
+        state.flux = _flux_record(options.flux, flux)
+        result = UpResult(state, installed=installed, flux=flux)
         _converge(options, state, plans, result, progress)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _flux_record(source: str | None, build: FluxBuild | None) -> FluxRecord | None:
+    if source is None or build is None:
+        return None
+    return FluxRecord(
+        source=source, sha256=build.sha256, prefix=str(build.prefix), version=build.version
+    )
 
 
 def _new_state(options: LabOptions) -> LabState:

@@ -41,6 +41,7 @@ class LabOptions:
     sites: int
     compute_nodes: int
     state_dir: Path
+    flux: str | None = None  # a flux-core tarball, or "release" (pwgen.lab.flux)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,12 @@ class SitePlan:
 
 
 def make_options(
-    prefix: str, subnet: str, sites: int, compute_nodes: int, state_dir: Path
+    prefix: str,
+    subnet: str,
+    sites: int,
+    compute_nodes: int,
+    state_dir: Path,
+    flux: str | None = None,
 ) -> LabOptions:
     """Validate raw option values; every problem is one LabError naming the option."""
     if not _PREFIX.match(prefix):
@@ -90,7 +96,8 @@ def make_options(
         raise LabError(
             f"--compute-nodes {compute_nodes}: must be between 1 and {MAX_COMPUTE_NODES}"
         )
-    return LabOptions(prefix, network, sites, compute_nodes, _check_state_dir(state_dir))
+    state_dir = _check_state_dir(state_dir)
+    return LabOptions(prefix, network, sites, compute_nodes, state_dir, flux or None)
 
 
 def _parse_subnet(subnet: str) -> ipaddress.IPv4Network:

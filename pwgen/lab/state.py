@@ -64,6 +64,15 @@ class SiteRecord(_Record):
         ]
 
 
+class FluxRecord(_Record):
+    """The machine's Flux build the lab's last site uses (pwgen.lab.flux)."""
+
+    source: str  # the tarball given to --flux, or "release"
+    sha256: str
+    prefix: str
+    version: str
+
+
 class LabState(_Record):
     version: int = 1
     prefix: str
@@ -73,6 +82,7 @@ class LabState(_Record):
     unreachable_route: str | None = None
     files: list[str] = []
     sites: list[SiteRecord] = []
+    flux: FluxRecord | None = None
 
     def site(self, label: str) -> SiteRecord | None:
         return next((site for site in self.sites if site.label == label), None)

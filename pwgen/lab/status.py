@@ -83,7 +83,15 @@ def as_json(state: LabState, statuses: list[SiteStatus]) -> dict[str, Any]:
         "prefix": state.prefix,
         "subnet": state.subnet,
         "sites": [{**asdict(status), "healthy": status.healthy} for status in statuses],
+        "flux": state.flux.model_dump() if state.flux else None,
     }
+
+
+def flux_line(state: LabState) -> str | None:
+    """`Flux 0.88.0 at PREFIX (site lab2)`, when the lab has Flux."""
+    if state.flux is None or not state.sites:
+        return None
+    return f"Flux {state.flux.version} at {state.flux.prefix} (site {state.sites[-1].label})"
 
 
 def _mark(ok: bool) -> str:
@@ -102,6 +110,8 @@ def table(state: LabState, statuses: list[SiteStatus]) -> Table:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
+        caption=flux_line(state),
+        caption_justify="left",
     )
     for column in ("site", "login", "nodes", "sshd", "munged", "slurmctld", "slurmd"):
         grid.add_column(column, no_wrap=True)

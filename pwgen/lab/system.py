@@ -68,12 +68,12 @@ def require_root() -> None:
         )
 
 
-def missing_packages() -> list[str]:
-    """The lab's Debian packages that are not installed."""
+def missing_packages(packages: Sequence[str] = PACKAGES) -> list[str]:
+    """The Debian packages (default: the lab's) that are not installed."""
     if shutil.which("dpkg-query") is None:
         raise LabError("pwgen lab needs a Debian or Ubuntu machine (dpkg-query not found)")
     done = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n", *PACKAGES],
+        ["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n", *packages],
         capture_output=True,
         text=True,
         check=False,
@@ -81,16 +81,16 @@ def missing_packages() -> list[str]:
     installed = {
         line.split()[0] for line in done.stdout.splitlines() if line.endswith(" installed")
     }
-    return [package for package in PACKAGES if package not in installed]
+    return [package for package in packages if package not in installed]
 
 
 def install_command(packages: Sequence[str]) -> list[str]:
     return ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
 
 
-def ensure_packages(install: bool) -> list[str]:
+def ensure_packages(install: bool, packages: Sequence[str] = PACKAGES) -> list[str]:
     """Check (or with `install`, apt-get install) the packages; return what was installed."""
-    missing = missing_packages()
+    missing = missing_packages(packages)
     if missing and not install:
         raise LabError(
             f"missing Debian packages: {', '.join(missing)}; install them with "
