@@ -19,14 +19,14 @@ from pwgen.cli_options import (
     STATE_DIR,
     KnownHostsOption,
     SitesOption,
-    is_pw,
     load_site_list,
+    trusted_known_hosts,
 )
 from pwgen.cli_sites import register_site_commands
+from pwgen.cli_ssh import ssh_app
 from pwgen.errors import PwgenError
 from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, QUEUE_WAIT
 from pwgen.lab.cli import app as lab_app
-from pwgen.layout import StateLayout
 
 if TYPE_CHECKING:  # the CLI imports the steps lazily, to start fast
     from pwgen.provision import PlayOptions, SiteReport
@@ -42,6 +42,7 @@ app = typer.Typer(
 )
 app.add_typer(lab_app, name="lab")
 register_site_commands(app)
+app.add_typer(ssh_app, name="ssh")
 
 
 def _version(value: bool) -> None:
@@ -223,19 +224,6 @@ def _provision_with_progress(
     print_table(summary_table(reports))
     print_failures(reports)
     return reports
-
-
-def trusted_known_hosts(sites: Path, named: list[Path] | None) -> list[Path]:
-    """The files named with --known-hosts, and the sites file's neighbour if trusted."""
-    from pwgen.ssh import adjacent_known_hosts
-
-    def confirm(path: Path) -> bool:
-        return typer.confirm(f"Trust the host keys in {path} (next to the sites file)?")
-
-    if is_pw(sites):  # no sites file: only the files named
-        return list(named or [])
-    pinned = StateLayout(STATE_DIR).known_hosts
-    return adjacent_known_hosts(sites, pinned, confirm) + list(named or [])
 
 
 def select_sites(all_sites: "list[Site]", labels: list[str]) -> "list[Site]":

@@ -50,3 +50,16 @@ def load_site_list(sites: Path) -> "list[Site]":
     loaded = load_source(str(sites))
     warn_skipped(loaded.skipped)
     return loaded.sites
+
+
+def trusted_known_hosts(sites: Path, named: list[Path] | None) -> list[Path]:
+    """The files named with --known-hosts, and the sites file's neighbour if trusted."""
+    from pwgen.ssh import adjacent_known_hosts
+
+    def confirm(path: Path) -> bool:
+        return typer.confirm(f"Trust the host keys in {path} (next to the sites file)?")
+
+    if is_pw(sites):  # no sites file: only the files named
+        return list(named or [])
+    pinned = StateLayout(STATE_DIR).known_hosts
+    return adjacent_known_hosts(sites, pinned, confirm) + list(named or [])

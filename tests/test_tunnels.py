@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import run_pwgen
 from lab_helpers import (
     lab_ssh_command,
+    master_pid,
     netns_connect,
     netns_processes,
     project_ssh,
@@ -361,6 +363,31 @@ def test_a_finishing_run_leaves_the_master_another_run_uses(lab: Lab) -> None:
         if last:
             master.stop()
     assert last and master.pid() is None  # the last user stops it
+
+
+@pytest.mark.lab
+def test_a_master_the_user_holds_open_outlives_pwgen_runs(lab: Lab) -> None:
+    """`pwgen ssh open` (how an MFA site is used): the master the user opened is joined
+    by pwgen and not stopped when the last pwgen user of it ends; `close` stops it."""
+    sites = str(LAB_DIR / "sites.yaml")
+    opened = run_pwgen("ssh", "open", "lab2", "--sites", sites, cwd=lab.project)
+    assert opened.returncode == 0, opened.stderr
+    command = project_ssh(lab.project).command("lab2")
+    pid = master_pid(command)
+    assert f"lab2: master pid {pid} held open" in opened.stdout
+    other = subprocess.run(  # a pwgen run on the site: it joins, then lets go
+        [sys.executable, "-c", OTHER_RUN.replace('"lab1"', '"lab2"'), str(lab.ssh_config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert other.stdout.splitlines() == [f"master pid {pid} already running", "not the last user"]
+    assert master_pid(command) == pid
+    closed = run_pwgen("ssh", "close", "lab2", cwd=lab.project)
+    assert closed.returncode == 0 and "lab2: master stopped" in closed.stdout, closed.stderr
+    gone = subprocess.run(command.control("check"), capture_output=True, check=False)
+    assert gone.returncode != 0
 
 
 @pytest.mark.lab

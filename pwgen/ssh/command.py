@@ -87,6 +87,12 @@ class SshCommand:
         master = ["-o", "ControlMaster=yes", "-o", "ControlPersist=no"]
         return [*self.options(), *master, "-N", self.host]
 
+    def held_master(self) -> list[str]:
+        """A master the user opens at the terminal (it may prompt: a password, an MFA
+        code), then kept in the background until `ssh -O exit` (pwgen.ssh.hold)."""
+        master = ["-o", "ControlMaster=yes", "-o", "ControlPersist=yes"]
+        return [SSH, "-F", self.config, *master, "-f", "-N", self.host]
+
     def rsh(self) -> str:
         """rsync's `-e` (remote shell): ssh through the running master, never a new one."""
         return shlex.join(self.options(Master.JOIN))

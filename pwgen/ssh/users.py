@@ -35,6 +35,22 @@ def register(control_path: str) -> Path:
             continue
 
 
+def register_process(control_path: str, pid: int) -> Path:
+    """Record process `pid` (a master the user holds open: pwgen.ssh.hold) as a user; it
+    counts as long as that process lives."""
+    directory = users_dir(control_path)
+    directory.mkdir(mode=0o700, exist_ok=True)
+    token = directory / f"{pid}-{_start_time(pid)}-held"
+    token.touch(mode=0o600)
+    return token
+
+
+def release_process(control_path: str, pid: int) -> None:
+    """Drop the registration of process `pid` (pwgen.ssh.hold's close)."""
+    with contextlib.suppress(FileNotFoundError):
+        (users_dir(control_path) / f"{pid}-{_start_time(pid)}-held").unlink()
+
+
 def release(token: Path) -> bool:
     """Drop this user; True when no live user of that master is left (stop it then)."""
     with contextlib.suppress(FileNotFoundError):
