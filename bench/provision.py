@@ -29,7 +29,7 @@ def measure(sites: int, project: Path) -> tuple[float, float]:
     pwgen(
         "lab",
         "up",
-        "--sites",
+        "--site-count",
         str(sites),
         "--compute-nodes",
         "1",

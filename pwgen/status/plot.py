@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pwgen.fileio import atomic_write
-from pwgen.layout import RunLayout
 from pwgen.parsl_internals import INTERNAL_EXECUTOR
-from pwgen.status.tasks import DONE_STATES, MonitoringError, final_states
+from pwgen.status.tasks import DONE_STATES, MonitoringError, final_states, query_monitoring
 
 COLOURS = {
     "waiting": "#c8c8c8",
@@ -59,21 +58,17 @@ def plot_run(run_dir: Path, output: Path) -> str:
 
 
 def _read(run_dir: Path) -> tuple[list[TryBar], list[Span], list[str]]:
-    db = RunLayout(run_dir).monitoring_db
-    if not db.is_file():
-        raise MonitoringError(f"run {run_dir.name} has no monitoring database ({db})")
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-            tries = conn.execute(
-                "SELECT task_id, task_executor, task_try_time_launched, task_try_time_running, "
-                "task_try_time_returned FROM try ORDER BY task_id, try_id"
-            ).fetchall()
-            finals = final_states(conn)
-            block_rows = conn.execute(
-                "SELECT executor_label, block_id, timestamp, status FROM block ORDER BY timestamp"
-            ).fetchall()
-    except sqlite3.Error as err:
-        raise MonitoringError(f"{db}: cannot read the monitoring database: {err}") from None
+    def read(conn: sqlite3.Connection) -> tuple[list[Any], dict[int, str], list[Any]]:
+        tries = conn.execute(
+            "SELECT task_id, task_executor, task_try_time_launched, task_try_time_running, "
+            "task_try_time_returned FROM try ORDER BY task_id, try_id"
+        ).fetchall()
+        blocks = conn.execute(
+            "SELECT executor_label, block_id, timestamp, status FROM block ORDER BY timestamp"
+        ).fetchall()
+        return tries, final_states(conn), blocks
+
+    tries, finals, block_rows = query_monitoring(run_dir, read)
     tries = [t for t in tries if t[1] != INTERNAL_EXECUTOR and t[2]]
     if not tries:
         raise MonitoringError(f"run {run_dir.name}: no task ran on a site")

@@ -12,14 +12,18 @@ executor, here on the controller) are not a site's and are left out.
 import sqlite3
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
+from typing import TypeVar
 
 from pwgen.errors import PwgenError
 from pwgen.layout import RunLayout
 from pwgen.parsl_internals import INTERNAL_EXECUTOR  # staging copies: not a site's
+
+T = TypeVar("T")
 
 # Parsl's final task states, by how a user reads them.
 DONE_STATES = {"exec_done", "memo_done"}
@@ -64,6 +68,20 @@ class RunTasks:
 
 def read_run_tasks(run_dir: Path) -> RunTasks:
     """Per-site statistics from `run_dir`/monitoring.db (MonitoringError if there is none)."""
+
+    def read(conn: sqlite3.Connection) -> RunTasks:
+        tries = conn.execute(
+            "SELECT task_id, task_executor, task_try_time_running, task_try_time_returned "
+            "FROM try ORDER BY task_id, try_id"
+        ).fetchall()
+        return _summarise(run_dir.name, tries, final_states(conn))
+
+    return query_monitoring(run_dir, read)
+
+
+def query_monitoring(run_dir: Path, read: Callable[[sqlite3.Connection], T]) -> T:
+    """`read(connection)` on the run's monitoring database, opened read-only; a missing
+    run, a run without the database or a broken one is one MonitoringError."""
     if not run_dir.is_dir():
         raise MonitoringError(
             f"no run {run_dir.name!r} in {run_dir.parent} (`pwgen status` lists the runs)"
@@ -76,14 +94,9 @@ def read_run_tasks(run_dir: Path) -> RunTasks:
         )
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-            tries = conn.execute(
-                "SELECT task_id, task_executor, task_try_time_running, task_try_time_returned "
-                "FROM try ORDER BY task_id, try_id"
-            ).fetchall()
-            states = final_states(conn)
+            return read(conn)
     except sqlite3.Error as err:
         raise MonitoringError(f"{db}: cannot read the monitoring database: {err}") from None
-    return _summarise(run_dir.name, tries, states)
 
 
 def final_states(conn: sqlite3.Connection) -> dict[int, str]:
