@@ -408,6 +408,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         lab_sites = yaml.safe_load((LAB_DIR / "sites.yaml").read_text())
         for site in lab_sites["sites"]:
             site["worker_init"] = WORKER_INIT[site["label"]]
+        # A batch option of the sites file, seen on the site's real Slurm (the comment).
+        lab_sites["sites"][0]["scheduler_options"] = ["#SBATCH --comment=pwgen-site-option"]
         (path / "sites.yaml").write_text(yaml.safe_dump(lab_sites))
         for label in LABELS:
             install = (
@@ -838,3 +840,7 @@ def test_many_copies_at_once_within_openssh_default_limits(project: Path) -> Non
     assert "shouted 40" in done.stdout
     assert all((out / f"{i}.txt").read_text() == f"{i} {i} " for i in range(40))
     assert all((out / f"{i}.log").read_text() == f"shout {i}\n" for i in range(40))
+    # lab1's blocks carried the sites file's scheduler_options (Slurm keeps finished jobs
+    # for a while: their comment is still listed).
+    comments = lab_ssh("lab1", "squeue -h --states=all -o %k").split()
+    assert "pwgen-site-option" in comments, comments
