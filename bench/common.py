@@ -24,6 +24,12 @@ def pwgen(*args: str, cwd: Path) -> float:
     return seconds
 
 
+def lab_up(project: Path, lab_dir: Path, prefix: str, subnet: str, sites: int) -> float:
+    """`pwgen lab up` of a bench's own lab (1 compute node per site); its wall time."""
+    up = ["up", "--site-count", str(sites), "--compute-nodes", "1", "--name", prefix]
+    return pwgen("lab", *up, "--subnet", subnet, "--state-dir", str(lab_dir), cwd=project)
+
+
 def project_ssh(project: Path) -> SshSetup:
     """The ssh config and pinned keys `pwgen provision` wrote in `project`."""
     layout = StateLayout(project / ".pwgen")

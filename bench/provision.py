@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common import pwgen
+from common import lab_up, pwgen
 from rich.console import Console
 from rich.table import Table
 
@@ -26,20 +26,7 @@ SITE_COUNTS = (1, 2, 4)
 def measure(sites: int, project: Path) -> tuple[float, float]:
     lab_dir = project / "lab"
     lab = ["--state-dir", str(lab_dir)]
-    pwgen(
-        "lab",
-        "up",
-        "--site-count",
-        str(sites),
-        "--compute-nodes",
-        "1",
-        "--name",
-        PREFIX,
-        "--subnet",
-        SUBNET,
-        *lab,
-        cwd=project,
-    )
+    lab_up(project, lab_dir, PREFIX, SUBNET, sites)
     try:
         provision = ["provision", "--sites", str(lab_dir / "sites.yaml"), "--json"]
         cold = pwgen(*provision, cwd=project)

@@ -41,7 +41,7 @@ from types import ModuleType
 from typing import Any
 
 import yaml
-from common import PWGEN, project_ssh, pwgen
+from common import PWGEN, lab_up, project_ssh, pwgen
 from rich.console import Console
 from rich.table import Table
 
@@ -298,18 +298,7 @@ def main() -> None:
     lab = ["--state-dir", str(lab_dir)]
     checks: dict[str, list[str]] = {}
     try:
-        up = [
-            "up",
-            "--site-count",
-            "1",
-            "--compute-nodes",
-            "1",
-            "--name",
-            PREFIX,
-            "--subnet",
-            SUBNET,
-        ]
-        pwgen("lab", *up, *lab, cwd=project)
+        lab_up(project, lab_dir, PREFIX, SUBNET, sites=1)
         site = yaml.safe_load(sites.read_text())["sites"][0]
         label, site_uid = site["label"], pwd.getpwnam(site["user"]).pw_uid
         err.print(f"lab up; provisioning {label}")

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import project_ssh, pwgen
+from common import lab_up, project_ssh, pwgen
 from rich.console import Console
 from rich.table import Table
 
@@ -108,18 +108,7 @@ def main() -> None:
     os.chdir(project)
     lab = ["--state-dir", str(lab_dir)]
     try:
-        up = [
-            "up",
-            "--site-count",
-            "2",
-            "--compute-nodes",
-            "1",
-            "--name",
-            PREFIX,
-            "--subnet",
-            SUBNET,
-        ]
-        pwgen("lab", *up, *lab, cwd=project)
+        lab_up(project, lab_dir, PREFIX, SUBNET, sites=2)
         pwgen("provision", "--sites", str(sites), cwd=project)
         config_file = project / "parsl_config.py"
         pwgen("config", "--sites", str(sites), "-o", str(config_file), cwd=project)

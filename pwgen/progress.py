@@ -11,7 +11,7 @@ plain line is printed when something changed, at most every `LINE_EVERY` seconds
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from parsl.dataflow.states import States
@@ -74,7 +74,7 @@ def take_sample(dfk: Any, failover: Any, started: float) -> Sample:
     sample = Sample(
         elapsed=time.monotonic() - started,
         waiting=waiting,
-        moved=failover.report()["moves"],
+        moved=failover.moves,
         **total,
     )
     for label, executor in dfk.executors.items():
@@ -106,7 +106,6 @@ class RunProgress:
         self._started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pwgen-progress", daemon=True)
-        self._last: Sample | None = None
 
     def start(self) -> None:
         if self.mode != "quiet":
@@ -125,13 +124,13 @@ class RunProgress:
                 while not self._stop.wait(SAMPLE_EVERY):
                     live.update(self._table(take_sample(self.dfk, self.failover, self._started)))
             return
-        printed, shown = 0.0, ""
+        printed, shown = 0.0, None
         while not self._stop.wait(SAMPLE_EVERY):
-            line = take_sample(self.dfk, self.failover, self._started).line(self.run_id)
-            changed = line.split(": ", 1)[1].split(" ", 1)[1] != shown  # time left out
-            if changed and time.monotonic() - printed >= LINE_EVERY:
-                print(line, file=sys.stderr, flush=True)
-                printed, shown = time.monotonic(), line.split(": ", 1)[1].split(" ", 1)[1]
+            sample = take_sample(self.dfk, self.failover, self._started)
+            state = replace(sample, elapsed=0.0)  # what changed, the clock left out
+            if state != shown and time.monotonic() - printed >= LINE_EVERY:
+                print(sample.line(self.run_id), file=sys.stderr, flush=True)
+                printed, shown = time.monotonic(), state
 
     def _table(self, sample: Sample) -> Table:
         table = Table(

@@ -39,15 +39,12 @@ def load_run_config(
         source = render_config(
             live, source=str(sites_file), run_dir=str(run.runinfo), state_dir=state_dir
         )
-        atomic_write(run.config, source)
-        check_parsl_internals()  # a Parsl upgrade that broke pwgen fails here, not mid-run
-        config = load_config_module(run.config).config
     else:
         source = read_user_text(users_config, "config file", ConfigError)
-        atomic_write(run.config, source)  # the copy that ran
-        check_parsl_internals()
-        config = load_config_module(users_config).config
-        config.run_dir = str(run.runinfo)  # the run's logs stay with the run
+    atomic_write(run.config, source)  # the config that runs, kept with the run
+    check_parsl_internals()  # a Parsl upgrade that broke pwgen fails here, not mid-run
+    config = load_config_module(users_config or run.config).config
+    config.run_dir = str(run.runinfo)  # a user's config too: the run's logs stay with the run
     # A user's config may still name a site preflight found unreachable: replaced.
     stand_ins = [UnavailableExecutor(label, why) for label, why in unavailable.items()]
     add_executors(config, stand_ins, replacing=list(unavailable))

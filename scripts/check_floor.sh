@@ -34,7 +34,7 @@ PYTHON=${PYTHON:-python3}
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip
-"${pip[@]}" install -e ".[monitoring]" "parsl==$PARSL" "typer==$TYPER" pytest hypothesis psutil
+"${pip[@]}" install -e ".[monitoring]" "parsl==$PARSL" "typer==$TYPER" pytest hypothesis psutil pillow
 "${pip[@]}" check
 echo "check_floor.sh: parsl $PARSL, typer $TYPER in $VENV"
 

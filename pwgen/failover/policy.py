@@ -210,6 +210,12 @@ class Failover:
 
     # --- the record -------------------------------------------------------------------
 
+    @property
+    def moves(self) -> int:
+        """Tasks moved so far (read every second by `pwgen run`'s progress)."""
+        with self._lock:
+            return self._move_count
+
     def report(self) -> dict[str, Any]:
         """What failover did, for the run manifest."""
         with self._lock:

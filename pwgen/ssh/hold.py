@@ -9,16 +9,14 @@ until it dies). `close` drops that registration and stops the master unless a li
 pwgen run still uses it.
 """
 
-import re
 import subprocess
 import tempfile
 
 from pwgen.errors import PwgenError
 from pwgen.ssh import users
 from pwgen.ssh.command import SshCommand
-from pwgen.ssh.query import control_path
+from pwgen.ssh.query import control_path, master_pid
 
-_MASTER_PID = re.compile(r"Master running \(pid=(\d+)\)")
 #: Seconds the user has to answer the prompts.
 OPEN_TIMEOUT = 300
 
@@ -65,12 +63,6 @@ def close_master(ssh: SshCommand) -> bool:
         return False
     subprocess.run(ssh.control("exit"), capture_output=True, check=False)
     return True
-
-
-def master_pid(ssh: SshCommand) -> int | None:
-    done = subprocess.run(ssh.control("check"), capture_output=True, text=True, check=False)
-    match = _MASTER_PID.search(done.stderr)
-    return int(match.group(1)) if done.returncode == 0 and match else None
 
 
 def _control_path(ssh: SshCommand) -> str:

@@ -105,7 +105,7 @@ class SiteFileStaging(Staging, RepresentationMixin):
         dirs.note_used()
         target = os.path.abspath(file.path)
         file.local_path = dirs.output_path(app_fu.tid, target)  # type: ignore[attr-defined]
-        pull = Pull(dirs, self.rsync_tool(), file.local_path, target, app_fu.task_record)  # type: ignore[attr-defined]
+        pull = Pull(dirs, self.rsync_tool(), file.local_path, target, app_fu)
         return submit_stage_out(dm, pull, app_fu)
 
     def replace_task_stage_out(
@@ -182,19 +182,27 @@ class Pull:
     rsync: Rsync
     remote: str
     local: str
-    task: dict[str, Any] = field(default_factory=dict, compare=False)  # the app's record
+    app_fu: Future[Any] | None = field(default=None, compare=False)  # the task's
 
     def run(self) -> None:
-        if self.task.get("from_memo"):
-            # A memoized result: the task did not run; an earlier try brought it here.
+        if ran_from_memo(self.app_fu):
+            # The task did not run again; an earlier try brought its output here.
             if not os.path.lexists(self.local):
+                task = getattr(self.app_fu, "tid", "?")
                 raise StagingError(
-                    f"{self.local}: the memoized result of task {self.task.get('id')} "
-                    "did not run again, and its output is no longer here"
+                    f"{self.local}: the memoized result of task {task} did not run again, "
+                    "and its output is no longer here"
                 )
             return
         self.rsync.pull(self.dirs, self.remote, self.local)
         logger.info("staged %s back to %s", self.dirs.where(self.remote), self.local)
+
+
+def ran_from_memo(app_fu: Future[Any] | None) -> bool:
+    """Whether the task's result came from Parsl's memo table or a checkpoint (it did
+    not run: there is nothing of it on the site to copy back)."""
+    record = getattr(app_fu, "task_record", {})
+    return bool(record.get("from_memo"))
 
 
 def pwgen_stage_in(

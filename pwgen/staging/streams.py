@@ -190,14 +190,11 @@ class StreamReturn:
             return
         attempt.app_error = error
         with self._wake:
-            if self._stopping:
-                stopped = True
-            else:
-                stopped = False
+            if not self._stopping:
                 self._pending.append(attempt)
                 self._wake.notify()
-        if stopped:
-            _complete(attempt, StagingError(f"site {self.dirs.label} shut down first"))
+                return
+        _complete(attempt, StagingError(f"site {self.dirs.label} shut down first"))
 
     def _run(self) -> None:
         while True:

@@ -34,7 +34,14 @@ from parsl.data_provider.files import File
 from parsl.data_provider.zip import ZipFileStaging, zip_path_split
 
 from pwgen.staging.errors import StagingError
-from pwgen.staging.files import Pull, Push, SiteFileStaging, submit_stage_in, submit_stage_out
+from pwgen.staging.files import (
+    Pull,
+    Push,
+    SiteFileStaging,
+    ran_from_memo,
+    submit_stage_in,
+    submit_stage_out,
+)
 from pwgen.staging.rsync import Rsync
 from pwgen.staging.site import SiteDirs
 
@@ -146,7 +153,7 @@ class ZipOut:
     app_fu: Future[Any]
 
     def run(self) -> None:
-        if _from_memo(self.app_fu):
+        if ran_from_memo(self.app_fu):
             return  # the output went into the archive when the task first ran
         where = f"stage-out of {self.dirs.where(self.remote)} to {self.zipped.url}"
         parent = os.path.dirname(self.zipped.archive)
@@ -220,9 +227,3 @@ def _failing(where: str) -> Iterator[None]:
         raise StagingError(f"{where} failed: no such file: {err.filename}") from None
     except (OSError, zipfile.BadZipFile) as err:
         raise StagingError(f"{where} failed: {err}") from None
-
-
-def _from_memo(app_fu: Future[Any]) -> bool:
-    """Was the task's result taken from Parsl's memo table or a checkpoint?"""
-    record = getattr(app_fu, "task_record", {})
-    return bool(record.get("from_memo"))

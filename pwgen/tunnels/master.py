@@ -9,7 +9,6 @@ the login node.
 import contextlib
 import logging
 import os
-import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -18,14 +17,13 @@ from typing import IO
 from pwgen.poll import poll
 from pwgen.ssh import Master, SshCommand, run_script
 from pwgen.ssh import users as ssh_users
-from pwgen.ssh.query import control_path
+from pwgen.ssh.query import control_path, master_pid
 from pwgen.tunnels.errors import TunnelError
 
 logger = logging.getLogger(__name__)
 
 #: Remote commands of the tunnel itself (short shell snippets).
 COMMAND_TIMEOUT = 30
-_MASTER_PID = re.compile(r"Master running \(pid=(\d+)\)")
 
 
 class ControlMaster:
@@ -64,12 +62,7 @@ class ControlMaster:
 
     def pid(self) -> int | None:
         """The pid of the running master (`ssh -O check`), None if there is none."""
-        try:
-            done = self.control("check")
-        except subprocess.TimeoutExpired:  # a hung master counts as dead
-            return None
-        match = _MASTER_PID.search(done.stderr)
-        return int(match.group(1)) if done.returncode == 0 and match else None
+        return master_pid(self.ssh, COMMAND_TIMEOUT)
 
     def alive(self) -> bool:
         return self.pid() is not None
