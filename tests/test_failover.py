@@ -6,6 +6,7 @@ state mid-run move to the other site, pinned apps fail with the site's error,
 `--no-failover` keeps Parsl's behaviour, walltime kills a bash app's processes.
 """
 
+import datetime
 import json
 import subprocess
 import time
@@ -237,6 +238,30 @@ def test_lost_results_that_hold_every_worker_are_failed_for_retry() -> None:
     watch.check_once(13.0)
     assert all(isinstance(f.exception(), PresumedLost) for f in originals.values())
     assert not site.tasks[2].done()
+    assert failover.report()["presumed_lost"] == 2
+
+
+def test_lost_tasks_with_nothing_behind_them_are_failed_once_the_site_is_silent() -> None:
+    """Every task was submitted before the tunnel broke and the lost ones hold the site's
+    workers: nothing waits and nothing finishes. With the site's task durations known,
+    a whole grace period of silence presumes them lost; a result resets the clock."""
+    failover = Failover()
+    started = datetime.datetime(2026, 1, 1)
+    done = {"executor": "a", "id": 99, "try_time_launched": started}
+    failover.task_done({**done, "try_time_returned": started + datetime.timedelta(seconds=2)}, True)
+    site = _Executor()
+    site.tasks = {tid: Future() for tid in range(3)}
+    watch = SiteWatch(failover, SimpleNamespace(executors={"a": site}), queue_wait=None)
+    watch.check_once(0.0)
+    site.tunnel.repairs.append("master")
+    watch.check_once(1.0)  # suspects: 0, 1, 2
+    originals = dict(site.tasks)
+    del site.tasks[0]  # the oldest finishes: the site still works, the others may be long
+    watch.check_once(8.0)
+    watch.check_once(12.0)  # past the grace since the repair, but not since that result
+    assert not any(originals[tid].done() for tid in (1, 2))
+    watch.check_once(18.5)
+    assert all(isinstance(originals[tid].exception(), PresumedLost) for tid in (1, 2))
     assert failover.report()["presumed_lost"] == 2
 
 

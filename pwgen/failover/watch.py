@@ -11,12 +11,15 @@ Parsl cannot take them back.
 Tasks lost in flight. When a site's tunnel breaks (pwgen.tunnels repairs it within
 seconds and the workers reconnect), a task message or result that was inside the
 broken connection is gone, and Parsl would wait for it for ever. After a repair, the
-tasks outstanding on that site are suspects; a suspect is presumed lost when a task
-submitted after it has finished since the repair (the interchange dispatches in
-order, so it got past the suspect), or when nothing has finished since the repair
-while newer tasks wait (the lost results hold every worker of the site), and the
-grace period has passed (3x the site's 95th-percentile task duration, at least
-`min_grace`). It then fails with `PresumedLost` and is retried; a late result of the
+tasks outstanding on that site are suspects. Once the grace period has passed (3x the
+site's 95th-percentile task duration, at least `min_grace`), a suspect is presumed
+lost when a task submitted after it has finished since the repair (the interchange
+dispatches in order, so it got past the suspect), or when the site has returned
+nothing for a whole grace period while the suspects are outstanding (their results
+went down with the tunnel, and the interchange counts the workers that ran them busy
+for ever). The second rule needs evidence that the suspects are not just long tasks:
+newer tasks waiting behind them, or task durations seen on the site before. A
+presumed-lost suspect fails with `PresumedLost` and is retried; a late result of the
 first try is dropped.
 """
 
@@ -46,6 +49,7 @@ class _InFlight:
     suspects: set[int] = field(default_factory=set)
     repaired_at: float = 0.0
     newest_finished: int = -1
+    last_result_at: float = 0.0
     last_seen: set[int] = field(default_factory=set)
 
 
@@ -135,15 +139,20 @@ class SiteWatch:
         if repairs > state.repairs_seen:
             state.repairs_seen = repairs
             state.suspects |= current
-            state.repaired_at = now
+            state.repaired_at = state.last_result_at = now
             state.newest_finished = -1
         elif state.suspects:
             finished = state.last_seen - current
             if finished:
                 state.newest_finished = max(state.newest_finished, *finished)
+                state.last_result_at = now
             state.suspects &= current
-            if now - state.repaired_at >= self._grace(label):
-                lost = _presumed_lost(state, current)
+            grace = self._grace(label)
+            if now - state.repaired_at >= grace:
+                has_history = self.failover.duration_quantile(label, 0.95) is not None
+                lost = _presumed_lost(
+                    state, current, now - state.last_result_at >= grace, has_history
+                )
                 if lost:
                     state.suspects -= lost
                     self._fail_lost(label, executor, lost)
@@ -172,20 +181,22 @@ class SiteWatch:
             self.failover.note_presumed_lost(failed)
 
 
-def _presumed_lost(state: _InFlight, current: set[int]) -> set[int]:
+def _presumed_lost(
+    state: _InFlight, current: set[int], site_silent: bool, has_history: bool
+) -> set[int]:
     """The suspects shown lost once the grace period has passed.
 
     A suspect is lost when a task submitted after it has finished since the repair (the
-    interchange dispatched past it). When nothing at all has finished since the repair
-    while newer tasks wait, the suspects are what holds the site's workers (their
-    results went down with the tunnel, so the interchange counts those workers busy for
-    ever): all of them are lost. Without newer tasks waiting, suspects may simply be
-    long tasks still running, and are left alone.
+    interchange dispatched past it). When the site has been silent for a grace period
+    with suspects outstanding, the suspects are what holds its workers: all of them are
+    lost, provided newer tasks wait behind them or the site's task durations are known
+    (without either, they may simply be long tasks still running, and are left alone).
     """
-    if state.newest_finished >= 0:
-        return {tid for tid in state.suspects if tid < state.newest_finished}
+    lost = {tid for tid in state.suspects if tid < state.newest_finished}
     waiting = current - state.suspects
-    return set(state.suspects) if waiting else set()
+    if site_silent and (waiting or has_history):
+        lost |= state.suspects
+    return lost
 
 
 def _has_active_worker(executor: Any) -> bool:
