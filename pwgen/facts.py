@@ -111,8 +111,18 @@ class EnvInfo(_Model):
     conda: str | None = None
 
 
+class FluxInfo(_Model):
+    """The site's flux-core, as the pwgen.hpc.flux role found or installed it."""
+
+    version: str
+    prefix: str  # `<prefix>/bin/flux`
+    # srun's --mpi that bootstraps one instance over a block's nodes (pmi2 unless the
+    # site's MpiDefault already is).
+    srun_mpi: str = "pmi2"
+
+
 #: The keys `pwgen provision` adds to the module's facts (not in its RETURN documentation).
-PROVISION_KEYS = ("env", "gathered_at")
+PROVISION_KEYS = ("env", "flux", "gathered_at")
 
 
 class SiteFacts(_Model):
@@ -141,6 +151,7 @@ class SiteFacts(_Model):
     worker_helpers: str | None = None
     gateway_ports: GatewayPorts
     warnings: list[str] = []
+    flux: FluxInfo | None = None  # Flux sites only
     # Provisioning's bookkeeping (PROVISION_KEYS).
     env: EnvInfo | None = None
     gathered_at: float | None = None

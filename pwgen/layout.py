@@ -5,7 +5,7 @@ Every path below the state dir is named here and nowhere else:
     .pwgen/facts/<label>.json        what provisioning found on a site (pwgen.facts)
     .pwgen/ssh/config, known_hosts   pwgen's OpenSSH client config and pinned keys (pwgen.ssh)
     .pwgen/wheelhouse/               the Parsl lock's wheels per site platform (pwgen.lock)
-    .pwgen/runs/<id>/                one run (pwgen.manifest, pwgen.run, pwgen.flux):
+    .pwgen/runs/<id>/                one run (pwgen.manifest, pwgen.run):
         manifest.json                   what the run did (pwgen.manifest.RunManifest)
         parsl_config.py                 the config it loaded (or shipped, for a flux site)
         runinfo/                        Parsl's run dir

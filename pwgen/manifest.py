@@ -1,6 +1,6 @@
 """A run's record, `<state>/runs/<id>/manifest.json`: one typed model for writer and readers.
 
-`pwgen run` (pwgen.run, and pwgen.flux for a site-side run) creates the run dir and
+`pwgen run` (pwgen.run) creates the run dir and
 writes the manifest twice: at the start with `finished: null` (so a run killed -9
 still has one) and at the end. `pwgen teardown` marks a crashed run `crashed` and
 `torn_down`; `pwgen status` reads it back. Every write is atomic.
@@ -48,15 +48,6 @@ class RunState(StrEnum):
     TORN_DOWN = "crashed, torn down"  # crashed, then cleaned up by `pwgen teardown`
 
 
-class SiteSideRun(BaseModel):
-    """Where a flux site's site-side run (pwgen.flux) ran and what it shipped."""
-
-    site: str
-    remote_dir: str
-    command: str
-    files: list[str]
-
-
 class RunManifest(BaseModel):
     """What a run did. Unknown keys are kept, so a rewrite loses nothing."""
 
@@ -85,7 +76,6 @@ class RunManifest(BaseModel):
     # site -> why it was left out (unreachable at the start).
     unavailable_sites: dict[str, str] = Field(default_factory=dict)
     failover: dict[str, Any] = Field(default_factory=dict)
-    site_side: SiteSideRun | None = None
     # Set by `pwgen teardown` once it cleaned up after the crashed run.
     crashed: bool = False
     torn_down: float | None = None

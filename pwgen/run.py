@@ -24,13 +24,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from pwgen.errors import ConfigError, WorkflowError
+from pwgen.errors import WorkflowError
 from pwgen.executors.blocks import cancel_active_blocks
 from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, QUEUE_WAIT
 from pwgen.failover.dispatch import attach
 from pwgen.failover.policy import Failover
 from pwgen.failover.watch import SiteWatch
-from pwgen.flux import run_site_side
 from pwgen.layout import DEFAULT_STATE_DIR, RunLayout
 from pwgen.manifest import (
     RunManifest,
@@ -79,11 +78,6 @@ def run_workflow(
     """
     _check_workflow(workflow)
     state_dir = state_dir.resolve()  # the workflow may change the working directory
-    site_side = [site for site in sites if site.executor == "flux" and not site.is_local]
-    if site_side:
-        return _run_site_side(
-            workflow, args, sites, site_side[0], sites_file, state_dir, known_hosts
-        )
     import parsl  # slow import: only when a run really starts
 
     run = new_run_dir(state_dir)
@@ -183,26 +177,6 @@ def _unload(dfk: Any, watch: SiteWatch, manifest: RunManifest) -> None:
         _cancel_blocks_of_bad_executors(dfk)
         dfk.cleanup()
         parsl.clear()
-
-
-def _run_site_side(
-    workflow: Path,
-    args: Sequence[str],
-    sites: Sequence[Site],
-    site: Site,
-    sites_file: Path,
-    state_dir: Path,
-    known_hosts: Sequence[Path],
-) -> int:
-    """A flux site runs its workflow on its own login node (pwgen.flux), alone."""
-    if len(sites) > 1:
-        others = ", ".join(s.label for s in sites if s is not site)
-        raise ConfigError(
-            f"site {site.label!r} uses executor flux, so its workflow runs on its own login "
-            f"node: it cannot share a run with {others}; use a sites file with only {site.label!r}"
-        )
-    ssh = prepare_ssh([site], state_dir, known_hosts)
-    return run_site_side(site, workflow, args, state_dir, ssh, source=sites_file.name)
 
 
 def _prepare(

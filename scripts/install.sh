@@ -6,12 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Python for the controller; OpenSSH, Slurm, munge and friends for the lab sites;
-# OpenMPI and a C compiler for MPI programs on them (pwgen/lab/system.py lists the same);
+# OpenMPI, MPICH and a C compiler for MPI programs on them (pwgen/lab/system.py lists the same);
 # librsvg2-bin for the tests only (they render `pwgen status --plot` to PNG to look at it).
 PACKAGES=(
   python3 python3-venv python3-pip git ca-certificates iproute2 procps
   openssh-server openssh-client slurm-wlm slurmctld slurmd slurm-client munge rsync autossh
-  openmpi-bin libopenmpi-dev gcc librsvg2-bin
+  openmpi-bin libopenmpi-dev mpich libmpich-dev gcc librsvg2-bin
 )
 
 missing=()

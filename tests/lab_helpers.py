@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_pwgen
+from helpers import REPO, run_pwgen
 
 from pwgen.lab.state import LabState
 from pwgen.lab.system import missing_packages
@@ -24,6 +24,9 @@ from pwgen.layout import StateLayout
 from pwgen.poll import poll
 from pwgen.ssh.command import Master, SshCommand
 from pwgen.ssh.prepare import SshSetup
+
+#: The flux-core release tarball of ../shared/flux (issue 16).
+FLUX_TARBALL_NAME = "flux-core-0.88.0.tar.gz"
 
 
 def skip_reason() -> str | None:
@@ -36,6 +39,22 @@ def skip_reason() -> str | None:
     if missing:
         return f"missing Debian packages (pwgen lab up --install): {' '.join(missing)}"
     return None
+
+
+def flux_tarball() -> Path:
+    """The shared flux-core tarball (or $PWGEN_FLUX_TARBALL); missing: a skip, a failure
+    under CI; a machine that cannot run the lab (which builds it): a skip."""
+    given = os.environ.get("PWGEN_FLUX_TARBALL")
+    path = Path(given) if given else REPO.parent / "shared" / "flux" / FLUX_TARBALL_NAME
+    if not path.is_file():
+        message = f"no flux-core tarball at {path} (set PWGEN_FLUX_TARBALL)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    return path
 
 
 def lab_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

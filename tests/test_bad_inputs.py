@@ -361,14 +361,6 @@ CASES: dict[str, Case] = {
     "sites_is_a_directory": Case(
         ("run", "wf.py", "--sites", "conf"), ("conf: cannot read sites file",), prepare=_dir("conf")
     ),
-    "sites_flux_shares_a_run": Case(
-        ("run", "wf.py"),
-        ("site 'fluxy' uses executor flux", "cannot share a run with local"),
-        files={
-            "sites.yaml": "sites:\n  - {label: fluxy, scheduler: slurm, host: 192.0.2.1, "
-            "executor: flux}\n  - {label: local, scheduler: local}\n"
-        },
-    ),
     # ---------------------------------------------------------------- hostile sites files
     "ssh_control_dir_of_another_user": Case(
         ("provision",),

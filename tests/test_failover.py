@@ -26,6 +26,7 @@ from parsl.executors.errors import BadStateException
 from parsl.executors.high_throughput.errors import ManagerLost
 from PIL import Image
 
+from pwgen.executors import SiteFluxExecutor
 from pwgen.failover.errors import PresumedLost, QueueWaitExceeded, is_site_failure
 from pwgen.failover.health import SiteHealth
 from pwgen.failover.policy import Failover
@@ -94,6 +95,36 @@ def test_tasks_move_only_between_executors_of_one_kind() -> None:
     failover.record_allowed(2, ["mpi1", "htex1"])
     mpi_task = _task(dfk, "mpi1", task_id=2)
     assert failover(ManagerLost(b"m", "n"), mpi_task) == 0.0 and mpi_task["executor"] == "mpi1"
+
+
+class _FluxSite(SiteFluxExecutor):
+    """A Flux site as the policy sees one (never started)."""
+
+    bad_state_is_set = False
+
+    def __init__(self) -> None:
+        pass
+
+
+def test_flux_jobs_move_only_between_flux_sites_plain_tasks_also_to_htex() -> None:
+    failover = Failover()
+    dfk = _dfk("htex1")
+    dfk.executors["flux1"] = _FluxSite()
+    dfk.executors["flux2"] = _FluxSite()
+    dfk.executors["mpi1"] = _MPISite()
+    ranks = {"num_tasks": 2, "num_nodes": 2}
+    for task_id, spec, targets in (
+        (1, ranks, {"flux2"}),  # a Flux job: only another Flux site reads its keys
+        (2, {}, {"flux2", "htex1"}),  # a plain task runs in any HTEX pool
+        (3, {"priority": 1}, {"flux2", "htex1"}),
+    ):
+        seen = set()
+        for _ in range(6):
+            failover.record_allowed(task_id, ["flux1", "flux2", "htex1", "mpi1"])
+            task = _task(dfk, "flux1", task_id) | {"resource_specification": spec}
+            failover(ManagerLost(b"m", "n"), task)
+            seen.add(task["executor"])
+        assert seen == targets, (spec, seen)
 
 
 def test_a_task_with_site_staged_files_stays_on_its_site() -> None:

@@ -1,749 +1,251 @@
-"""Flux sites run site-side: their config, the shipping plan, the remote launcher, the run.
+"""Flux sites: HTEX whose every block is one Flux instance (docs/flux.md).
 
-Flux itself is NOT run anywhere here: it is not in Debian or PyPI and the lab has no
-conda channels, so no flux-core can be installed. What is tested instead:
+Fast: the generated executor of a flux site (`SiteFluxExecutor`, its block launched by
+`FluxInstanceLauncher` with the `flux` the facts, the sites file or the env name; the
+pool's worker count), the block's launch script, and the resource keys a Flux site
+takes and refuses at the app call.
 
-- offline: the generated site-side config (FluxExecutor with flux_path and a shared
-  working_dir, plain SlurmProvider with partition, walltime and worker_init) parses and
-  builds its Parsl objects (no `flux` is ever run); the shipping plan (files, modes,
-  remote paths) and the exact remote command lines; the shipped launcher and the whole
-  `run_site_side` path on this machine, with `ssh` replaced by a local stand-in:
-  output, exit codes, Ctrl-C/SIGTERM ending the remote process group, leftover Slurm
-  jobs found and cancelled (fake squeue/scancel);
-- lab (marked `lab`, root; prefix pwfl, 10.233.0.0/16, one provisioned site): the same
-  path for real through the site's ssh master, with an injected ThreadPoolExecutor
-  config instead of the Flux one: everything but Flux.
+Real Flux on this machine (the lab's flux-core build, made once per machine from
+../shared/flux; without the tarball: a skip, or a failure under CI):
+`pwgen_worker.run_in_flux` inside `flux start`, as a site's worker runs it: a python
+app as 2 ranks returns rank 0's result, an app's exception is raised, a bash app's
+command runs as the ranks, a request Flux cannot satisfy and a worker outside any
+instance each fail with one line.
 """
 
 import ast
-import io
 import json
 import os
-import shlex
-import signal
 import subprocess
 import sys
-import tarfile
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from facts_samples import COMPUTE, DEBUG, provisioned_facts
-from lab_helpers import project_ssh, provisioned_lab, ssh, wait_for
+from lab_helpers import flux_tarball
+from parsl.executors.errors import InvalidResourceSpecification
+from parsl.providers import LocalProvider
 
-import pwgen_script
-from pwgen.configgen.flux import SRUN_OVERRIDES, flux_executor, render_flux_config
-from pwgen.configgen.remote import ProvisionedSite, provisioned_site
-from pwgen.errors import ConfigError, WorkflowError
-from pwgen.flux import (
-    CONFIG_NAME,
-    RUNNER_NAME,
-    SCRIPT_NAME,
-    SiteRunError,
-    SiteRunPlan,
-    plan_site_run,
-    run_site_side,
-    site_run,
-)
-from pwgen.sites import Site, load_sites, parse_sites
-from pwgen.ssh import SshSetup
+from pwgen.configgen import render_config
+from pwgen.errors import ConfigError
+from pwgen.executors import SiteFluxExecutor
+from pwgen.lab.flux import ensure_flux
+from pwgen.providers import FluxInstanceLauncher
+from pwgen.sites import Site, parse_sites
 
 HOME = "/home/fu"
 ENV = f"{HOME}/.pwgen/envs/abc123"
-RUN_ID = "20260101-120000-abcdef"
-REMOTE_DIR = f"{HOME}/.pwgen/work/{RUN_ID}"
-
-# A config that runs anywhere (no Flux): apps of label `lab1` run in threads.
-THREADS_CONFIG = """\
-from parsl.config import Config
-from parsl.executors.threads import ThreadPoolExecutor
-
-config = Config(executors=[ThreadPoolExecutor(label="lab1", max_threads=2)], run_dir="runinfo")
-"""
-
-WORKFLOW = """\
-import os, socket, sys
-from parsl import python_app
-
-@python_app(executors=["lab1"])
-def square(x):
-    import socket
-    return x * x, socket.gethostname()
-
-for x in range(3):
-    print("result", *square(x).result(), flush=True)
-print("args", sys.argv[1:], flush=True)
-print("path0", os.environ["PATH"].split(os.pathsep)[0], flush=True)
-print("cwd", os.getcwd(), flush=True)
-print("marker", os.environ.get("PWGEN_SITE_RUN"), flush=True)
-print("to stderr", file=sys.stderr, flush=True)
-if sys.argv[1:2] == ["exit"]:
-    sys.exit(int(sys.argv[2]))
-if sys.argv[1:2] == ["raise"]:
-    raise RuntimeError("the workflow broke")
-"""
-
-# Waits in a bash app (a child process of the run) after leaving a Slurm job behind
-# when there is a Slurm to submit to.
-SLOW_WORKFLOW = """\
-import shutil, subprocess
-from parsl import bash_app
-
-@bash_app(executors=["lab1"])
-def nap():
-    return "sleep 331"
-
-if shutil.which("sbatch"):
-    job = subprocess.run(["sbatch", "--parsable", "--wrap", "sleep 332"],
-                         capture_output=True, text=True, check=True)
-    print("job", job.stdout.strip(), flush=True)
-future = nap()
-print("started", flush=True)
-future.result()
-"""
-
-# Runs `run_site_side` as `pwgen run` would, in a process of its own (its output and
-# signals are the test's): python driver.py STATE_DIR SITES_FILE LABEL WORKFLOW ARGS...
-DRIVER = """\
-import sys
-from pathlib import Path
-from pwgen.flux import run_site_side
-from pwgen.sites import load_sites
-from pwgen.ssh import SshSetup
-
-state, sites_file, label, workflow, *args = sys.argv[1:]
-site = next(s for s in load_sites(Path(sites_file)) if s.label == label)
-ssh_dir = Path(state) / "ssh"
-ssh = SshSetup(config=ssh_dir / "config", known_hosts=ssh_dir / "known_hosts")
-config = Path(__file__).with_name("threads_config.py").read_text()
-sys.exit(run_site_side(site, Path(workflow), args, Path(state), ssh, config_text=config,
-                       grace=20))
-"""
-
-
-def facts(workdir: str = f"{HOME}/.pwgen/work", env: str = ENV, python: str = "") -> dict[str, Any]:
-    """A flux site's facts file as `pwgen provision` writes it: 16-CPU, 64 GiB nodes."""
-    compute = {**COMPUTE, "cpus_per_node": 16, "memory_mb_per_node": 65536}
-    data = provisioned_facts(
-        "f1", home=HOME, env_dir=env, workdir=workdir, partitions=[compute, dict(DEBUG)]
-    )
-    if python:
-        data["python"] = {"path": python, "version": "3.11.2"}
-    return data
-
-
-def write_state(state: Path, label: str, data: dict[str, Any]) -> None:
-    (state / "facts").mkdir(parents=True, exist_ok=True)
-    (state / "ssh").mkdir(exist_ok=True)
-    (state / "ssh" / "config").write_text(f"Host {label}\n    HostName 192.0.2.1\n")
-    (state / "ssh" / "known_hosts").write_text("")
-    (state / "facts" / f"{label}.json").write_text(json.dumps(data))
+WORKER_HELPERS = (
+    Path(__file__).parents[1]
+    / "pwgen/ansible/ansible_collections/pwgen/hpc/roles/relay/files/pwgen_worker.py"
+)
 
 
 def flux_site(extra: str = "") -> Site:
-    text = f"sites:\n  - {{label: f1, scheduler: slurm, host: f1.example, executor: flux{extra}}}\n"
+    text = (
+        "sites:\n  - {label: f1, scheduler: slurm, host: f1.example, executor: flux, "
+        f"nodes_per_block: 2{extra}}}\n"
+    )
     return parse_sites(text, source="sites.yaml")[0]
 
 
-@pytest.fixture
-def provisioned(tmp_path: Path) -> ProvisionedSite:
+def write_state(state: Path, facts: dict[str, Any]) -> None:
+    (state / "facts").mkdir(parents=True, exist_ok=True)
+    (state / "ssh").mkdir(exist_ok=True)
+    (state / "ssh" / "config").write_text("Host f1\n    HostName 192.0.2.1\n")
+    (state / "facts" / "f1.json").write_text(json.dumps(facts))
+
+
+def facts(**overrides: Any) -> dict[str, Any]:
+    """A flux site's facts: 16-CPU, 64 GiB nodes."""
+    compute = {**COMPUTE, "cpus_per_node": 16, "memory_mb_per_node": 65536}
+    return provisioned_facts(
+        "f1", home=HOME, env_dir=ENV, partitions=[compute, dict(DEBUG)], **overrides
+    )
+
+
+def config_text(tmp_path: Path, site: Site, **fact_overrides: Any) -> str:
     state = tmp_path / ".pwgen"
-    write_state(state, "f1", facts())
-    return provisioned_site(flux_site(), state)
+    write_state(state, facts(**fact_overrides))
+    return render_config([site], source="sites.yaml", state_dir=state)
 
 
-# --- the generated site-side config ---------------------------------------------------
+# --- the generated executor -------------------------------------------------------------
 
 
-def test_flux_config_text(provisioned: ProvisionedSite) -> None:
-    site = flux_site(", nodes_per_block: 2, account: proj7, worker_init: 'module load x'")
-    source = render_flux_config(site, provisioned, remote_dir=REMOTE_DIR)
+def test_flux_site_config_text(tmp_path: Path) -> None:
+    source = config_text(tmp_path, flux_site(", flux: {method: system, path: /opt/flux}"))
     ast.parse(source)
-    assert "from parsl.executors import FluxExecutor\n" in source
-    assert "from parsl.providers import SlurmProvider\n" in source
-    assert "pwgen.providers" not in source and "SSH" not in source  # runs on the login node
-    assert "site_f1 = FluxExecutor(\n    label='f1',\n    provider=SlurmProvider(\n" in source
+    assert "from pwgen.executors import SiteFluxExecutor\n" in source
+    assert "from pwgen.providers import FluxInstanceLauncher, SSHSlurmProvider\n" in source
     for line in (
-        "        partition='compute',  # facts: default partition\n",
-        "        account='proj7',  # sites.yaml\n",
-        "        nodes_per_block=2,  # sites.yaml: the one Flux instance spans them\n",
-        "        cores_per_node=16,  # facts: partition compute\n",
-        "        mem_per_node=64,  # facts: 65536 MB per node in compute, in GB\n",
-        f"        overrides={SRUN_OVERRIDES!r},\n",
-        f"        worker_init='. {ENV}/bin/pwgen-activate\\nmodule load x',"
-        "  # facts: env activation + sites.yaml\n",
-        f"    flux_path='{ENV}/bin/flux',"
-        "  # facts: flux-core in the pinned env (pwgen.hpc.flux role)\n",
-        f"    working_dir='{REMOTE_DIR}/flux',  # facts: workdir, shared with the compute nodes\n",
-        f"    run_dir='{REMOTE_DIR}/runinfo',\n",
+        "site_f1 = SiteFluxExecutor(\n",
+        "    max_workers_per_node=32,  # facts: every core of the block "
+        "(the pool runs on its first node)\n",
+        "        nodes_per_block=2,  # sites.yaml\n",
+        "        launcher=FluxInstanceLauncher(\n"
+        "            flux='/opt/flux/bin/flux',\n"
+        "            srun_mpi='pmi2',\n"
+        "        ),  # one Flux instance per block; flux from f1: flux.path\n",
+        "    encrypted=True,  # CurveZMQ; certs copied to the site per run\n",
     ):
         assert line in source, line
-    # flux is found on PATH by Flux's client: the env's bin/ goes first.
-    assert 'os.environ["PATH"] = sysconfig.get_path("scripts") + os.pathsep' in source
 
 
-# Loads a config file in a fresh Python and prints what its objects hold.
-INSPECT = """\
-import importlib.util, json, os, sys
-spec = importlib.util.spec_from_file_location("parsl_config", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-config = module.config
-(executor,) = config.executors
-provider = executor.provider
-print(json.dumps({
-    "executor": type(executor).__module__ + "." + type(executor).__name__,
-    "label": executor.label,
-    "flux_path": executor.flux_path,
-    "working_dir": executor.working_dir,
-    "run_dir": config.run_dir,
-    "provider": type(provider).__module__ + "." + type(provider).__name__,
-    "partition": provider.partition,
-    "nodes_per_block": provider.nodes_per_block,
-    "walltime": provider.walltime,
-    "worker_init": provider.worker_init,
-    "scheduler_options": provider.scheduler_options,
-    "launcher": type(provider.launcher).__name__,
-    "overrides": provider.launcher.overrides,
-    "launch": provider.launcher("flux start python manager", 1, provider.nodes_per_block),
-    "path0": os.environ["PATH"].split(os.pathsep)[0],
-}), flush=True)
-# A FluxExecutor that was never started fails in its weakref finalizer at exit (Parsl).
-os._exit(0)
-"""
+def test_flux_comes_from_the_facts_then_the_sites_file_then_the_env(tmp_path: Path) -> None:
+    gathered = {"version": "0.88.0", "prefix": "/sw/flux-0.88", "srun_mpi": "none"}
+    site = flux_site(", flux: {method: system, path: /opt/flux}")
+    source = config_text(tmp_path, site, flux=gathered)
+    assert "flux='/sw/flux-0.88/bin/flux',\n            srun_mpi='none'," in source
+    assert "flux from facts: flux 0.88.0" in source
+    assert f"flux='{ENV}/bin/flux'," in config_text(tmp_path, flux_site())
+    given = config_text(tmp_path, flux_site(", max_workers_per_node: 3"))
+    assert "    max_workers_per_node=3,  # sites.yaml\n" in given
 
 
-def test_flux_config_builds_parsl_objects_without_running_flux(
-    tmp_path: Path, provisioned: ProvisionedSite
-) -> None:
-    # Stand-ins record any call: building the config must run neither flux nor Slurm
-    # (SlurmProvider probes `sacct` when built; it falls back to squeue when that fails).
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    calls = tmp_path / "calls"
-    for name in ("flux", "sacct", "squeue", "sbatch"):
-        (fake / name).write_text(f'#!/bin/sh\necho {name} "$@" >> {calls}\nexit 1\n')
-        (fake / name).chmod(0o755)
-    site = flux_site(", partition: debug, nodes_per_block: 2")
-    path = tmp_path / CONFIG_NAME
-    path.write_text(render_flux_config(site, provisioned, remote_dir=REMOTE_DIR))
-    done = subprocess.run(
-        [sys.executable, "-c", INSPECT, str(path)],
-        env={**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    found = json.loads(done.stdout)
-    assert found["executor"] == "parsl.executors.flux.executor.FluxExecutor"
-    assert found["label"] == "f1"
-    assert found["flux_path"] == f"{ENV}/bin/flux"
-    assert found["working_dir"] == f"{REMOTE_DIR}/flux"
-    assert found["run_dir"] == f"{REMOTE_DIR}/runinfo"
-    assert found["provider"] == "parsl.providers.slurm.slurm.SlurmProvider"
-    assert found["partition"] == "debug" and found["nodes_per_block"] == 2
-    assert found["walltime"] == "00:30:00"  # the default 01:00:00, clamped to debug's limit
-    assert found["worker_init"].strip() == f". {ENV}/bin/pwgen-activate"
-    assert "#SBATCH --partition=debug" in found["scheduler_options"]
-    assert found["launcher"] == "SrunLauncher" and found["overrides"] == SRUN_OVERRIDES
-    assert f"srun --ntasks 2 -l {SRUN_OVERRIDES} bash" in found["launch"]
-    assert found["path0"] == str(Path(sys.executable).parent)  # this Python's scripts dir
-    assert "flux" not in (calls.read_text() if calls.exists() else "")
-
-
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        (", partition: gpu", r"partition 'gpu' is not on the site \(partitions: compute, debug\)"),
-        (", partition: debug, walltime: '02:00:00'", "exceeds the debug partition's limit"),
-    ],
-)
-def test_flux_config_refusals(provisioned: ProvisionedSite, extra: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        flux_executor(flux_site(extra), provisioned, remote_dir=REMOTE_DIR)
-
-
-def test_only_slurm_flux_sites(provisioned: ProvisionedSite) -> None:
-    htex = flux_site().model_copy(update={"executor": "htex"})
-    with pytest.raises(ConfigError, match="uses executor htex, not flux"):
-        flux_executor(htex, provisioned, remote_dir=REMOTE_DIR)
+def test_flux_sites_are_slurm_sites(tmp_path: Path) -> None:
     pbs = flux_site().model_copy(update={"scheduler": "pbspro"})
-    with pytest.raises(ConfigError, match="Flux sites on Slurm clusters only"):
-        flux_executor(pbs, provisioned, remote_dir=REMOTE_DIR)
-
-
-# --- the shipping plan and the remote command lines -----------------------------------
-
-
-def make_plan(tmp_path: Path, provisioned: ProvisionedSite, **kwargs: Any) -> SiteRunPlan:
-    project = tmp_path / "project"
-    project.mkdir(exist_ok=True)
-    workflow = project / "flow.py"
-    workflow.write_text("print('hello')\n")
-    return plan_site_run(
-        flux_site(),
-        workflow,
-        ["--n", "3", "it's a b"],
-        provisioned,
-        RUN_ID,
-        **kwargs,
-    )
-
-
-def test_plan_files_modes_and_paths(tmp_path: Path, provisioned: ProvisionedSite) -> None:
-    plan = make_plan(tmp_path, provisioned)
-    assert plan.remote_dir == REMOTE_DIR
-    assert plan.python == f"{ENV}/bin/python"
-    assert [(f.name, oct(f.mode)) for f in plan.files] == [
-        ("flow.py", "0o600"),
-        (CONFIG_NAME, "0o600"),
-        (RUNNER_NAME, "0o600"),
-        (SCRIPT_NAME, "0o600"),
-    ]
-    config = next(f for f in plan.files if f.name == CONFIG_NAME).data.decode()
-    assert f"working_dir='{REMOTE_DIR}/flux'" in config
-    with tarfile.open(fileobj=io.BytesIO(plan.tarball())) as tar:
-        members = {m.name: m for m in tar.getmembers()}
-        assert set(members) == {"flow.py", CONFIG_NAME, RUNNER_NAME, SCRIPT_NAME}
-        assert all(m.isfile() and m.mode == 0o600 for m in members.values())
-        # The launcher and the module it imports are pwgen's own source files, as they are.
-        for name, module in ((RUNNER_NAME, site_run), (SCRIPT_NAME, pwgen_script)):
-            shipped = tar.extractfile(members[name])
-            assert shipped is not None
-            assert shipped.read() == Path(module.__file__).read_bytes()
-
-
-def test_remote_command_lines(tmp_path: Path, provisioned: ProvisionedSite) -> None:
-    plan = make_plan(tmp_path, provisioned)
-    assert plan.ship_command() == (
-        f"umask 077 && mkdir -p {HOME}/.pwgen/work && mkdir -m 0700 {REMOTE_DIR} && "
-        f"tar -x --no-same-owner -f - -C {REMOTE_DIR}"
-    )
-    assert plan.run_command() == (
-        f"cd {REMOTE_DIR} && exec setsid -w env PWGEN_SITE_RUN={RUN_ID} {ENV}/bin/python -u "
-        "pwgen_site_run.py flow.py --n 3 'it'\"'\"'s a b'"
-    )
-    assert plan.signal_command("TERM") == (
-        f"cd {REMOTE_DIR} && {ENV}/bin/python pwgen_site_run.py --signal TERM"
-    )
-    assert (
-        plan.cleanup_command() == f"cd {REMOTE_DIR} && {ENV}/bin/python pwgen_site_run.py --cleanup"
-    )
-    # The remote shell gets back exactly the argv pwgen meant.
-    words = shlex.split(plan.run_command().split(" && ", 1)[1])
-    assert words[-4:] == ["flow.py", "--n", "3", "it's a b"]
-    ssh = SshSetup(config=Path("/p/.pwgen/ssh/config"), known_hosts=Path("/p/kh"))
-    assert ssh.argv("f1", plan.run_command()) == [
-        *["ssh", "-F", "/p/.pwgen/ssh/config", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"],
-        *["-T", "f1", "--", plan.run_command()],
-    ]
-
-
-def test_paths_with_spaces_are_quoted(tmp_path: Path) -> None:
     state = tmp_path / ".pwgen"
-    write_state(state, "f1", facts(workdir="/scratch/my work", env="/opt/my env"))
-    plan = make_plan(tmp_path, provisioned_site(flux_site(), state))
-    assert plan.ship_command().startswith("umask 077 && mkdir -p '/scratch/my work' && ")
-    assert plan.run_command().startswith(
-        f"cd '/scratch/my work/{RUN_ID}' && exec setsid -w env PWGEN_SITE_RUN={RUN_ID} "
-        "'/opt/my env/bin/python' -u"
+    write_state(state, facts(scheduler="pbspro"))
+    with pytest.raises(ConfigError, match="Flux sites on Slurm clusters only"):
+        render_config([pbs], source="sites.yaml", state_dir=state)
+
+
+def test_block_script_starts_one_instance_with_the_pool_inside() -> None:
+    launcher = FluxInstanceLauncher("/opt/my flux/bin/flux", srun_mpi="pmi2")
+    script = launcher("process_worker_pool.py --cert_dir '{x}' $HOME", 1, 2, "/w/scripts")
+    lines = script.splitlines()
+    assert "SCRIPT_DIR=/w/scripts" in lines
+    # The pool's command goes into the script as it is: nothing expands at write time.
+    at = lines.index("cat << 'PWGEN_FLUX_EOF' > ${SCRIPT_DIR:+$SCRIPT_DIR/}cmd_$SLURM_JOB_NAME.sh")
+    assert lines[at + 1 : at + 3] == [
+        "process_worker_pool.py --cert_dir '{x}' $HOME",
+        "PWGEN_FLUX_EOF",
+    ]
+    assert lines[-1] == (
+        "srun --nodes=2 --ntasks-per-node=1 --mpi=pmi2 --cpus-per-task=$SLURM_CPUS_ON_NODE "
+        "'/opt/my flux/bin/flux' start /bin/bash ${SCRIPT_DIR:+$SCRIPT_DIR/}cmd_$SLURM_JOB_NAME.sh"
     )
+    with pytest.raises(ValueError, match="expected an absolute path"):
+        FluxInstanceLauncher("flux")
 
 
-def test_extra_files_ship_beside_the_workflow(tmp_path: Path, provisioned: ProvisionedSite) -> None:
-    project = tmp_path / "project"
-    (project / "lib" / "__pycache__").mkdir(parents=True)
-    (project / "lib" / "__init__.py").write_text("")
-    (project / "lib" / "helpers.py").write_text("X = 1\n")
-    (project / "lib" / "__pycache__" / "helpers.cpython-311.pyc").write_bytes(b"")
-    (project / "run.sh").write_text("#!/bin/sh\n")
-    (project / "run.sh").chmod(0o755)
-    plan = make_plan(tmp_path, provisioned, extra_files=[project / "lib", project / "run.sh"])
-    shipped = {f.name: oct(f.mode) for f in plan.files}
-    assert shipped == {
-        "flow.py": "0o600",
-        CONFIG_NAME: "0o600",
-        RUNNER_NAME: "0o600",
-        SCRIPT_NAME: "0o600",
-        "lib/__init__.py": "0o600",
-        "lib/helpers.py": "0o600",
-        "run.sh": "0o700",
-    }
-    with tarfile.open(fileobj=io.BytesIO(plan.tarball())) as tar:
-        lib = tar.getmember("lib")
-        assert lib.isdir() and lib.mode == 0o700
+def _executor(tmp_path: Path) -> SiteFluxExecutor:
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text("Host f1\n")
+    provider = LocalProvider(nodes_per_block=2, launcher=FluxInstanceLauncher("/opt/f/bin/flux"))
+    return SiteFluxExecutor(
+        label="f1",
+        provider=provider,
+        ssh_config=str(ssh_config),
+        host="f1",
+        internal_address="10.0.0.1",
+        relay="/opt/relay",
+        remote_dir="/home/u/work",
+    )
 
 
 @pytest.mark.parametrize(
-    ("name", "message"),
+    ("spec", "message"),
     [
-        ("outside", "must be under the workflow's directory"),
-        ("missing.py", "extra file not found"),
-        ("parsl_config.py", "keeps the name parsl_config.py for itself"),
+        ({"num_ranks": 2}, "a Flux site takes num_tasks, num_nodes"),
+        ({"num_tasks": 0}, r"num_tasks=0, expected a whole number ≥ 1"),
+        ({"num_tasks": "2"}, r"num_tasks='2', expected a whole number"),
+        ({"num_tasks": 2, "num_nodes": 3}, r"num_nodes=3 but a block has 2"),
     ],
 )
-def test_extra_file_refusals(
-    tmp_path: Path, provisioned: ProvisionedSite, name: str, message: str
+def test_flux_site_refuses_what_flux_would_not_run(
+    tmp_path: Path, spec: dict[str, Any], message: str
 ) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    (tmp_path / "outside").write_text("")
-    (project / "parsl_config.py").write_text("")
-    item = tmp_path / name if name == "outside" else project / name
-    with pytest.raises(WorkflowError, match=message):
-        make_plan(tmp_path, provisioned, extra_files=[item])
+    executor = _executor(tmp_path)
+    with pytest.raises(InvalidResourceSpecification, match=message):
+        executor.validate_resource_spec(spec)
+    executor.validate_resource_spec({"num_tasks": 4, "num_nodes": 2, "priority": 1})
+    assert executor.flux == "/opt/f/bin/flux"
 
 
-@pytest.mark.parametrize("name", [RUNNER_NAME, SCRIPT_NAME])
-def test_workflow_may_not_take_a_reserved_name(
-    tmp_path: Path, provisioned: ProvisionedSite, name: str
-) -> None:
-    workflow = tmp_path / name
-    workflow.write_text("")
-    with pytest.raises(WorkflowError, match=f"keeps the name {name} for itself"):
-        plan_site_run(flux_site(), workflow, [], provisioned, RUN_ID)
+# --- pwgen_worker.run_in_flux in a real Flux instance -------------------------------------
 
+# Runs as the initial program of `flux start`, as a worker of a Flux site's pool would
+# (its functions travel by value: they are __main__'s).
+DRIVER = """\
+import json, os, sys
+sys.path.insert(0, sys.argv[2])
+import pwgen_worker
 
-# --- the whole path on this machine, ssh replaced by a local stand-in -----------------
+flux, jobs = sys.argv[1], sys.argv[3]
 
-FAKE_SSH = """\
-#!/bin/sh
-# Stands in for ssh: the last argument is the remote command; it runs here. `-O` (master
-# control) succeeds.
-for arg; do last=$arg; done
-case " $* " in *" -O "*) exit 0;; esac
-echo "$*" >> "$FAKE_LOG"
-exec sh -c "$last"
+def ranks(x):
+    import os
+    return x * 2, os.environ["FLUX_TASK_RANK"], os.environ["FLUX_JOB_SIZE"]
+
+def broken():
+    raise KeyError("from the app")
+
+def command(path):
+    return 'echo "rank $FLUX_TASK_RANK of $FLUX_JOB_SIZE" >> ' + path
+
+def job(**keys):
+    return {**keys, "flux": flux, "jobs_dir": os.path.join(jobs, "flux-jobs")}
+
+out = {"ranks": pwgen_worker.run_in_flux(job(num_tasks=2), ranks, 21)}
+try:
+    pwgen_worker.run_in_flux(job(num_tasks=2), broken)
+except KeyError as err:
+    out["raised"] = str(err)
+out["bash"] = pwgen_worker.run_in_flux(job(num_tasks=2), pwgen_worker.run_bash, command,
+                                      os.path.join(jobs, "ranks.txt"))
+try:
+    pwgen_worker.run_in_flux(job(cores_per_task=99), ranks, 1)
+except Exception as err:
+    out["unsatisfiable"] = f"{type(err).__name__}: {err}"
+out["left"] = os.listdir(os.path.join(jobs, "flux-jobs"))
+print(json.dumps(out))
 """
-
-# A Slurm stand-in: squeue lists one job submitted from the run directory, one whose
-# script lives in it, and one of another run; scancel records what it was asked.
-FAKE_SQUEUE = """\
-#!/bin/sh
-echo "$*" >> "$FAKE_LOG"
-echo "501|$(pwd -P)|(null)"
-echo "502|/elsewhere|$PWD/flux/parsl.slurm.17.sh"
-echo "503|/elsewhere|/elsewhere/other-run/script.sh"
-"""
-FAKE_SCANCEL = '#!/bin/sh\necho "scancel $*" >> "$FAKE_LOG"\n'
-FAKE_SBATCH = "#!/bin/sh\necho 501\n"
-
-
-def write_project(project: Path) -> None:
-    """The driver, its threads config and the workflows the tests run."""
-    (project / "driver.py").write_text(DRIVER)
-    (project / "threads_config.py").write_text(THREADS_CONFIG)
-    (project / "flow.py").write_text(WORKFLOW)
-    (project / "slow.py").write_text(SLOW_WORKFLOW)
-
-
-@dataclass
-class DrivenProject:
-    """A project whose driver.py runs workflows on its flux site `label` (see DRIVER)."""
-
-    project: Path
-    state: Path
-    sites_file: Path
-    label: str
-    env: dict[str, str] | None
-
-    def argv(self, workflow: str, *args: str) -> list[str]:
-        driver = str(self.project / "driver.py")
-        sites = str(self.sites_file)
-        return [sys.executable, driver, str(self.state), sites, self.label, workflow, *args]
-
-    def run(
-        self, workflow: str, *args: str, timeout: float = 120
-    ) -> "subprocess.CompletedProcess[str]":
-        return subprocess.run(
-            self.argv(workflow, *args),
-            cwd=self.project,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    @contextmanager
-    def started(self, workflow: str) -> "Iterator[subprocess.Popen[str]]":
-        """The driver running `workflow`, its output piped; killed if still running after."""
-        proc = subprocess.Popen(
-            self.argv(workflow),
-            cwd=self.project,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
-@dataclass
-class LocalSite(DrivenProject):
-    """A flux site whose 'login node' is this machine, reached through the fake ssh."""
-
-    workdir: Path
-    log: Path
-
-    def run_dirs(self) -> list[Path]:
-        return sorted(self.workdir.iterdir())
-
-
-@pytest.fixture
-def local_site(tmp_path: Path) -> LocalSite:
-    project = tmp_path / "project"
-    project.mkdir()
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fakes = {"ssh": FAKE_SSH, "squeue": FAKE_SQUEUE, "scancel": FAKE_SCANCEL, "sbatch": FAKE_SBATCH}
-    for name, text in fakes.items():
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
-    workdir = tmp_path / "site" / "work"
-    env_root = str(Path(sys.executable).parent.parent)
-    state = project / ".pwgen"
-    write_state(state, "f1", facts(workdir=str(workdir), env=env_root, python=sys.executable))
-    sites_file = project / "sites.yaml"
-    sites_file.write_text(
-        "sites:\n  - {label: f1, scheduler: slurm, host: f1.example, executor: flux}\n"
-    )
-    write_project(project)
-    log = tmp_path / "log"
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_LOG": str(log)}
-    return LocalSite(project, state, sites_file, "f1", env, workdir, log)
-
-
-def test_local_run_streams_output_and_keeps_the_run(local_site: LocalSite) -> None:
-    done = local_site.run("flow.py", "a", "b c")
-    assert done.returncode == 0, done.stderr
-    results = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("result")]
-    assert results == ["0", "1", "4"]
-    assert "args ['a', 'b c']" in done.stdout
-    (run_dir,) = local_site.run_dirs()
-    assert f"cwd {run_dir}" in done.stdout
-    assert f"marker {run_dir.name}" in done.stdout
-    assert f"path0 {Path(sys.executable).parent}" in done.stdout  # the env's bin/ first
-    assert "to stderr" in done.stderr
-    assert oct(run_dir.stat().st_mode & 0o777) == "0o700"
-    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in run_dir.iterdir() if p.is_file()}
-    assert modes["flow.py"] == modes[CONFIG_NAME] == modes[RUNNER_NAME] == "0o600"
-    log = local_site.log.read_text()
-    assert f"-T f1 -- cd {run_dir} && exec setsid -w env PWGEN_SITE_RUN={run_dir.name}" in log
-    assert f"-T f1 -- cd {run_dir} && {sys.executable} pwgen_site_run.py --cleanup" in log
-    # The leftover jobs of this run (by its directory and by its script path) are cancelled.
-    assert "scancel 501 502\n" in log
-    (manifest_dir,) = (local_site.state / "runs").iterdir()
-    manifest = json.loads((manifest_dir / "manifest.json").read_text())
-    assert manifest_dir.name == run_dir.name == manifest["run_id"]
-    assert manifest["exit_code"] == 0
-    assert manifest["site_side"]["remote_dir"] == str(run_dir)
-    assert {"preflight", "ship", "workflow", "cleanup"} <= set(manifest["timings"])
-    assert (manifest_dir / CONFIG_NAME).read_text() == THREADS_CONFIG
-
-
-#: The workflow's own exit code, and a raise (exit 1): what a run of flow.py ARGS gives.
-exit_cases = pytest.mark.parametrize(
-    ("args", "code", "needle"),
-    [
-        (("exit", "3"), 3, "args ['exit', '3']"),
-        (("raise",), 1, "RuntimeError: the workflow broke"),
-    ],
-)
-
-
-@exit_cases
-def test_local_run_exit_codes(
-    local_site: LocalSite, args: tuple[str, ...], code: int, needle: str
-) -> None:
-    done = local_site.run("flow.py", *args)
-    assert done.returncode == code, done.stderr
-    assert needle in done.stdout + done.stderr
-    if code == 1:
-        assert "pwgen-site: workflow flow.py failed" in done.stderr
-        # The workflow's frames only.
-        assert RUNNER_NAME not in done.stderr and SCRIPT_NAME not in done.stderr
-
-
-def test_local_run_config_that_does_not_load(local_site: LocalSite) -> None:
-    (local_site.project / "threads_config.py").write_text("config = undefined_name\n")
-    done = local_site.run("flow.py")
-    assert done.returncode == 2
-    assert "pwgen-site: cannot load parsl_config.py: NameError" in done.stderr
-
-
-def test_local_run_that_cannot_be_shipped(
-    local_site: LocalSite, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    data = json.loads((local_site.state / "facts" / "f1.json").read_text())
-    write_state(local_site.state, "f1", {**data, "workdir": "/proc/no-such-dir"})
-    for key in ("PATH", "FAKE_LOG"):
-        monkeypatch.setenv(key, local_site.env[key])
-    site = load_sites(local_site.sites_file)[0]
-    ssh = SshSetup(local_site.state / "ssh" / "config", local_site.state / "ssh" / "known_hosts")
-    with pytest.raises(SiteRunError, match=r"cannot ship the run to /proc/no-such-dir/\S+: mkdir"):
-        run_site_side(
-            site, local_site.project / "flow.py", [], local_site.state, ssh, config_text="x"
-        )
-    (run,) = (local_site.state / "runs").iterdir()
-    assert json.loads((run / "manifest.json").read_text())["exit_code"] == 2
-    assert "--cleanup" not in local_site.log.read_text()  # nothing was started
-
-
-def marked_processes(run_id: str) -> list[str]:
-    """Live processes here that carry a run's marker."""
-    found = []
-    for proc in psutil.process_iter(["status", "cmdline"]):
-        try:
-            if proc.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
-            if proc.environ().get("PWGEN_SITE_RUN") == run_id:
-                found.append(" ".join(proc.info["cmdline"] or []))
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_local_interrupt_ends_the_remote_process_group(
-    local_site: LocalSite, signum: signal.Signals
-) -> None:
-    with local_site.started("slow.py") as proc:
-        assert proc.stdout is not None
-        assert [proc.stdout.readline().strip() for _ in range(2)] == ["job 501", "started"]
-        (run_dir,) = local_site.run_dirs()
-        assert wait_for(lambda: any("sleep 331" in p for p in marked_processes(run_dir.name)))
-        clock = time.monotonic()
-        proc.send_signal(signum)
-        _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert time.monotonic() - clock < 15
-    assert "pwgen: interrupted; stopping the run on f1" in stderr
-    assert "pwgen-site: interrupted; cleaning up" in stderr  # the remote teardown, streamed
-    assert wait_for(lambda: marked_processes(run_dir.name) == [], timeout=5)
-    assert "scancel 501 502\n" in local_site.log.read_text()
-
-
-# --- the lab: the same path for real, through the site's ssh master -------------------
-
-PREFIX, SUBNET = "pwfl", "10.233.0.0/16"
-LAB_DIR = Path(tempfile.gettempdir()) / "pwgen-test-flux-lab"
-
-
-@dataclass
-class LabSite(DrivenProject):
-    user: str
-
-    def on_site(self, command: str) -> str:
-        """A command on the login node through the lab's own ssh config (not the run's)."""
-        return ssh(LAB_DIR, self.label, command)
-
-    def master_running(self) -> bool:
-        return project_ssh(self.project).master_running(self.label)
-
-    def leftovers(self) -> str:
-        """The site user's run processes and Slurm jobs ('' when there are none)."""
-        # The lab's nodes share this machine's process table: -u picks the site user's.
-        return self.on_site(
-            f"pgrep -u {self.user} -af 'pwgen_site_run|sleep 33[12]' | grep -v pgrep; squeue -h"
-        )
 
 
 @pytest.fixture(scope="module")
-def lab_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSite]:
-    project = tmp_path_factory.mktemp("flux-project")
-    with provisioned_lab(PREFIX, SUBNET, LAB_DIR, project, sites=1, compute_nodes=1) as state:
-        write_project(project)
-        sites = LAB_DIR / "sites.yaml"
-        yield LabSite(project, project / ".pwgen", sites, "lab1", None, state.sites[0].user)
+def flux_command() -> str:
+    return str(ensure_flux(str(flux_tarball())).prefix / "bin" / "flux")
 
 
 @pytest.mark.lab
-def test_lab_run_streams_back_from_the_login_node(lab_site: LabSite) -> None:
-    done = lab_site.run("flow.py", "a", "b c")
-    assert done.returncode == 0, done.stderr
-    for x in range(3):
-        assert f"result {x * x} lab1-login" in done.stdout  # ran on the login node
-    assert "args ['a', 'b c']" in done.stdout
-    facts = json.loads((lab_site.project / ".pwgen/facts/lab1.json").read_text())
-    assert f"path0 {facts['env_path']}/bin" in done.stdout
-    assert "to stderr" in done.stderr
-    runs = lab_site.project / ".pwgen" / "runs"
-    manifest_dir = max(runs.iterdir(), key=lambda p: p.stat().st_mtime)
-    manifest = json.loads((manifest_dir / "manifest.json").read_text())
-    remote_dir = manifest["site_side"]["remote_dir"]
-    assert remote_dir == f"{facts['workdir']}/{manifest['run_id']}"
-    assert f"cwd {remote_dir}" in done.stdout
-    modes = lab_site.on_site(
-        f"cd {remote_dir} && stat -c '%a %U %n' . flow.py {CONFIG_NAME} {RUNNER_NAME}"
+def test_run_in_flux_in_a_real_instance(tmp_path: Path, flux_command: str) -> None:
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    argv = [flux_command, "start", sys.executable, str(driver), flux_command]
+    done = subprocess.run(
+        [*argv, str(WORKER_HELPERS.parent), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
-    assert modes.split("\n")[:4] == [
-        f"700 {lab_site.user} .",
-        f"600 {lab_site.user} flow.py",
-        f"600 {lab_site.user} {CONFIG_NAME}",
-        f"600 {lab_site.user} {RUNNER_NAME}",
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["ranks"] == [42, "0", "2"]  # rank 0's result, of a 2-rank job
+    assert out["raised"] == "'from the app'"
+    assert out["bash"] == 0
+    assert sorted((tmp_path / "ranks.txt").read_text().splitlines()) == [
+        "rank 0 of 2",
+        "rank 1 of 2",
     ]
-    assert manifest["exit_code"] == 0
-    assert manifest["site_versions"]["lab1"][0] == facts["parsl_version"]
-    assert not lab_site.master_running()
-    assert lab_site.leftovers() == ""
+    unsatisfiable = out["unsatisfiable"]
+    assert unsatisfiable.startswith("AppException: flux run exited 1 without a result: ")
+    assert "unsatisfiable request" in unsatisfiable and "\n" not in unsatisfiable
+    assert out["left"] == []  # every job's files are removed
 
 
-@pytest.mark.lab
-@exit_cases
-def test_lab_exit_codes_propagate(
-    lab_site: LabSite, args: tuple[str, ...], code: int, needle: str
-) -> None:
-    done = lab_site.run("flow.py", *args)
-    assert done.returncode == code, done.stderr
-    assert needle in done.stdout + done.stderr
-
-
-@pytest.mark.lab
-def test_lab_ctrl_c_kills_the_remote_process_group(lab_site: LabSite) -> None:
-    with lab_site.started("slow.py") as proc:
-        assert proc.stdout is not None
-        job = proc.stdout.readline().split()
-        assert job[0] == "job", job
-        assert proc.stdout.readline().strip() == "started"
-        running = lab_site.on_site(f"pgrep -u {lab_site.user} -af 'pwgen_site_run|sleep 331'")
-        assert "pwgen_site_run.py slow.py" in running and "sleep 331" in running, running
-        assert job[1] in lab_site.on_site("squeue -h -o %i")
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert "pwgen-site: interrupted; cleaning up" in stderr
-    assert f"pwgen-site: cancelled Slurm jobs {job[1]}" in stderr
-    assert wait_for(lambda: lab_site.leftovers() == "", timeout=10), lab_site.leftovers()
-    assert not lab_site.master_running()
-
-
-@pytest.mark.parametrize(
-    ("module", "allowed"), [(site_run, {"parsl", "pwgen_script"}), (pwgen_script, set())]
-)
-def test_shipped_launcher_needs_no_pwgen(module: Any, allowed: set[str]) -> None:
-    # Shipped as is to sites without pwgen: the standard library, parsl (lazily) and the
-    # module shipped beside the launcher only.
-    tree = ast.parse(Path(module.__file__).read_text())
-    imported = {
-        alias.name.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import | ast.ImportFrom)
-        for alias in (
-            node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
-        )
-    }
-    assert imported - set(sys.stdlib_module_names) == allowed
+def test_run_in_flux_outside_an_instance(tmp_path: Path) -> None:
+    sys.path.insert(0, str(WORKER_HELPERS.parent))
+    try:
+        import pwgen_worker
+    finally:
+        sys.path.pop(0)
+    env = {key: value for key, value in os.environ.items() if key != "FLUX_URI"}
+    job = {"num_tasks": 1, "flux": "/nonexistent/flux", "jobs_dir": str(tmp_path)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "environ", env)
+        with pytest.raises(Exception, match=r"no Flux instance here \(\$FLUX_URI unset\)"):
+            pwgen_worker.run_in_flux(job, print)

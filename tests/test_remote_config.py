@@ -249,8 +249,8 @@ def test_pbspro_and_mpi_sites(tmp_path: Path, state_dir: Path, recorder: Recorde
     ("text", "message"),
     [
         (
-            "{label: s1, scheduler: slurm, host: h, executor: flux}",
-            r"site 's1' uses executor flux: a Flux site runs its workflow on its own login node",
+            "{label: p1, scheduler: pbspro, host: h, executor: flux}",
+            r"site 'p1': pwgen runs Flux sites on Slurm clusters only \(this one is pbspro\)",
         ),
         (
             "{label: s9, scheduler: slurm, host: h}",

@@ -86,6 +86,8 @@ IMPORTS: Mapping[str, str] = {
     "MpiExecLauncher": "parsl.launchers",
     "SiteHighThroughputExecutor": "pwgen.executors",
     "SiteMPIExecutor": "pwgen.executors",
+    "SiteFluxExecutor": "pwgen.executors",
+    "FluxInstanceLauncher": "pwgen.providers",
     "SSHSlurmProvider": "pwgen.providers",
     "SSHPBSProProvider": "pwgen.providers",
     "SiteFileStaging": "pwgen.staging",
@@ -130,7 +132,7 @@ def render_config(
     executors = []
     ssh_config: Path | None = None
     for site in sites:
-        if site.is_local or site.executor == "flux":
+        if site.is_local:
             executors.append(executor_for(site, origin=origin))
             continue
         provisioned = provisioned_site(site, state_dir)

@@ -18,6 +18,7 @@ from pwgen.configgen.batch import (
     walltime_setting,
     worker_init_setting,
 )
+from pwgen.configgen.flux import check_flux_site, flux_launcher, flux_settings
 from pwgen.configgen.settings import FACTS, Setting, Settings, SiteOrigin
 from pwgen.configgen.source import Call, ExecutorSource, Ref
 from pwgen.errors import ConfigError
@@ -35,6 +36,12 @@ REMOTE_CMD_TIMEOUT = 30
 #: minutes; a tunnel repair takes a few seconds, well inside this threshold.
 HEARTBEAT_PERIOD = 5
 HEARTBEAT_THRESHOLD = 30
+#: A site's executor class and what the config's comment calls it, by `executor:`.
+EXECUTORS = {
+    "htex": ("SiteHighThroughputExecutor", "HTEX"),
+    "mpi": ("SiteMPIExecutor", "MPIExecutor"),
+    "flux": ("SiteFluxExecutor", "HTEX (a Flux instance in each block)"),
+}
 
 
 @dataclass(frozen=True)
@@ -74,15 +81,6 @@ def provisioned_site(site: Site, state_dir: Path = STATE_DIR) -> ProvisionedSite
 
 def remote_executor(site: Site, provisioned: ProvisionedSite | None, source: str) -> ExecutorSource:
     """The site executor of a provisioned remote site; a ConfigError says what is missing."""
-    if site.executor == "flux":
-        # Flux's client must run next to flux-core with a shared working directory and
-        # listens on a random port: a controller-side DFK cannot drive it (docs/flux.md).
-        # Such sites are run on their login node instead.
-        raise ConfigError(
-            f"site {site.label!r} uses executor flux: a Flux site runs its workflow on its own "
-            "login node (site-side), not from a controller-side parsl_config.py; "
-            "give it `executor: htex` or `mpi` to use it from here"
-        )
     if provisioned is None:
         raise ConfigError(
             f"site {site.label!r} ({site.scheduler}): no facts gathered for it yet; "
@@ -100,11 +98,10 @@ def remote_executor(site: Site, provisioned: ProvisionedSite | None, source: str
     origin = SiteOrigin(site, source)
     settings = Settings()
     settings["label"] = Setting(site.label)
-    settings.update(_mpi_settings(origin) if site.executor == "mpi" else _htex_settings(origin))
+    settings.update(_pool_settings(origin, partition))
     provider = _remote_provider(provisioned, partition, origin)
     settings.update(_tunnel_settings(site, facts, provider))
-    name = "SiteMPIExecutor" if site.executor == "mpi" else "SiteHighThroughputExecutor"
-    kind = "MPIExecutor" if site.executor == "mpi" else "HTEX"
+    name, kind = EXECUTORS[site.executor]
     scheduler = "Slurm" if site.scheduler == "slurm" else "PBS Pro"
     summary = (
         f"{kind} here, workers on {scheduler} compute nodes behind {site.host} "
@@ -124,6 +121,16 @@ def provenance_notes(provisioned: ProvisionedSite, source: str) -> tuple[str, ..
         f'comments: "{source}" = set in the sites file, "default" = pwgen\'s default, '
         f'"{FACTS}" = gathered on the site',
     )
+
+
+def _pool_settings(origin: SiteOrigin, partition: Partition) -> Settings:
+    """What the site's worker pools run at once, by kind of executor."""
+    if origin.site.executor == "mpi":
+        return _mpi_settings(origin)
+    if origin.site.executor == "flux":
+        check_flux_site(origin.site)
+        return flux_settings(origin, partition)
+    return _htex_settings(origin)
 
 
 def _mpi_settings(origin: SiteOrigin) -> Settings:
@@ -200,7 +207,11 @@ def _remote_provider(
         name, settings = "SSHPBSProProvider", _pbspro_settings(partition, origin)
     settings.from_site(origin, "nodes_per_block", "init_blocks", "min_blocks", "max_blocks")
     settings["walltime"] = walltime
-    settings["launcher"] = _launcher(site)
+    settings["launcher"] = (
+        flux_launcher(site, provisioned.facts, provisioned.env_path)
+        if site.executor == "flux"
+        else _launcher(site)
+    )
     settings["worker_init"] = worker_init_setting(provisioned.activate, origin)
     settings["cmd_timeout"] = Setting(REMOTE_CMD_TIMEOUT, "seconds per scheduler command over ssh")
     settings["ssh_config"] = Setting(Ref(SSH_CONFIG_NAME))

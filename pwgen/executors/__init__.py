@@ -34,12 +34,21 @@ the site reaches it only through the tunnel. Encryption stays on by default.
               shutdown, the interchange commands that must not hang)
     htex.py   SiteHighThroughputExecutor: Parsl's HTEX arguments + the site's
     mpi.py    SiteMPIExecutor: Parsl's MPIExecutor arguments + the site's
+    flux.py   SiteFluxExecutor: HTEX whose blocks are Flux instances; apps asking for
+              ranks run as Flux jobs there
     blocks.py cancel_active_blocks: blocks Parsl's cleanup left (also the site watch's)
 """
 
 from pwgen.certificates import certificate_bundle
+from pwgen.executors.flux import SiteFluxExecutor
 from pwgen.executors.htex import SiteHighThroughputExecutor
 from pwgen.executors.mpi import SiteMPIExecutor
 from pwgen.executors.site import SiteExecutor
 
-__all__ = ["SiteExecutor", "SiteHighThroughputExecutor", "SiteMPIExecutor", "certificate_bundle"]
+__all__ = [
+    "SiteExecutor",
+    "SiteFluxExecutor",
+    "SiteHighThroughputExecutor",
+    "SiteMPIExecutor",
+    "certificate_bundle",
+]

@@ -32,6 +32,7 @@ from typing import Any
 from parsl.data_provider.files import File
 from parsl.executors import MPIExecutor
 
+from pwgen.executors.flux import SiteFluxExecutor
 from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, SITE_RETRIES
 from pwgen.failover.errors import is_site_failure
 from pwgen.failover.health import SiteHealth
@@ -119,7 +120,8 @@ class Failover:
         allowed = self.allowed(task_id, source)
         if _has_site_staged_files(task_record, executor):
             allowed = (source,)  # its file:// or zip: data was copied to this site only
-        target = self.choose(task_record["dfk"], allowed, source)
+        plain = not set(task_record.get("resource_specification") or {}) - {"priority"}
+        target = self.choose(task_record["dfk"], allowed, source, plain=plain)
         if target is None:
             logger.error("task %d: no site left to run it on after: %r", task_id, error)
             return math.inf
@@ -192,15 +194,18 @@ class Failover:
             and self.health.healthy(label)
         )
 
-    def choose(self, dfk: Any, allowed: Sequence[str], source: str) -> str | None:
-        """Another available allowed site of the same kind (in turn), else the source."""
+    def choose(
+        self, dfk: Any, allowed: Sequence[str], source: str, *, plain: bool = False
+    ) -> str | None:
+        """Another available allowed site that can run the task (in turn), else the
+        source. `plain`: the task asks for no resources (HTEX and Flux sites both run it)."""
         kind = _kind(dfk.executors.get(source))
         others = [
             label
             for label in allowed
             if label != source
             and self.available(dfk, label)
-            and (kind is None or _kind(dfk.executors[label]) == kind)
+            and _can_take(kind, _kind(dfk.executors[label]), plain)
         ]
         if others:
             with self._lock:
@@ -262,12 +267,23 @@ class Failover:
 
 
 def _kind(executor: Any) -> str | None:
-    """ "mpi" or "htex": an MPI app's resource spec means nothing to a plain HTEX (and
-    the other way round), so tasks only move between executors of one kind. None for
-    a site that never started: its tasks may go to any kind."""
+    """ "mpi", "flux" or "htex": each reads its own resource keys (an MPI app's ranks
+    mean nothing to a plain HTEX, a Flux job's nothing to an MPIExecutor). None for a
+    site that never started."""
     if executor is None or isinstance(executor, UnavailableExecutor):
         return None
-    return "mpi" if isinstance(executor, MPIExecutor) else "htex"
+    if isinstance(executor, MPIExecutor):
+        return "mpi"
+    return "flux" if isinstance(executor, SiteFluxExecutor) else "htex"
+
+
+def _can_take(source_kind: str | None, target_kind: str | None, plain: bool) -> bool:
+    """Whether a task from a site of `source_kind` can run on one of `target_kind`: the
+    same kind, or a task without resource keys between HTEX and Flux sites (both run it
+    in their pool). A site that never started sends its tasks anywhere."""
+    if source_kind is None or source_kind == target_kind:
+        return True
+    return plain and {source_kind, target_kind} == {"htex", "flux"}
 
 
 def _has_site_staged_files(task_record: Any, executor: Any) -> bool:

@@ -24,6 +24,10 @@ PACKAGES = (
     # plugin loads OpenMPI's libpmix2); mpicc (libopenmpi-dev, gcc) builds MPI programs.
     "openmpi-bin",
     "libopenmpi-dev",
+    # MPICH beside it (Debian keeps OpenMPI the default `mpicc`; `mpicc.mpich` builds for
+    # MPICH): both run under a Flux site's `flux run` (examples/flux_multisite.py).
+    "mpich",
+    "libmpich-dev",
     "gcc",
 )
 # Commands of the base system the lab also needs, and the package that has each.

@@ -7,19 +7,35 @@ by reference on the controller resolves to the same code on a worker.
 `run_bash` is Parsl's `remote_side_bash_executor` with one change: the command runs in
 its own session, and on walltime the whole process group is killed before AppTimeout
 is raised (Parsl raises AppTimeout but leaves the command running).
+
+`run_in_flux` runs a task as a job of the Flux instance the worker pool lives in (a
+pwgen Flux site's block): `flux run` with the task's ranks, each rank running Parsl's
+own FluxExecutor task runner, and rank 0's result returned.
 """
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
-__version__ = "1"
+__version__ = "2"
 
 #: Seconds between SIGTERM and SIGKILL for a command over its walltime.
 KILL_GRACE_SECONDS = 2.0
+#: `flux run` options of each FluxExecutor resource key.
+FLUX_RUN_OPTIONS = {
+    "num_tasks": "--ntasks",
+    "num_nodes": "--nodes",
+    "cores_per_task": "--cores-per-task",
+    "gpus_per_task": "--gpus-per-task",
+}
+#: The last bytes of `flux run`'s own output quoted when a job fails without a result.
+OUTPUT_TAIL = 2000
 
 
 def run_bash(func: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
@@ -117,3 +133,50 @@ def _open_std_stream(name: str, kwargs: dict[str, Any]) -> Any:
         return open(path, mode)  # handed to the command
     except Exception as err:
         raise pe.BadStdStreamFile(str(path)) from err
+
+
+def run_in_flux(job: dict[str, Any], func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`func(*args, **kwargs)` as a Flux job of the enclosing instance ($FLUX_URI).
+
+    `job` holds the task's FluxExecutor keys (num_tasks, num_nodes, cores_per_task,
+    gpus_per_task), `flux` (the command) and `jobs_dir` (a directory every node of the
+    block sees). The task goes there as Parsl's own package, every rank runs it with
+    `parsl.executors.flux.execute_parsl_task`, and rank 0 writes the result (or the
+    app's exception), raised or returned here as FluxExecutor does.
+    """
+    from parsl.app.errors import AppException
+    from parsl.serialize import deserialize, pack_apply_message
+
+    if "FLUX_URI" not in os.environ:
+        raise AppException("no Flux instance here ($FLUX_URI unset): not a Flux site's block")
+    os.makedirs(job["jobs_dir"], mode=0o700, exist_ok=True)
+    task_dir = tempfile.mkdtemp(prefix="task-", dir=job["jobs_dir"])
+    try:
+        task, result, output = (os.path.join(task_dir, n) for n in ("in.pkl", "out.pkl", "out.txt"))
+        with open(task, "wb") as handle:
+            handle.write(pack_apply_message(func, args, kwargs, buffer_threshold=1 << 20))
+        with open(output, "wb") as out:
+            code = subprocess.call(_flux_run_command(job, task, result), stdout=out, stderr=out)
+        if not os.path.exists(result):
+            raise AppException(f"flux run exited {code} without a result: {_tail(output)}")
+        with open(result, "rb") as handle:
+            outcome = deserialize(handle.read())
+    finally:
+        shutil.rmtree(task_dir, ignore_errors=True)
+    if outcome.exception is not None:
+        raise outcome.exception
+    return outcome.returnval
+
+
+def _flux_run_command(job: dict[str, Any], task: str, result: str) -> list[str]:
+    options = [f"{option}={job[key]}" for key, option in FLUX_RUN_OPTIONS.items() if key in job]
+    runner = [sys.executable, "-m", "parsl.executors.flux.execute_parsl_task"]
+    return [job["flux"], "run", *options, "--", *runner, "-i", task, "-o", result]
+
+
+def _tail(path: str) -> str:
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - OUTPUT_TAIL))
+        text = handle.read().decode(errors="replace").strip()
+    return text.replace("\n", " | ") or "(no output)"
