@@ -13,6 +13,10 @@ fails these tests; elsewhere it skips them.
 """
 
 import io
+import itertools
+import json
+import signal
+import subprocess
 import tarfile
 import tempfile
 import time
@@ -21,18 +25,28 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run_pwgen
-from lab_helpers import flux_tarball, lab_cli, ssh
+from helpers import PWGEN, REPO, run_pwgen
+from lab_helpers import (
+    flux_tarball,
+    lab_cli,
+    masters_stopped,
+    netns_processes,
+    pwgen_provision,
+    ssh,
+    wait_for,
+)
 
 from pwgen.errors import SitesError
 from pwgen.lab import flux
 from pwgen.lab.errors import LabError
 from pwgen.lab.flux import ensure_flux, is_built, prefix_for
+from pwgen.lab.state import load_state
 from pwgen.sites import parse_sites
 
 PREFIX, SUBNET = "pwfx", "10.227.0.0/16"
 LAB_DIR = Path(tempfile.gettempdir()) / "pwgen-test-flux-lab"
 TARBALL_NAME = "flux-core-0.88.0.tar.gz"
+EXAMPLE = REPO / "examples" / "flux_multisite.py"
 SITE = "label: f\nscheduler: slurm\nhost: h\nexecutor: flux\n"
 
 
@@ -220,6 +234,78 @@ def test_srun_pmi2_forms_one_two_node_flux_instance(
     free = next(line.split() for line in out.splitlines() if line.split()[:1] == ["free"])
     assert free[1] == "2", out  # NNODES: one instance over both compute nodes
     assert "lab2-c[1-2]" in out
+
+
+@pytest.fixture(scope="module")
+def flux_project(flux_lab: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The Flux lab provisioned (lab1 htex, lab2 flux with the lab's system Flux)."""
+    project = tmp_path_factory.mktemp("flux-project")
+    pwgen_provision(project, "--sites", str(flux_lab / "sites.yaml"))
+    with masters_stopped(project, ["lab1", "lab2"]):
+        yield project
+
+
+def _flux_leftovers(flux_lab: Path) -> list[str]:
+    """Flux brokers, MPI ranks and Slurm jobs still alive on the Flux site."""
+    lab2 = load_state(flux_lab).site("lab2")  # type: ignore[union-attr]
+    found = [
+        line
+        for node in lab2.computes  # type: ignore[union-attr]
+        for marker in ("flux-broker", "mpi_hello")
+        for line in netns_processes(node.netns, marker)
+    ]
+    jobs = ssh(flux_lab, "lab2", "squeue --noheader --format=%i", 60).split()
+    return found + [f"slurm job {job}" for job in jobs]
+
+
+def _run_example(project: Path, *args: str) -> list[str]:
+    sites = str(LAB_DIR / "sites.yaml")
+    argv = ("run", str(EXAMPLE), "--sites", sites, "--", "lab1", "lab2", *args)
+    done = run_pwgen(*argv, cwd=project, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.splitlines()
+
+
+@pytest.mark.lab
+def test_a_flux_site_runs_mpi_apps_beside_an_htex_site(flux_project: Path) -> None:
+    out = _run_example(flux_project, "3", "2")
+    squares = next(line for line in out if line.startswith("squares on lab1: "))
+    assert squares.startswith("squares on lab1: 2470 (['lab1-")  # the python apps: lab1 only
+    reports = {
+        line.split(":")[0].removeprefix("flux app "): json.loads(line.split(": ", 1)[1])
+        for line in out
+        if line.startswith("flux app ")
+    }
+    assert set(reports) == {f"{mpi}-{i}" for mpi in ("openmpi", "mpich") for i in range(3)}
+    for name, report in reports.items():  # one MPI job of 2 ranks over both nodes
+        assert report["size"] == 2 and report["rank_sum"] == 1, name
+        assert {rank["host"] for rank in report["ranks"]} == {"lab2-c1", "lab2-c2"}, name
+    # Flux packs them: the 4 cores of the block run 2 of these 2-rank apps at once.
+    spans = sorted((r["start"], r["end"]) for r in reports.values())
+    overlapping = sum(1 for a, b in itertools.pairwise(spans) if b[0] < a[1])
+    assert overlapping >= 2, spans
+    assert wait_for(lambda: not _flux_leftovers(LAB_DIR), timeout=60), _flux_leftovers(LAB_DIR)
+
+
+@pytest.mark.lab
+def test_ctrl_c_leaves_no_flux_broker_job_or_block(flux_project: Path) -> None:
+    sites = str(LAB_DIR / "sites.yaml")
+    argv = [str(PWGEN), "run", str(EXAMPLE), "--sites", sites, "--", "lab1", "lab2", "2", "300"]
+    with subprocess.Popen(
+        argv, cwd=flux_project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as run:
+        try:
+            ranks_up = wait_for(
+                lambda: any("mpi_hello" in line for line in _flux_leftovers(LAB_DIR)), 180
+            )
+            assert ranks_up, "no MPI rank ever ran under Flux on lab2"
+            run.send_signal(signal.SIGINT)
+            _, stderr = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+    assert run.returncode == 130, stderr
+    assert wait_for(lambda: not _flux_leftovers(LAB_DIR), timeout=60), _flux_leftovers(LAB_DIR)
 
 
 @pytest.mark.lab
