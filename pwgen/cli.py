@@ -9,7 +9,7 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -27,6 +27,9 @@ from pwgen.cli_ssh import ssh_app
 from pwgen.errors import PwgenError
 from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, QUEUE_WAIT
 from pwgen.lab.cli import app as lab_app
+
+#: `pwgen run --placement`: pwgen.placement, or Parsl's random pick.
+Placement = Literal["capacity", "random"]
 
 if TYPE_CHECKING:  # the CLI imports the steps lazily, to start fast
     from pwgen.provision import PlayOptions, SiteReport
@@ -93,6 +96,13 @@ def run(
     require_all_sites: Annotated[
         bool, typer.Option(help="Refuse to start when a site is unreachable.")
     ] = False,
+    placement: Annotated[
+        Placement,
+        typer.Option(
+            help="capacity: a task allowed on several sites goes to the one with room now; "
+            "random: Parsl's own pick."
+        ),
+    ] = "capacity",
     avoid_after: Annotated[
         int, typer.Option(min=1, help="Avoid a site after this many site failures in a row.")
     ] = AVOID_AFTER,
@@ -135,6 +145,7 @@ def run(
         retries=retries,
         queue_wait=queue_wait or None,
         require_all_sites=require_all_sites,
+        placement=placement,
         avoid_after=avoid_after,
         cool_down=cool_down,
         monitor=monitor,

@@ -76,6 +76,7 @@ class RunManifest(BaseModel):
     # site -> why it was left out (unreachable at the start).
     unavailable_sites: dict[str, str] = Field(default_factory=dict)
     failover: dict[str, Any] = Field(default_factory=dict)
+    placement: dict[str, Any] = Field(default_factory=dict)  # pwgen.placement's report
     # Set by `pwgen teardown` once it cleaned up after the crashed run.
     crashed: bool = False
     torn_down: float | None = None

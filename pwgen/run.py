@@ -6,7 +6,9 @@ from the generated config. Whatever happens in the workflow (an exception,
 `sys.exit`, Ctrl-C, SIGTERM), the DFK is cleaned up before pwgen exits, which
 stops every interchange and cancels every block.
 
-On top of the plain config, a run gets pwgen's failover (pwgen.failover): tasks move
+On top of the plain config, a run gets capacity-aware placement (pwgen.placement: a
+task allowed on several sites goes where there is room) and pwgen's failover
+(pwgen.failover): tasks move
 off failing sites, a site over its queue-wait budget is abandoned, tasks lost in a
 broken tunnel are retried, and a site unreachable at the start is left out (unless
 every site is required). What failover did goes into the manifest.
@@ -22,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 from pwgen.errors import WorkflowError
 from pwgen.executors.blocks import cancel_active_blocks
@@ -39,6 +41,7 @@ from pwgen.manifest import (
     start_manifest,
     write_manifest,
 )
+from pwgen.placement import Placement
 from pwgen.preflight import PreflightError, check_versions, unreachable_reasons
 from pwgen.progress import Mode, RunProgress, Sample, json_report, summary_line
 from pwgen.run_config import load_run_config
@@ -61,6 +64,7 @@ class RunOptions:
     config_file: Path | None = None  # the user's own config (`--config`), else generated
     progress: Mode = "quiet"  # the CLI picks live (a terminal) or lines
     json_report: bool = False
+    placement: Literal["capacity", "random"] = "capacity"  # pwgen.placement, or Parsl's
 
 
 def run_workflow(
@@ -104,14 +108,14 @@ def run_workflow(
     exit_code, last = EXIT_WORKFLOW_FAILED, None
     try:
         with _sigterm_as_exit(), _log_to(run.log):
-            dfk, watch = _load(config, failover, options, manifest)
+            dfk, guards = _load(config, failover, options, manifest)
             progress = RunProgress(dfk, failover, run.run_id, options.progress)
             progress.start()
             try:
                 exit_code = _run_and_wait(dfk, workflow, args, manifest)
             finally:
                 last = progress.stop()
-                _unload(dfk, watch, manifest)
+                _unload(dfk, guards, manifest)
     except KeyboardInterrupt:
         print("pwgen: interrupted; sites torn down", file=sys.stderr)
         exit_code = EXIT_INTERRUPTED
@@ -145,10 +149,25 @@ def _configure(
         config.monitoring = _monitoring_hub(run, workflow)
 
 
+@dataclass
+class _Guards:
+    """What watches a loaded run: failover's site watch, and placement (unless random)."""
+
+    watch: SiteWatch
+    placement: Placement | None
+
+    def stop(self, manifest: RunManifest) -> None:
+        self.watch.stop()
+        if self.placement is not None:
+            self.placement.stop()
+            manifest.placement = self.placement.report()
+
+
 def _load(
     config: Any, failover: Failover, options: RunOptions, manifest: RunManifest
-) -> tuple[Any, SiteWatch]:
-    """Load the DataFlowKernel (executors, tunnels, blocks) and start failover's watch."""
+) -> tuple[Any, _Guards]:
+    """Load the DataFlowKernel (executors, tunnels, blocks); start failover's watch and
+    placement."""
     import parsl
 
     with manifest.timed("load"):
@@ -156,7 +175,10 @@ def _load(
         attach(failover, dfk)
         watch = SiteWatch(failover, dfk, queue_wait=options.queue_wait)
         watch.start()
-    return dfk, watch
+        placement = Placement(dfk, failover) if options.placement == "capacity" else None
+        if placement is not None:
+            placement.attach()
+    return dfk, _Guards(watch, placement)
 
 
 def _run_and_wait(dfk: Any, workflow: Path, args: Sequence[str], manifest: RunManifest) -> int:
@@ -168,12 +190,12 @@ def _run_and_wait(dfk: Any, workflow: Path, args: Sequence[str], manifest: RunMa
     return exit_code
 
 
-def _unload(dfk: Any, watch: SiteWatch, manifest: RunManifest) -> None:
-    """Stop the watch and the DataFlowKernel: every block cancelled, every tunnel down."""
+def _unload(dfk: Any, guards: _Guards, manifest: RunManifest) -> None:
+    """Stop the guards and the DataFlowKernel: every block cancelled, every tunnel down."""
     import parsl
 
     with manifest.timed("cleanup"):
-        watch.stop()
+        guards.stop(manifest)
         _cancel_blocks_of_bad_executors(dfk)
         dfk.cleanup()
         parsl.clear()

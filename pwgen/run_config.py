@@ -17,7 +17,8 @@ from pwgen.errors import ConfigError
 from pwgen.failover.unavailable import UnavailableExecutor
 from pwgen.fileio import atomic_write
 from pwgen.layout import RunLayout
-from pwgen.parsl_internals import add_executors, check_parsl_internals
+from pwgen.parsl_checks import check_parsl_internals
+from pwgen.parsl_internals import add_executors
 from pwgen.sites import Site
 from pwgen.userfiles import read_user_text
 

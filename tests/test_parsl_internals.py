@@ -28,16 +28,14 @@ from parsl.executors.status_handling import BlockProviderExecutor
 from parsl.executors.threads import ThreadPoolExecutor
 
 import pwgen
-from pwgen import parsl_internals
+from pwgen import parsl_checks, parsl_internals
+from pwgen.parsl_checks import ASSUMPTIONS, Assumption, check_parsl_internals
 from pwgen.parsl_internals import (
-    ASSUMPTIONS,
     INTERNAL_EXECUTOR,
     STAGING_INHIBIT,
-    Assumption,
     ParslInternalsError,
     add_executors,
     bash_command_call,
-    check_parsl_internals,
     internal_task,
     replace_submit,
     replace_task_future,
@@ -51,10 +49,10 @@ PARSL_DIR = Path(parsl.__file__).parent
 @pytest.fixture
 def fresh_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The check runs again, and sees what the test patched into Parsl."""
-    monkeypatch.setattr(parsl_internals, "_checked", False)
-    parsl_internals._resolve.cache_clear()
+    monkeypatch.setattr(parsl_checks, "_checked", False)
+    parsl_internals.resolve.cache_clear()
     yield
-    parsl_internals._resolve.cache_clear()
+    parsl_internals.resolve.cache_clear()
 
 
 # --- the assumptions hold, and each kind of check can fail ----------------------------
@@ -62,7 +60,7 @@ def fresh_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.mark.parametrize("assumption", ASSUMPTIONS, ids=lambda a: a.label)
 def test_assumption_holds_on_the_installed_parsl(assumption: Assumption) -> None:
-    owner = parsl_internals._resolve(assumption.owner)
+    owner = parsl_internals.resolve(assumption.owner)
     assert assumption.probe(owner, assumption.name) is None
 
 
@@ -119,7 +117,7 @@ def test_a_broken_internal_fails_the_check_naming_parsl_and_the_internal(
     value: Any,
     needle: str,
 ) -> None:
-    owner = parsl_internals._resolve(target)
+    owner = parsl_internals.resolve(target)
     if value is None:
         monkeypatch.delattr(owner, name)
     else:
@@ -137,8 +135,8 @@ def test_a_moved_parsl_module_is_reported_not_raised(
     fresh_check: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gone = Assumption("parsl.no_such_module.Thing", "_x", "attribute", "a test", lambda o, n: None)
-    monkeypatch.setattr(parsl_internals, "ASSUMPTIONS", (*ASSUMPTIONS, gone))
-    assert parsl_internals.broken_assumptions() == [
+    monkeypatch.setattr(parsl_checks, "ASSUMPTIONS", (*ASSUMPTIONS, gone))
+    assert parsl_checks.broken_assumptions() == [
         "Thing._x (attribute, for a test): cannot be checked: ModuleNotFoundError: "
         "No module named 'parsl.no_such_module'"
     ]
@@ -263,7 +261,7 @@ def _parsl_private_names() -> set[str]:
 
 def _pwgen_sources() -> Iterator[tuple[Path, ast.Module]]:
     for path in sorted((REPO / "pwgen").rglob("*.py")):
-        if path.name != "parsl_internals.py":
+        if path.name not in ("parsl_internals.py", "parsl_checks.py"):
             yield path, ast.parse(path.read_text(), str(path))
 
 

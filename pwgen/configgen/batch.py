@@ -1,9 +1,8 @@
 """A site's batch job settings from its sites entry and its partition facts.
 
-Shared by the controller-side SSH providers (`remote.py`) and the site-side Slurm
-provider of a Flux site (`flux.py`): the facts must agree with the sites file, the
-partition must exist, and the partition's facts fill in the node shape and cap a
-defaulted walltime.
+Used by the SSH providers of `remote.py`: the facts must agree with the sites file, the
+partition must exist, the partition's facts fill in the node shape and cap a defaulted
+walltime, and the blocks drain before their walltime ends.
 """
 
 import math
@@ -14,6 +13,9 @@ from pwgen.configgen.settings import FACTS, Setting, Settings, SiteOrigin
 from pwgen.errors import ConfigError
 from pwgen.facts import Partition, SiteFacts
 from pwgen.sites import Site
+
+#: Seconds before a block's walltime when its workers stop taking tasks.
+DRAIN_BEFORE_END = 120
 
 
 def check_scheduler(site: Site, facts: SiteFacts, facts_file: Path) -> None:
@@ -48,7 +50,7 @@ def walltime_setting(partition: Partition, origin: SiteOrigin) -> Setting:
     one over it is refused."""
     site = origin.site
     limit = partition.max_time_seconds
-    if limit is None or _seconds(site.walltime) <= limit:
+    if limit is None or walltime_seconds(site.walltime) <= limit:
         return origin.setting("walltime")
     if "walltime" in site.model_fields_set:
         raise ConfigError(
@@ -60,7 +62,17 @@ def walltime_setting(partition: Partition, origin: SiteOrigin) -> Setting:
     return Setting(clamped, f"{FACTS}: the default {site.walltime} clamped to the partition limit")
 
 
-def _seconds(walltime: str) -> int:
+def drain_setting(walltime: str) -> Setting:
+    """HTEX's drain_period for blocks of this walltime: workers stop taking tasks
+    DRAIN_BEFORE_END seconds (a quarter of a short walltime) before the scheduler's
+    end, so the tasks they run finish first (pwgen.placement keeps longer tasks away)."""
+    seconds = walltime_seconds(walltime)
+    before_end = min(DRAIN_BEFORE_END, seconds // 4)
+    return Setting(seconds - before_end, f"drain {before_end} s before the block's walltime")
+
+
+def walltime_seconds(walltime: str) -> int:
+    """Seconds of a `[D-]HH:MM:SS` walltime."""
     days, _, clock = walltime.rpartition("-")
     hours, minutes, seconds = (int(part) for part in clock.split(":"))
     return (int(days) if days else 0) * 86400 + hours * 3600 + minutes * 60 + seconds

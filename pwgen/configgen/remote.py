@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pwgen.configgen.batch import (
     check_scheduler,
+    drain_setting,
     node_shape,
     partition_setting,
     site_partition,
@@ -101,6 +102,7 @@ def remote_executor(site: Site, provisioned: ProvisionedSite | None, source: str
     settings.update(_pool_settings(origin, partition))
     provider = _remote_provider(provisioned, partition, origin)
     settings.update(_tunnel_settings(site, facts, provider))
+    settings["drain_period"] = drain_setting(walltime_setting(partition, origin).value)
     name, kind = EXECUTORS[site.executor]
     scheduler = "Slurm" if site.scheduler == "slurm" else "PBS Pro"
     summary = (

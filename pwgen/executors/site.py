@@ -188,7 +188,7 @@ class SiteExecutor(HighThroughputExecutor):
         return blocks
 
     def _hold_manager(self, manager_id: str) -> None:
-        # Overrides a private HTEX method (a row of pwgen.parsl_internals.ASSUMPTIONS).
+        # Overrides a private HTEX method (a row of pwgen.parsl_checks.ASSUMPTIONS).
         if not self._interchange_gone():
             super()._hold_manager(manager_id)
 

@@ -118,10 +118,9 @@ class Failover:
             self._site_failures[task_id] += 1
             free = self._site_failures[task_id] <= self.site_retries
         allowed = self.allowed(task_id, source)
-        if _has_site_staged_files(task_record, executor):
+        if has_site_staged_files(task_record, executor):
             allowed = (source,)  # its file:// or zip: data was copied to this site only
-        plain = not set(task_record.get("resource_specification") or {}) - {"priority"}
-        target = self.choose(task_record["dfk"], allowed, source, plain=plain)
+        target = self.choose(task_record["dfk"], allowed, source, plain=is_plain(task_record))
         if target is None:
             logger.error("task %d: no site left to run it on after: %r", task_id, error)
             return math.inf
@@ -199,19 +198,24 @@ class Failover:
     ) -> str | None:
         """Another available allowed site that can run the task (in turn), else the
         source. `plain`: the task asks for no resources (HTEX and Flux sites both run it)."""
-        kind = _kind(dfk.executors.get(source))
         others = [
-            label
-            for label in allowed
-            if label != source
-            and self.available(dfk, label)
-            and _can_take(kind, _kind(dfk.executors[label]), plain)
+            label for label in self.candidates(dfk, allowed, source, plain) if label != source
         ]
         if others:
             with self._lock:
                 self._turn += 1
                 return others[self._turn % len(others)]
         return source if self.available(dfk, source) else None
+
+    def candidates(self, dfk: Any, allowed: Sequence[str], source: str, plain: bool) -> list[str]:
+        """The available allowed sites that can run a task now on `source` (itself included
+        when available): see `choose`; also where pwgen.placement places first tries."""
+        kind = _kind(dfk.executors.get(source))
+        return [
+            label
+            for label in allowed
+            if self.available(dfk, label) and _can_take(kind, _kind(dfk.executors[label]), plain)
+        ]
 
     # --- the record -------------------------------------------------------------------
 
@@ -286,7 +290,12 @@ def _can_take(source_kind: str | None, target_kind: str | None, plain: bool) -> 
     return plain and {source_kind, target_kind} == {"htex", "flux"}
 
 
-def _has_site_staged_files(task_record: Any, executor: Any) -> bool:
+def is_plain(task_record: Any) -> bool:
+    """The task asks for no resources (no keys but HTEX's priority)."""
+    return not set(task_record.get("resource_specification") or {}) - {"priority"}
+
+
+def has_site_staged_files(task_record: Any, executor: Any) -> bool:
     """Does the task use `file://` or `zip:` Files that pwgen stages to (and from) this site?"""
     if getattr(executor, "remote_run_dir", None) is None:  # not a pwgen site executor
         return False

@@ -205,7 +205,7 @@ class RemoteClusterProvider(ClusterProvider):
         """Write the script locally (same name, local script dir), then copy it to the site.
 
         Overrides a private ClusterProvider method (a row of
-        pwgen.parsl_internals.ASSUMPTIONS, checked against the installed Parsl)."""
+        pwgen.parsl_checks.ASSUMPTIONS, checked against the installed Parsl)."""
         local_dir = self._local_script_dir or self.script_dir
         if local_dir is None:
             raise _script_path_error(script_filename, "script_dir is not set")
