@@ -232,16 +232,20 @@ class Placement:
                 self._lock.wait(timeout=max(0.0, next_refresh - time.monotonic()))
 
     def _placeable(self) -> list[tuple[Any, Future[Any], str]]:
-        """Held tasks that now have a site (taken off the queue, their site reserved)."""
+        """Held tasks that now have a site (taken off the queue, their site reserved). A
+        group whose every site became unavailable goes where Parsl sent it (failover
+        takes it from there)."""
         placed = []
         with self._lock:
             for candidates, queue in self._held.items():
+                usable = tuple(s for s in candidates if self.failover.available(self.dfk, s))
                 while queue:
-                    site = self._best(candidates)
-                    if site is None:
+                    site = self._best(usable) if usable else None
+                    if site is None and usable:
                         break
                     task_record, held = queue.popleft()
-                    self._loads[site].in_flight += 1
+                    site = site or task_record["executor"]
+                    self._loads.setdefault(site, SiteLoad()).in_flight += 1
                     placed.append((task_record, held, site))
         return placed
 

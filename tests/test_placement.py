@@ -91,6 +91,18 @@ def test_no_room_anywhere_holds_the_task_until_one_finishes() -> None:
     assert futures[4].result() == 42  # the DFK's future completes with the real one
 
 
+def test_held_tasks_whose_sites_all_went_bad_go_where_parsl_sent_them() -> None:
+    h = _Harness(a=1, b=1)
+    futures = [h.task(i, ["a", "b"]) for i in range(6)]
+    assert len(h.launched) == 4
+    for site in h.sites.values():
+        site.bad_state_is_set = True  # failover's to handle now, not placement's
+    for task_record, held, placed_on in h.placement._placeable():
+        h.placement._chain(held, task_record, placed_on)
+    assert [site for _, site, _ in h.launched[4:]] == ["a", "a"]  # their first choice
+    assert h.placement.report()["waiting"] == 0 and not futures[5].done()
+
+
 def test_a_site_without_workers_gets_one_task_to_start_its_block() -> None:
     h = _Harness(busy=1, fresh=0)
     for i in range(4):
