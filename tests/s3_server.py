@@ -40,7 +40,7 @@ def start(prefix: Sequence[str], host: str, port: int, log: str) -> "subprocess.
 
 
 def client(service: str, endpoint: str, keys: dict[str, str]) -> Any:
-    import boto3
+    import boto3  # type: ignore[import-untyped]
 
     return boto3.client(
         service,
@@ -56,8 +56,8 @@ def setup(endpoint: str, bucket: str) -> dict[str, str]:
     iam = client("iam", endpoint, {"key_id": "bootstrap", "secret": "bootstrap"})
     iam.create_user(UserName="pwgen")
     made = iam.create_access_key(UserName="pwgen")["AccessKey"]
-    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*"}]}
-    policy["Statement"][0]["Resource"] = "*"
+    statement = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+    policy = {"Version": "2012-10-17", "Statement": [statement]}
     iam.put_user_policy(UserName="pwgen", PolicyName="all", PolicyDocument=json.dumps(policy))
     keys = {"key_id": made["AccessKeyId"], "secret": made["SecretAccessKey"]}
     client("s3", endpoint, keys).create_bucket(Bucket=bucket)
