@@ -14,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import parsl
@@ -23,6 +24,7 @@ from parsl import File, python_app
 from parsl.config import Config
 from parsl.errors import ConfigurationError
 from parsl.executors import ThreadPoolExecutor
+from test_staging import run_shipped
 
 from pwgen.configgen.remote import storage_access
 from pwgen.configgen.source import pyrepr
@@ -30,13 +32,18 @@ from pwgen.errors import SitesError
 from pwgen.inventory import site_hostvars
 from pwgen.objectstore import (
     AWS_CLI_REQUIREMENT,
+    AccessKeys,
     CredentialsError,
+    ObjectStore,
     StoreCredentials,
     read_keys,
+    worker_environment,
 )
 from pwgen.poll import poll
 from pwgen.sites import parse_sites
 from pwgen.staging import CloudStaging, StagingError
+from pwgen.staging.intask import cloud_stage_in
+from pwgen.staging.storekeys import ship_keys
 
 AWS = str(Path(sys.executable).parent / "aws")
 SITE = "sites:\n  - label: s3site\n    scheduler: slurm\n    host: login.example.org\n"
@@ -246,3 +253,30 @@ def test_round_trips_and_failures_with_the_real_cli(
     assert "fatal error: Could not connect to the endpoint URL: " in unreachable
     with pytest.raises(StagingError, match="bucket 'elsewhere' is not one of the site's"):
         through(inputs=[File("s3://elsewhere/x")], outputs=[File(out)])
+
+
+def test_the_s3_wrappers_run_without_pwgen(s3: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    """Shipped as HTEX ships them, into a Python that cannot import pwgen (as on a site)."""
+    endpoint, keys = s3
+    (tmp_path / "obj.txt").write_text("hello cloud")
+    s3_server.put(endpoint, keys, str(tmp_path / "obj.txt"), "s3://pwgen-data/in/obj.txt")
+    store = ObjectStore.model_validate({"endpoint_url": endpoint})
+    keys_file = ship_keys(SimpleNamespace(label="here"), AccessKeys(keys["key_id"], keys["secret"]))
+    copy = tmp_path / "task" / "u1" / "obj.txt"
+    arguments: dict[str, Any] = {
+        "url": "s3://pwgen-data/in/obj.txt", "scheme": "s3", "local_path": str(copy),
+        "directory": False, "cli": AWS,
+    }  # fmt: skip
+    settings = worker_environment(store, keys_file)
+    size = cloud_stage_in(os.path.getsize, **arguments, settings=settings)
+    assert run_shipped(size, str(copy)) == "ok 11"
+    elsewhere = str(tmp_path / "elsewhere" / "credentials")
+    moved = cloud_stage_in(
+        os.path.getsize, **arguments, settings=worker_environment(store, elsewhere)
+    )
+    assert run_shipped(moved, str(copy)) == (
+        f"FileNotFoundError stage-in of s3://pwgen-data/in/obj.txt to {copy} failed: the object "
+        f"store's keys {elsewhere} are not on {socket.gethostname()}: the task runs on another "
+        "site than the one they were written to, or the site's work dir is not shared with its "
+        "compute nodes"
+    )
