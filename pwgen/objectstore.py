@@ -93,7 +93,9 @@ class StoreCredentials(_StoreModel):
     file: str | None = Field(
         None, min_length=1, description="an AWS shared credentials file on the controller"
     )
-    profile: str | None = Field(None, min_length=1, description="file: its section (default)")
+    profile: str | None = Field(
+        None, min_length=1, description="the file's section (default: default)"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
