@@ -56,6 +56,12 @@ class CloudStaging(Staging, RepresentationMixin):
     gs_cli : str or None (default None)
         `gcloud` or `gsutil` (or an absolute path to one). None: `$PWGEN_GS_CLI` on the
         worker, else `gcloud`.
+    object_store : mapping or None (default None)
+        The site's `object_store` (pwgen.objectstore.ObjectStore: endpoint, region,
+        buckets, keys by reference). Its keys are read here when the first s3:// File
+        is staged on an executor and written to a private file where its tasks run
+        (pwgen.staging.storekeys); the CLI finds them, the endpoint and the region in
+        its environment. None: the CLI's own configuration on the worker.
     """
 
     def __init__(
@@ -74,8 +80,8 @@ class CloudStaging(Staging, RepresentationMixin):
         self.gs_cli = gs_cli
         self.object_store = object_store
         self._store = None if object_store is None else _validated_store(object_store)
-        # The CLI's settings on each executor (label), its keys shipped once per run.
-        self._settings: dict[str, dict[str, str | None]] = {}
+        # The CLI's settings on each executor (label, run dir): keys shipped once per run.
+        self._settings: dict[tuple[str, str | None], dict[str, str | None]] = {}
         self._settings_lock = threading.Lock()
 
     def can_stage_in(self, file: File) -> bool:
@@ -147,8 +153,9 @@ class CloudStaging(Staging, RepresentationMixin):
         the first one ships the keys (read now, on this machine) to where its tasks run."""
         if self._store is None or file.scheme != "s3":
             return None
+        run = (executor.label, getattr(executor, "remote_run_dir", None))
         with self._settings_lock:
-            settings = self._settings.get(executor.label)
+            settings = self._settings.get(run)
             if settings is None:
                 keys_file = None
                 if self._store.credentials is not None:
@@ -158,7 +165,7 @@ class CloudStaging(Staging, RepresentationMixin):
                         raise StagingError(f"site {executor.label}: {err}") from None
                     keys_file = ship_keys(executor, keys)
                 settings = worker_environment(self._store, keys_file)
-                self._settings[executor.label] = settings
+                self._settings[run] = settings
         return settings
 
 
