@@ -15,6 +15,7 @@ import yaml
 
 from pwgen.errors import OutputError
 from pwgen.fileio import atomic_write
+from pwgen.objectstore import AWS_CLI_REQUIREMENT
 from pwgen.sites import Site
 
 SITES_GROUP = "sites"
@@ -51,7 +52,9 @@ def site_hostvars(site: Site) -> dict[str, Any]:
             hostvars[f"pwgen_{name}"] = value
     hostvars["pwgen_env_method"] = site.env.method
     hostvars["pwgen_env_prefix"] = site.env.prefix
-    hostvars["pwgen_env_extra_packages"] = list(site.env.extra_packages)
+    hostvars["pwgen_env_extra_packages"] = list(site.env.extra_packages) + (
+        [AWS_CLI_REQUIREMENT] if site.object_store else []  # its tasks' s3:// Files
+    )
     if site.env.python:
         hostvars["pwgen_env_python"] = site.env.python
     hostvars["pwgen_worker_init"] = list(site.worker_init)

@@ -30,6 +30,9 @@ def sites_reference() -> str:
         ("Site", "a site (`sites: [...]`)"),
         ("EnvSpec", "`env:` of a site"),
         ("FluxSpec", "`flux:` of an `executor: flux` site"),
+        ("ObjectStore", "`object_store:` of a site (docs/staging.md)"),
+        ("StoreCredentials", "`credentials:` of an `object_store:` (references, never secrets)"),
+        ("EnvCredentials", "`env:` of `credentials:`: variable names on the controller"),
     )
     for name, title in tables:
         parts.append(f"## {title}\n")

@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from pwgen.errors import SitesError
+from pwgen.objectstore import STORE_MODELS, ObjectStore
 from pwgen.siteflux import FluxSpec
 from pwgen.siteoptions import (
     Constraint,
@@ -166,6 +167,9 @@ class Site(_Model):
     ssh_options: Annotated[dict[str, str], AfterValidator(check_ssh_options)] = Field(
         default_factory=dict, description="extra OpenSSH options for this host (a safe list)"
     )
+    object_store: ObjectStore | None = Field(
+        None, description="the S3 API of its s3:// Files (pwgen.objectstore)"
+    )
 
     @field_validator("label")
     @classmethod
@@ -239,6 +243,8 @@ class Site(_Model):
         if self.init_blocks > self.max_blocks:
             raise ValueError(f"init_blocks ({self.init_blocks}) > max_blocks ({self.max_blocks})")
         check_directives(self.scheduler, self.scheduler_options)
+        if self.object_store is not None and (self.is_local or self.executor == "flux"):
+            raise ValueError("object_store is for remote htex and mpi sites")
         if self.flux is not None and self.executor != "flux":
             raise ValueError(f"flux is for executor flux sites, not {self.executor}")
         if self.scheduler != "slurm":
@@ -314,8 +320,8 @@ def _describe(err: ValidationError, source: str, root: yaml.Node | None) -> str:
 
 
 def _suggestion(loc: tuple[Any, ...]) -> str:
-    nested: dict[str, type[BaseModel]] = {"env": EnvSpec, "flux": FluxSpec}
-    model: type[BaseModel] = next((nested[k] for k in loc[:-1] if k in nested), Site)
+    nested: dict[str, type[BaseModel]] = {"env": EnvSpec, "flux": FluxSpec, **STORE_MODELS}
+    model: type[BaseModel] = next((nested[k] for k in reversed(loc[:-1]) if k in nested), Site)
     if len(loc) == 1:
         model = SitesFile
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)

@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
-"""A stand-in for the cloud CLIs (`aws`, `gcloud`, `gsutil`), for tests: no cloud is
-reachable here, so "buckets" are directories next to this script.
+"""A stand-in for the gs:// CLIs (`gcloud`, `gsutil`), for tests: no GCS server runs
+here, so "buckets" are directories next to this script. (s3:// meets a real S3 API,
+moto's server, and the real `aws` CLI: tests/s3_server.py.)
 
-Installed on a site as `<dir>/bin/fake_cloud_cli.py` with `aws`, `gcloud` and `gsutil`
-linked to it (`<dir>/bin` on the workers' PATH); it acts as the name it is called by:
+Installed on a site as `<dir>/bin/fake_cloud_cli.py` with `gcloud` and `gsutil` linked
+to it (`<dir>/bin` on the workers' PATH); it acts as the name it is called by:
 
-    aws s3 cp SRC DST              aws s3 sync SRC DST
     gcloud storage cp SRC DST      gcloud storage rsync --recursive SRC DST
     gsutil cp SRC DST              gsutil -m rsync -r SRC DST
 
-`s3://bucket/key` is `<dir>/store/s3/bucket/key` (gs:// likewise). Every call is
+`gs://bucket/key` is `<dir>/store/gs/bucket/key`. Every call is
 appended to `<dir>/calls.log` as a JSON list (the name, then its arguments), so a
 test can check the command lines it was given. A missing object fails as the real
 CLI does (exit 1, its kind of message on stderr); anything else it does not know
@@ -25,13 +25,10 @@ HERE = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 STORE = os.path.join(HERE, "store")
 
 USAGE = {
-    "aws": {("s3", "cp"): False, ("s3", "sync"): True},
     "gcloud": {("storage", "cp"): False, ("storage", "rsync", "--recursive"): True},
     "gsutil": {("cp",): False, ("-m", "rsync", "-r"): True},
 }
 NOT_FOUND = {
-    "aws": "fatal error: An error occurred (404) when calling the HeadObject operation: "
-    'Key "{key}" does not exist',
     "gcloud": "ERROR: (gcloud.storage.cp) The following URLs matched no objects or files:\n-{url}",
     "gsutil": "CommandException: No URLs matched: {url}",
 }
@@ -39,10 +36,8 @@ NOT_FOUND = {
 
 def local(path: str) -> str:
     """The store path of a URL, or the path itself."""
-    for scheme in ("s3", "gs"):
-        prefix = f"{scheme}://"
-        if path.startswith(prefix):
-            return os.path.join(STORE, scheme, path[len(prefix) :])
+    if path.startswith("gs://"):
+        return os.path.join(STORE, "gs", path.removeprefix("gs://"))
     return path
 
 
@@ -62,8 +57,7 @@ def main() -> int:
 def copy(name: str, source: str, destination: str, recursive: bool) -> int:
     src, dst = local(source), local(destination.rstrip("/") if recursive else destination)
     if not os.path.exists(src) or os.path.isdir(src) != recursive:
-        key = source.split("/", 3)[-1]
-        print(NOT_FOUND[name].format(url=source, key=key), file=sys.stderr)
+        print(NOT_FOUND[name].format(url=source), file=sys.stderr)
         return 1
     if recursive:
         shutil.copytree(src, dst, dirs_exist_ok=True)

@@ -4,14 +4,16 @@ Offline: the run's work dir layout on a site, the rsync command lines and errors
 real DFK whose "site" is a thread pool with a directory standing in for the site (a
 fake rsync that copies locally): paths rewritten, outputs back, failures; the cloud
 CLIs' command lines; the in-task wrappers shipped as Parsl ships them and run where
-pwgen cannot be imported, with a fake cloud CLI (tests/fake_cloud_cli.py).
+pwgen cannot be imported, with a fake gs CLI (tests/fake_cloud_cli.py: no GCS server
+runs here; s3:// meets a real S3 API in tests/test_objectstore.py and test_s3_lab.py).
 
 Lab (marked `lab`, root): 2 provisioned Slurm sites x 1 compute node (prefix pwsg,
 10.232.0.0/16). The fake cloud CLI sits in each site user's home, on the workers'
 PATH through the sites' `worker_init` (lab2 also picks gsutil with $PWGEN_GS_CLI).
 `pwgen run` stages a 50 MB file and a directory to both sites and back
 (examples/staging.py), fails tasks on a missing input and on rsync errors (with
-rsync's message), and stages s3:// and gs:// through the fake CLI; bash apps' streams
+rsync's message), and stages gs:// through the fake CLI (s3://: tests/test_s3_lab.py,
+a real S3 API); bash apps' streams
 in every form, a 50 MB chain lab1 -> here -> lab2 (examples/bash_streams.py, through
 `pwgen run` and plain `parsl.load`); zip: members to both sites and back, and an
 unsupported scheme refused in one line.
@@ -343,46 +345,48 @@ def run_shipped(task: Any, *args: Any) -> str:
 
 @pytest.fixture
 def fake_cloud(tmp_path: Path) -> Path:
-    """The fake CLI as `aws`, `gcloud`, `gsutil` under tmp/cloud/bin; store and log next to it."""
+    """The fake CLI as `gcloud`, `gsutil` under tmp/cloud/bin; store and log next to it."""
     bin_dir = tmp_path / "cloud" / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / "fake_cloud_cli.py").write_text(FAKE_CLI.read_text())
     (bin_dir / "fake_cloud_cli.py").chmod(0o755)
-    for name in ("aws", "gcloud", "gsutil"):
+    for name in ("gcloud", "gsutil"):
         (bin_dir / name).symlink_to("fake_cloud_cli.py")
-    obj = tmp_path / "cloud" / "store" / "s3" / "bucket" / "in" / "obj.txt"
+    obj = tmp_path / "cloud" / "store" / "gs" / "bkt" / "in" / "obj.txt"
     obj.parent.mkdir(parents=True)
     obj.write_text("hello cloud")
     return tmp_path / "cloud"
 
 
 def test_cloud_wrappers_run_without_pwgen(fake_cloud: Path, tmp_path: Path) -> None:
-    aws, gsutil = str(fake_cloud / "bin" / "aws"), str(fake_cloud / "bin" / "gsutil")
+    # gs:// only: no GCS server runs here (s3:// against a real S3 API and the real aws
+    # CLI, the same wrappers shipped the same way: tests/test_objectstore.py).
+    gcloud, gsutil = str(fake_cloud / "bin" / "gcloud"), str(fake_cloud / "bin" / "gsutil")
     copy = tmp_path / "task" / "u1" / "obj.txt"
     size = cloud_stage_in(
-        os.path.getsize, url="s3://bucket/in/obj.txt", scheme="s3", local_path=str(copy),
-        directory=False, cli=aws,
+        os.path.getsize, url="gs://bkt/in/obj.txt", scheme="gs", local_path=str(copy),
+        directory=False, cli=gcloud,
     )  # fmt: skip
     assert run_shipped(size, str(copy)) == "ok 11"
     assert not copy.parent.exists()  # the task's copy is gone after it
     missing = cloud_stage_in(
-        os.path.getsize, url="s3://bucket/nope", scheme="s3", local_path=str(copy),
-        directory=False, cli=aws,
+        os.path.getsize, url="gs://bkt/nope", scheme="gs", local_path=str(copy),
+        directory=False, cli=gsutil,
     )  # fmt: skip
     assert run_shipped(missing, str(copy)) == (
-        f"RuntimeError stage-in of s3://bucket/nope to {copy} failed: `{aws} s3 cp "
-        f"s3://bucket/nope {copy}` exited 1: fatal error: An error occurred (404) when "
-        'calling the HeadObject operation: Key "nope" does not exist'
+        f"RuntimeError stage-in of gs://bkt/nope to {copy} failed: `{gsutil} cp "
+        f"gs://bkt/nope {copy}` exited 1: CommandException: No URLs matched: gs://bkt/nope"
     )
     written = tmp_path / "task" / "u2" / "out.txt"
     upload = cloud_stage_out(
         __import__("shutil").copyfile, url="gs://bkt/out.txt", scheme="gs",
         local_path=str(written), cli=gsutil,
     )  # fmt: skip
-    source = fake_cloud / "store" / "s3" / "bucket" / "in" / "obj.txt"
+    source = fake_cloud / "store" / "gs" / "bkt" / "in" / "obj.txt"
     assert run_shipped(upload, str(source), str(written)) == f"ok {written}"
     assert (fake_cloud / "store" / "gs" / "bkt" / "out.txt").read_text() == "hello cloud"
     calls = [json.loads(line) for line in (fake_cloud / "calls.log").read_text().splitlines()]
+    assert calls[0] == ["gcloud", "storage", "cp", "gs://bkt/in/obj.txt", str(copy)]
     assert calls[-1] == ["gsutil", "cp", str(written), "gs://bkt/out.txt"]
     gone = cloud_stage_in(
         os.path.getsize, url="s3://bucket/in/obj.txt", scheme="s3", local_path=str(copy),
@@ -415,7 +419,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             install = (
                 "mkdir -p ~/fakecloud/bin && cat > ~/fakecloud/bin/fake_cloud_cli.py && "
                 "chmod 755 ~/fakecloud/bin/fake_cloud_cli.py && cd ~/fakecloud/bin && "
-                "for n in aws gcloud gsutil; do ln -sf fake_cloud_cli.py $n; done"
+                "for n in gcloud gsutil; do ln -sf fake_cloud_cli.py $n; done"
             )
             lab_ssh(label, install, stdin=FAKE_CLI.read_text())
         pwgen_provision(
@@ -616,12 +620,12 @@ def upper(inputs=(), outputs=()):
 for label in ("lab1", "lab2"):
     app = python_app(upper, executors=[label])
     ok = app(
-        inputs=[File("s3://bucket/in/obj.txt"), File("gs://bkt/pre/")],
-        outputs=[File(f"gs://bkt/out/{label}.txt"), File(f"s3://bucket/outdir/{label}/")],
+        inputs=[File("gs://bkt/in/obj.txt"), File("gs://bkt/pre/")],
+        outputs=[File(f"gs://bkt/out/{label}.txt"), File(f"gs://bkt/outdir/{label}/")],
     )
     print(f"{label} ok:", ok.result(), [o.result().url for o in ok.outputs], flush=True)
-    bad = app(inputs=[File("s3://bucket/missing.txt"), File("gs://bkt/pre/")],
-              outputs=[File("gs://bkt/never.txt"), File("s3://bucket/never/")])
+    bad = app(inputs=[File("gs://bkt/missing.txt"), File("gs://bkt/pre/")],
+              outputs=[File("gs://bkt/never.txt"), File("gs://bkt/never/")])
     try:
         bad.result()
     except Exception as err:
@@ -630,13 +634,15 @@ for label in ("lab1", "lab2"):
 
 
 @pytest.mark.lab
-def test_s3_and_gs_in_the_task_with_the_sites_cli(project: Path) -> None:
+def test_gs_in_the_task_with_the_sites_cli(project: Path) -> None:
+    # A fake CLI: no GCS server runs here (s3:// against a real S3 API, with the real aws
+    # CLI that provisioning installs: tests/test_s3_lab.py).
     for label in LABELS:
         lab_ssh(
             label,
             "rm -rf ~/fakecloud/store ~/fakecloud/calls.log && "
-            "mkdir -p ~/fakecloud/store/s3/bucket/in ~/fakecloud/store/gs/bkt/pre && "
-            "echo 'hello cloud' > ~/fakecloud/store/s3/bucket/in/obj.txt && "
+            "mkdir -p ~/fakecloud/store/gs/bkt/in ~/fakecloud/store/gs/bkt/pre && "
+            "echo 'hello cloud' > ~/fakecloud/store/gs/bkt/in/obj.txt && "
             "echo x > ~/fakecloud/store/gs/bkt/pre/x && echo y > ~/fakecloud/store/gs/bkt/pre/y",
         )
     (project / "cloud.py").write_text(CLOUD)
@@ -647,15 +653,20 @@ def test_s3_and_gs_in_the_task_with_the_sites_cli(project: Path) -> None:
         "lab1": ["gcloud", "storage", "rsync", "--recursive"],
         "lab2": ["gsutil", "-m", "rsync", "-r"],
     }
+    missing = {
+        "lab1": "ERROR: (gcloud.storage.cp) The following URLs matched no objects or files: | "
+        "-gs://bkt/missing.txt",
+        "lab2": "CommandException: No URLs matched: gs://bkt/missing.txt",
+    }
     for label in LABELS:
         store = lab_ssh(label, "cd ~/fakecloud/store && grep -r . | sort")
         assert store.splitlines() == [
+            "gs/bkt/in/obj.txt:hello cloud",
             f"gs/bkt/out/{label}.txt:HELLO CLOUD",
+            f"gs/bkt/outdir/{label}/x.up:X",
+            f"gs/bkt/outdir/{label}/y.up:Y",
             "gs/bkt/pre/x:x",
             "gs/bkt/pre/y:y",
-            "s3/bucket/in/obj.txt:hello cloud",
-            f"s3/bucket/outdir/{label}/x.up:X",
-            f"s3/bucket/outdir/{label}/y.up:Y",
         ]
         lines = {line.split(":", 1)[0]: line for line in done.stdout.splitlines()}
         copy = lines[f"{label} ok"].split()[2]
@@ -667,19 +678,14 @@ def test_s3_and_gs_in_the_task_with_the_sites_cli(project: Path) -> None:
         def called(*argv: str, last: str) -> bool:
             return any(c[: len(argv)] == list(argv) and c[-1].endswith(last) for c in calls)  # noqa: B023
 
-        assert ["aws", "s3", "cp", "s3://bucket/in/obj.txt", copy] in calls
+        assert [*copy_gs[label], "gs://bkt/in/obj.txt", copy] in calls
         assert called(*sync_gs[label], "gs://bkt/pre/", last="/pre")
         assert called(*copy_gs[label], last=f"gs://bkt/out/{label}.txt")
-        assert called("aws", "s3", "sync", last=f"s3://bucket/outdir/{label}/")
+        assert called(*sync_gs[label], last=f"gs://bkt/outdir/{label}/")
         failed = lines[f"{label} failed"]
-        assert (
-            f"{label} failed: RuntimeError: stage-in of s3://bucket/missing.txt to /home/" in failed
-        )
-        assert "failed: `aws s3 cp s3://bucket/missing.txt /home/" in failed
-        assert (
-            "` exited 1: fatal error: An error occurred (404) when calling the HeadObject "
-            in failed
-        )
+        assert f"{label} failed: RuntimeError: stage-in of gs://bkt/missing.txt to /home/" in failed
+        assert f"failed: `{shlex.join(copy_gs[label])} gs://bkt/missing.txt /home/" in failed
+        assert failed.endswith(f"` exited 1: {missing[label]}"), failed
         # Each task's copies went with it.
         task_dir = os.path.dirname(copy)
         assert lab_ssh(label, f"ls -d {shlex.quote(task_dir)} 2>/dev/null || true") == ""

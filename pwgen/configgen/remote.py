@@ -173,7 +173,7 @@ def _tunnel_settings(site: Site, facts: SiteFacts, provider: Call) -> Settings:
     if site.relay_allow:
         settings["relay_allow"] = Setting(site.relay_allow, "networks the relay serves")
     settings["storage_access"] = Setting(
-        storage_access(), "Files: file:// by rsync from here, the rest in the task"
+        storage_access(site), "Files: file:// by rsync from here, the rest in the task"
     )
     settings["heartbeat_period"] = Setting(HEARTBEAT_PERIOD)
     settings["heartbeat_threshold"] = Setting(
@@ -182,17 +182,24 @@ def _tunnel_settings(site: Site, facts: SiteFacts, provider: Call) -> Settings:
     return settings
 
 
-def storage_access() -> list[Call]:
+def storage_access(site: Site) -> list[Call]:
     """How a site's tasks get their Files (docs/staging.md): `file://` paths of this
     machine and `zip:` members of archives here copied by rsync over the site's master;
-    http(s), ftp, s3 and gs in the task; any other scheme refused at the app call
+    http(s), ftp, s3 and gs in the task (s3 with the site's `object_store`, its secret
+    only by reference); any other scheme refused at the app call
     (`pwgen.staging.site_storage_access()`, written out)."""
+    cloud = Call("CloudStaging")
+    if site.object_store is not None:  # names the secret, never holds it
+        store = site.object_store.model_dump(exclude_defaults=True)
+        cloud = Call(
+            "CloudStaging", {"object_store": store}, {"object_store": f"{site.label}: references"}
+        )
     return [
         Call("SiteFileStaging"),
         Call("SiteZipStaging"),
         Call("HTTPInTaskStaging"),
         Call("FTPInTaskStaging"),
-        Call("CloudStaging"),
+        cloud,
         Call("UnsupportedStaging"),
     ]
 

@@ -9,7 +9,8 @@ executor's `storage_access` moves it (docs/staging.md):
                 or added here and copied as files.py copies
     unsupported.py  UnsupportedStaging: last, any other File fails the app call in one line
     cloud.py    CloudStaging: s3:// and gs:// copied on the worker, in the task, by the
-                site's CLI (aws, gcloud, gsutil)
+                site's CLI (aws, gcloud, gsutil); s3 with the site's object store
+    storekeys.py  an object store's keys written to the run's work dir on the site
     site.py     SiteDirs: the run's work dir for data on a site, its layout, ssh to it
     rsync.py    Rsync: the controller-side rsync commands and their errors
     release.py  release_site: at executor shutdown, transfers stopped, the dir removed

@@ -7,8 +7,9 @@ and removes its copies. A failed copy fails the task with the CLI's own message.
 """
 
 import posixpath
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +18,15 @@ from parsl.data_provider.files import File
 from parsl.data_provider.staging import Staging
 from parsl.errors import ConfigurationError
 from parsl.utils import RepresentationMixin
+from pydantic import ValidationError
 
+from pwgen.objectstore import CredentialsError, ObjectStore, read_keys, worker_environment
+from pwgen.staging.errors import StagingError
 from pwgen.staging.intask import cli_argv, cloud_stage_in, cloud_stage_out
 from pwgen.staging.release import release_site
 from pwgen.staging.site import SiteDirs
+from pwgen.staging.storekeys import ship_keys
+from pwgen.validation import first_problem
 
 if TYPE_CHECKING:
     from parsl.data_provider.data_manager import DataManager
@@ -50,9 +56,20 @@ class CloudStaging(Staging, RepresentationMixin):
     gs_cli : str or None (default None)
         `gcloud` or `gsutil` (or an absolute path to one). None: `$PWGEN_GS_CLI` on the
         worker, else `gcloud`.
+    object_store : mapping or None (default None)
+        The site's `object_store` (pwgen.objectstore.ObjectStore: endpoint, region,
+        buckets, keys by reference). Its keys are read here when the first s3:// File
+        is staged on an executor and written to a private file where its tasks run
+        (pwgen.staging.storekeys); the CLI finds them, the endpoint and the region in
+        its environment. None: the CLI's own configuration on the worker.
     """
 
-    def __init__(self, s3_cli: str | None = None, gs_cli: str | None = None) -> None:
+    def __init__(
+        self,
+        s3_cli: str | None = None,
+        gs_cli: str | None = None,
+        object_store: Mapping[str, Any] | None = None,
+    ) -> None:
         for scheme, cli in (("s3", s3_cli), ("gs", gs_cli)):
             if cli is not None:
                 try:
@@ -61,6 +78,11 @@ class CloudStaging(Staging, RepresentationMixin):
                     raise ConfigurationError(str(err)) from None
         self.s3_cli = s3_cli
         self.gs_cli = gs_cli
+        self.object_store = object_store
+        self._store = None if object_store is None else _validated_store(object_store)
+        # The CLI's settings on each executor (label, run dir): keys shipped once per run.
+        self._settings: dict[tuple[str, str | None], dict[str, str | None]] = {}
+        self._settings_lock = threading.Lock()
 
     def can_stage_in(self, file: File) -> bool:
         return file.scheme in SCHEMES
@@ -71,6 +93,7 @@ class CloudStaging(Staging, RepresentationMixin):
     def stage_in(
         self, dm: "DataManager", executor: str, file: File, parent_fut: Future[Any] | None
     ) -> DataFuture | None:
+        self._check_bucket(executor, file)
         file.local_path = _task_copy(dm.dfk.executors[executor], file)
         return None  # copied in the task itself
 
@@ -85,12 +108,14 @@ class CloudStaging(Staging, RepresentationMixin):
             local_path=file.local_path,
             directory=file.url.endswith("/"),
             cli=self._cli(file.scheme),
+            settings=self._cli_settings(dm.dfk.executors[executor], file),
         )
         return wrapped
 
     def stage_out(
         self, dm: "DataManager", executor: str, file: File, app_fu: Future[Any]
     ) -> Future[Any] | None:
+        self._check_bucket(executor, file)
         file.local_path = _task_copy(dm.dfk.executors[executor], file)
         return None  # uploaded in the task: the output is there when the task is done
 
@@ -104,6 +129,7 @@ class CloudStaging(Staging, RepresentationMixin):
             scheme=file.scheme,
             local_path=file.local_path,
             cli=self._cli(file.scheme),
+            settings=self._cli_settings(dm.dfk.executors[executor], file),
         )
         return wrapped
 
@@ -113,6 +139,42 @@ class CloudStaging(Staging, RepresentationMixin):
 
     def _cli(self, scheme: str) -> str | None:
         return self.s3_cli if scheme == "s3" else self.gs_cli
+
+    def _check_bucket(self, executor: str, file: File) -> None:
+        """An s3:// File outside the object store's buckets fails the app call."""
+        refused = None
+        if self._store is not None and file.scheme == "s3":
+            refused = self._store.refused_bucket(file.netloc)
+        if refused is not None:
+            raise StagingError(f"site {executor} cannot stage {file.url}: {refused}")
+
+    def _cli_settings(self, executor: Any, file: File) -> dict[str, str | None] | None:
+        """The object store's settings for the CLI of an s3:// File on this executor;
+        the first one ships the keys (read now, on this machine) to where its tasks run."""
+        if self._store is None or file.scheme != "s3":
+            return None
+        run = (executor.label, getattr(executor, "remote_run_dir", None))
+        with self._settings_lock:
+            settings = self._settings.get(run)
+            if settings is None:
+                keys_file = None
+                if self._store.credentials is not None:
+                    try:
+                        keys = read_keys(self._store.credentials)
+                    except CredentialsError as err:
+                        raise StagingError(f"site {executor.label}: {err}") from None
+                    keys_file = ship_keys(executor, keys)
+                settings = worker_environment(self._store, keys_file)
+                self._settings[run] = settings
+        return settings
+
+
+def _validated_store(given: Mapping[str, Any]) -> ObjectStore:
+    try:
+        return ObjectStore.model_validate(dict(given))
+    except ValidationError as err:
+        problem = first_problem(err)
+        raise ConfigurationError(f"object_store: {problem.path}: {problem.message}") from None
 
 
 def _task_copy(executor: Any, file: File) -> str:

@@ -93,13 +93,16 @@ def cli_argv(cli: str, scheme: str, source: str, destination: str, directory: bo
     raise ValueError(f"{scheme}:// files need the {wanted} CLI, not {cli!r}")
 
 
-def run_cli(argv: list[str], what: str) -> None:
-    """Run a CLI copy; raise with the CLI's own message when it fails."""
+def run_cli(argv: list[str], what: str, environment: dict[str, str] | None = None) -> None:
+    """Run a CLI copy (in `environment`, else the worker's); raise with the CLI's own
+    message when it fails."""
     import shlex
     import subprocess
 
     try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        done = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=environment
+        )
     except OSError as err:
         raise RuntimeError(
             f"{what} failed: cannot run {argv[0]} on this worker ({err}); put it on PATH in "
@@ -115,17 +118,40 @@ def run_cli(argv: list[str], what: str) -> None:
         )
 
 
-def cloud_copier(cli: str | None, scheme: str) -> Callable[[str, str, bool, str], None]:
+def cli_environment(settings: dict[str, str | None], what: str) -> dict[str, str]:
+    """The worker's environment with an object store's settings (None: removed); its
+    credentials file, when it names one, must be on this worker."""
+    import os
+    import socket
+
+    keys = settings.get("AWS_SHARED_CREDENTIALS_FILE")
+    if keys is not None and not os.path.exists(keys):
+        raise FileNotFoundError(
+            f"{what} failed: the object store's keys {keys} are not on {socket.gethostname()}: "
+            "the task runs on another site than the one they were written to, or the "
+            "site's work dir is not shared with its compute nodes"
+        )
+    environment = {name: value for name, value in os.environ.items() if name not in settings}
+    environment.update((name, value) for name, value in settings.items() if value is not None)
+    return environment
+
+
+def cloud_copier(
+    cli: str | None, scheme: str, settings: dict[str, str | None] | None = None
+) -> Callable[[str, str, bool, str], None]:
     """A portable `copy(source, destination, directory, what)` with the CLI chosen on the
-    worker: `cli` (the provider's), else the site's variable, else the default."""
+    worker: `cli` (the provider's), else the site's variable, else the default; run with
+    the object store's `settings` in its environment (pwgen.objectstore)."""
     argv_for, run = portable(cli_argv), portable(run_cli)
+    environment_for = portable(cli_environment)
     variable, default = CLI_VARIABLES[scheme], DEFAULT_CLIS[scheme]
 
     def copy(source: str, destination: str, directory: bool, what: str) -> None:
         import os
 
         chosen = cli or os.environ.get(variable) or default
-        run(argv_for(chosen, scheme, source, destination, directory), what)
+        environment = None if settings is None else environment_for(settings, what)
+        run(argv_for(chosen, scheme, source, destination, directory), what, environment)
 
     return portable(copy)
 
@@ -138,9 +164,10 @@ def cloud_stage_in(
     local_path: str,
     directory: bool,
     cli: str | None,
+    settings: dict[str, str | None] | None = None,
 ) -> Any:
     """Download an object (or a prefix, `directory`) before the task; remove it after."""
-    copy = cloud_copier(cli, scheme)
+    copy = cloud_copier(cli, scheme, settings)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         import os
@@ -158,10 +185,16 @@ def cloud_stage_in(
 
 
 def cloud_stage_out(
-    func: Callable[..., Any], *, url: str, scheme: str, local_path: str, cli: str | None
+    func: Callable[..., Any],
+    *,
+    url: str,
+    scheme: str,
+    local_path: str,
+    cli: str | None,
+    settings: dict[str, str | None] | None = None,
 ) -> Any:
     """Upload what the task wrote (a file, or a directory to a prefix); remove it after."""
-    copy = cloud_copier(cli, scheme)
+    copy = cloud_copier(cli, scheme, settings)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         import os
