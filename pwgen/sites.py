@@ -243,8 +243,8 @@ class Site(_Model):
         if self.init_blocks > self.max_blocks:
             raise ValueError(f"init_blocks ({self.init_blocks}) > max_blocks ({self.max_blocks})")
         check_directives(self.scheduler, self.scheduler_options)
-        if self.object_store is not None and (self.is_local or self.executor == "flux"):
-            raise ValueError("object_store is for remote htex and mpi sites")
+        if self.object_store is not None and self.is_local:
+            raise ValueError("object_store is for remote sites")
         if self.flux is not None and self.executor != "flux":
             raise ValueError(f"flux is for executor flux sites, not {self.executor}")
         if self.scheduler != "slurm":

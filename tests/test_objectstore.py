@@ -75,8 +75,8 @@ def test_bad_object_stores_are_one_line(store: str, message: str) -> None:
     assert str(caught.value).startswith("sites.yaml:5: sites[0].object_store")
 
 
-def test_a_local_or_flux_site_has_no_object_store() -> None:
-    with pytest.raises(SitesError, match="object_store is for remote htex and mpi sites"):
+def test_a_local_site_has_no_object_store() -> None:
+    with pytest.raises(SitesError, match="object_store is for remote sites"):
         parse_sites("sites:\n  - label: here\n    scheduler: local\n    object_store: {}\n")
 
 
