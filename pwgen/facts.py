@@ -111,6 +111,21 @@ class EnvInfo(_Model):
     conda: str | None = None
 
 
+class FluxInfo(_Model):
+    """The Flux the env's Python imports (the pwgen.hpc.flux role put its bindings there).
+
+    A block bootstraps a multi-node instance with `srun <srun_args> flux start`:
+    `srun_args` is `["--mpi=pmi2"]` unless Slurm's MpiDefault is pmi2 (None off Slurm).
+    """
+
+    version: str | None = None
+    prefix: str | None = None
+    command: str | None = None
+    bindings: str
+    mpi_default: str | None = None
+    srun_args: list[str] | None = None
+
+
 #: The keys `pwgen provision` adds to the module's facts (not in its RETURN documentation).
 PROVISION_KEYS = ("env", "gathered_at")
 
@@ -139,6 +154,8 @@ class SiteFacts(_Model):
     # Where the env's Python imports pwgen_worker from (the pwgen.hpc.relay role installs it);
     # None when it does not, or in facts gathered before the role did.
     worker_helpers: str | None = None
+    # The Flux the env imports; None without one, or in facts gathered before this existed.
+    flux: FluxInfo | None = None
     gateway_ports: GatewayPorts
     warnings: list[str] = []
     # Provisioning's bookkeeping (PROVISION_KEYS).

@@ -15,6 +15,7 @@ import yaml
 
 from pwgen.errors import OutputError
 from pwgen.fileio import atomic_write
+from pwgen.siteflux import flux_hostvars, with_flux_packages
 from pwgen.sites import Site
 
 SITES_GROUP = "sites"
@@ -52,6 +53,9 @@ def site_hostvars(site: Site) -> dict[str, Any]:
     hostvars["pwgen_env_method"] = site.env.method
     hostvars["pwgen_env_prefix"] = site.env.prefix
     hostvars["pwgen_env_extra_packages"] = list(site.env.extra_packages)
+    if site.executor == "flux":  # Flux's bindings in the env, and what they import
+        hostvars.update(flux_hostvars(site.flux))
+        hostvars["pwgen_env_extra_packages"] = with_flux_packages(site.env.extra_packages)
     if site.env.python:
         hostvars["pwgen_env_python"] = site.env.python
     hostvars["pwgen_worker_init"] = list(site.worker_init)

@@ -21,7 +21,8 @@ description:
     nodes, the login node's internal IPv4 address that compute nodes reach, the user's home and
     work directories, the platform (architecture, glibc), the pinned environment's Python and
     Parsl versions, the paths of C(process_worker_pool.py) and C(pwgen-relay) in it and of the
-    C(pwgen_worker) module it imports, and whether the site's sshd allows C(GatewayPorts).
+    C(pwgen_worker) module it imports, the Flux it imports (version, prefix, how a block
+    starts it), and whether the site's sshd allows C(GatewayPorts).
   - Returns everything under the C(pwgen_site_facts) key (not as C(ansible_facts)), so callers
     do not depend on a fact cache.
   - Read-only; runs unchanged in check mode.
@@ -166,6 +167,26 @@ pwgen_site_facts:
     worker_helpers:
       description: Path of the pwgen_worker module the env's Python imports, or null.
       type: str
+    flux:
+      description:
+        - The Flux whose Python bindings the env's Python finds (the pwgen.hpc.flux role put
+          them on its path), or null.
+      type: dict
+      contains:
+        version: {description: "What C(<prefix>/bin/flux version) reports, or null", type: str}
+        prefix: {description: "Flux's prefix (above the bindings' lib/), or null", type: str}
+        command: {description: "C(<prefix>/bin/flux), or null when missing", type: str}
+        bindings: {description: The site-packages directory the env imports C(flux) from, type: str}
+        mpi_default: {description: "Slurm's MpiDefault (C(scontrol show config)), or null", type: str}
+        srun_args:
+          description: >-
+            srun's arguments that bootstrap a multi-node instance (C(srun -N2 ARGS flux start)):
+            V([--mpi=pmi2]) unless MpiDefault is pmi2; null on other schedulers.
+          type: list
+          elements: str
+      sample: {version: 0.88.0, prefix: /opt/flux, command: /opt/flux/bin/flux,
+               bindings: /opt/flux/lib/python3.11/site-packages, mpi_default: none,
+               srun_args: [--mpi=pmi2]}
     gateway_ports:
       description: Whether the sshd serving this session lets remote forwards bind non-loopback.
       type: dict
@@ -194,6 +215,9 @@ from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_env import ( 
     env_mismatch,
     expand,
     glibc_version,
+)
+from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_flux import (  # noqa: E402
+    flux_facts,
 )
 from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_network import (  # noqa: E402
     parse_ip_addr,
@@ -323,6 +347,12 @@ class _Gatherer:
             "internal_interface": interface,
         }
 
+    def _scontrol(self) -> str | None:
+        if self.module.params["scheduler"] != "slurm":
+            return None
+        found = self.module.get_bin_path("scontrol", opt_dirs=self.module.params["search_path"])
+        return str(found) if found else None
+
     def gather(self) -> dict[str, Any]:
         params = self.module.params
         env_path = expand(params["env_path"])
@@ -345,7 +375,8 @@ class _Gatherer:
                 "env_path": env_path or None,
             }
         )
-        env = env_facts(self.run, env_path, self.warn)
+        probed: dict[str, Any] = {}
+        env = env_facts(self.run, env_path, self.warn, probed)
         mismatch = env_mismatch(
             env, env_path, params["expect_parsl_version"], params["expect_python_version"]
         )
@@ -354,6 +385,7 @@ class _Gatherer:
             detail = [w for w in self.warnings if "finds no parsl" in w][-1:]
             self.module.fail_json(msg=" ".join([mismatch, *detail]))
         facts.update(env)
+        facts["flux"] = flux_facts(self.run, probed.get("flux"), self._scontrol(), self.warn)
         facts["gateway_ports"] = gateway_ports(self.run, *listener_cmdline())
         facts["warnings"] = self.warnings
         return facts
