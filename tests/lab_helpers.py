@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_pwgen
+from helpers import REPO, run_pwgen
 
 from pwgen.lab.state import LabState
 from pwgen.lab.system import missing_packages
@@ -36,6 +36,22 @@ def skip_reason() -> str | None:
     if missing:
         return f"missing Debian packages (pwgen lab up --install): {' '.join(missing)}"
     return None
+
+
+def flux_tarball() -> Path:
+    """The shared flux-core 0.88.0 tarball ($PWGEN_FLUX_TARBALL, else ../shared/flux/);
+    missing: a skip, but a failure under CI (CI=true), as is a machine without the lab."""
+    given = os.environ.get("PWGEN_FLUX_TARBALL")
+    path = Path(given) if given else REPO.parent / "shared" / "flux" / "flux-core-0.88.0.tar.gz"
+    if not path.is_file():
+        message = f"no flux-core tarball at {path} (set PWGEN_FLUX_TARBALL)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    return path
 
 
 def lab_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,6 @@ fails these tests; elsewhere it skips them.
 """
 
 import io
-import os
 import tarfile
 import tempfile
 import time
@@ -22,8 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, run_pwgen
-from lab_helpers import lab_cli, skip_reason, ssh
+from helpers import run_pwgen
+from lab_helpers import flux_tarball, lab_cli, ssh
 
 from pwgen.errors import SitesError
 from pwgen.lab import flux
@@ -150,17 +149,7 @@ def test_a_build_without_its_marker_is_not_reused(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def tarball() -> Path:
     """The shared flux-core tarball; missing: a skip here, a failure under CI."""
-    given = os.environ.get("PWGEN_FLUX_TARBALL")
-    path = Path(given) if given else REPO.parent / "shared" / "flux" / TARBALL_NAME
-    if not path.is_file():
-        message = f"no flux-core tarball at {path} (set PWGEN_FLUX_TARBALL)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    return path
+    return flux_tarball()
 
 
 @pytest.fixture(scope="module")
