@@ -177,7 +177,7 @@ pwgen_site_facts:
         prefix: {description: "Flux's prefix (above the bindings' lib/), or null", type: str}
         command: {description: "C(<prefix>/bin/flux), or null when missing", type: str}
         bindings: {description: The site-packages directory the env imports C(flux) from, type: str}
-        mpi_default: {description: "Slurm's MpiDefault (C(scontrol show config)), or null", type: str}
+        mpi_default: {description: "Slurm's MpiDefault (scontrol show config), or null", type: str}
         srun_args:
           description: >-
             srun's arguments that bootstrap a multi-node instance (C(srun -N2 ARGS flux start)):
