@@ -21,8 +21,7 @@ description:
     nodes, the login node's internal IPv4 address that compute nodes reach, the user's home and
     work directories, the platform (architecture, glibc), the pinned environment's Python and
     Parsl versions, the paths of C(process_worker_pool.py) and C(pwgen-relay) in it and of the
-    C(pwgen_worker) module it imports, the Flux it imports (version, prefix, how a block
-    starts it), and whether the site's sshd allows C(GatewayPorts).
+    C(pwgen_worker) module it imports, the Flux it imports, and whether sshd allows C(GatewayPorts).
   - Returns everything under the C(pwgen_site_facts) key (not as C(ansible_facts)), so callers
     do not depend on a fact cache.
   - Read-only; runs unchanged in check mode.
@@ -168,9 +167,7 @@ pwgen_site_facts:
       description: Path of the pwgen_worker module the env's Python imports, or null.
       type: str
     flux:
-      description:
-        - The Flux whose Python bindings the env's Python finds (the pwgen.hpc.flux role put
-          them on its path), or null.
+      description: "The Flux whose bindings the env's Python finds (pwgen.hpc.flux), or null."
       type: dict
       contains:
         version: {description: "What C(<prefix>/bin/flux version) reports, or null", type: str}
@@ -178,15 +175,8 @@ pwgen_site_facts:
         command: {description: "C(<prefix>/bin/flux), or null when missing", type: str}
         bindings: {description: The site-packages directory the env imports C(flux) from, type: str}
         mpi_default: {description: "Slurm's MpiDefault (scontrol show config), or null", type: str}
-        srun_args:
-          description: >-
-            srun's arguments that bootstrap a multi-node instance (C(srun -N2 ARGS flux start)):
-            V([--mpi=pmi2]) unless MpiDefault is pmi2; null on other schedulers.
-          type: list
-          elements: str
-      sample: {version: 0.88.0, prefix: /opt/flux, command: /opt/flux/bin/flux,
-               bindings: /opt/flux/lib/python3.11/site-packages, mpi_default: none,
-               srun_args: [--mpi=pmi2]}
+        srun_args: {description: "srun's arguments to start Flux over a block's nodes:
+            V([--mpi=pmi2]) unless MpiDefault is pmi2; null off Slurm", type: list, elements: str}
     gateway_ports:
       description: Whether the sshd serving this session lets remote forwards bind non-loopback.
       type: dict
@@ -249,6 +239,7 @@ class _Gatherer:
         self.module = module
         self.warnings: list[str] = []
         self.bin_dir: str | None = None
+        self.scontrol: str | None = None  # Slurm's, for the Flux facts
 
     def run(self, argv: list[str]) -> tuple[int, str, str]:
         rc, out, err = self.module.run_command(argv, environ_update={"LC_ALL": "C"})
@@ -299,7 +290,7 @@ class _Gatherer:
         """(partitions, compute node addresses, scheduler version)."""
         if self.module.params["scheduler"] == "slurm":
             self.command("sinfo")
-            scontrol = self.command("scontrol")
+            scontrol = self.scontrol = self.command("scontrol")
             partitions = parse_scontrol_records(self.must([scontrol, "show", "partition", "-o"]))
             nodes = parse_scontrol_records(self.must([scontrol, "show", "node", "-o"]))
             rc, out, _err = self.run([scontrol, "--version"])
@@ -347,12 +338,6 @@ class _Gatherer:
             "internal_interface": interface,
         }
 
-    def _scontrol(self) -> str | None:
-        if self.module.params["scheduler"] != "slurm":
-            return None
-        found = self.module.get_bin_path("scontrol", opt_dirs=self.module.params["search_path"])
-        return str(found) if found else None
-
     def gather(self) -> dict[str, Any]:
         params = self.module.params
         env_path = expand(params["env_path"])
@@ -385,7 +370,7 @@ class _Gatherer:
             detail = [w for w in self.warnings if "finds no parsl" in w][-1:]
             self.module.fail_json(msg=" ".join([mismatch, *detail]))
         facts.update(env)
-        facts["flux"] = flux_facts(self.run, probed.get("flux"), self._scontrol(), self.warn)
+        facts["flux"] = flux_facts(self.run, probed.get("flux"), self.scontrol, self.warn)
         facts["gateway_ports"] = gateway_ports(self.run, *listener_cmdline())
         facts["warnings"] = self.warnings
         return facts
