@@ -112,17 +112,22 @@ class EnvInfo(_Model):
 
 
 class FluxInfo(_Model):
-    """The site's flux-core, as the pwgen.hpc.flux role found or installed it."""
+    """The Flux the env's Python imports (the pwgen.hpc.flux role put its bindings there).
 
-    version: str
-    prefix: str  # `<prefix>/bin/flux`
-    # srun's --mpi that bootstraps one instance over a block's nodes (pmi2 unless the
-    # site's MpiDefault already is).
-    srun_mpi: str = "pmi2"
+    A block bootstraps a multi-node instance with `srun <srun_args> flux start`:
+    `srun_args` is `["--mpi=pmi2"]` unless Slurm's MpiDefault is pmi2 (None off Slurm).
+    """
+
+    version: str | None = None
+    prefix: str | None = None
+    command: str | None = None
+    bindings: str
+    mpi_default: str | None = None
+    srun_args: list[str] | None = None
 
 
 #: The keys `pwgen provision` adds to the module's facts (not in its RETURN documentation).
-PROVISION_KEYS = ("env", "flux", "gathered_at")
+PROVISION_KEYS = ("env", "gathered_at")
 
 
 class SiteFacts(_Model):
@@ -149,9 +154,10 @@ class SiteFacts(_Model):
     # Where the env's Python imports pwgen_worker from (the pwgen.hpc.relay role installs it);
     # None when it does not, or in facts gathered before the role did.
     worker_helpers: str | None = None
+    # The Flux the env imports; None without one, or in facts gathered before this existed.
+    flux: FluxInfo | None = None
     gateway_ports: GatewayPorts
     warnings: list[str] = []
-    flux: FluxInfo | None = None  # Flux sites only
     # Provisioning's bookkeeping (PROVISION_KEYS).
     env: EnvInfo | None = None
     gathered_at: float | None = None

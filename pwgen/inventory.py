@@ -16,6 +16,7 @@ import yaml
 from pwgen.errors import OutputError
 from pwgen.fileio import atomic_write
 from pwgen.objectstore import AWS_CLI_REQUIREMENT
+from pwgen.siteflux import flux_hostvars, with_flux_packages
 from pwgen.sites import Site
 
 SITES_GROUP = "sites"
@@ -52,9 +53,13 @@ def site_hostvars(site: Site) -> dict[str, Any]:
             hostvars[f"pwgen_{name}"] = value
     hostvars["pwgen_env_method"] = site.env.method
     hostvars["pwgen_env_prefix"] = site.env.prefix
-    hostvars["pwgen_env_extra_packages"] = list(site.env.extra_packages) + (
-        [AWS_CLI_REQUIREMENT] if site.object_store else []  # its tasks' s3:// Files
-    )
+    packages = list(site.env.extra_packages)
+    if site.executor == "flux":  # Flux's bindings in the env, and what they import
+        hostvars.update(flux_hostvars(site.flux))
+        packages = with_flux_packages(packages)
+    if site.object_store:  # its tasks' s3:// Files
+        packages.append(AWS_CLI_REQUIREMENT)
+    hostvars["pwgen_env_extra_packages"] = packages
     if site.env.python:
         hostvars["pwgen_env_python"] = site.env.python
     hostvars["pwgen_worker_init"] = list(site.worker_init)

@@ -63,6 +63,7 @@ def module_facts(
         "worker_pool": f"{env}/bin/process_worker_pool.py",
         "relay": f"{env}/bin/pwgen-relay",
         "worker_helpers": f"{env}/lib/python3.11/site-packages/pwgen_worker.py",
+        "flux": None,
         "gateway_ports": {"allowed": False},
         "warnings": [],
     }

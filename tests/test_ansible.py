@@ -54,7 +54,9 @@ def test_molecule_all_scenarios_pass() -> None:
         pytest.skip(f"molecule scenarios run on the pwgen lab: {reason}")
     assert not _lab_namespaces(), "a Molecule lab is already up: `molecule destroy --all`"
     started = time.monotonic()
-    result = _run([str(BIN / "molecule"), "test", "--all"], timeout=1200)
+    # flux_install (a real Flux build) runs in tests/test_flux_role.py, with the tarball.
+    command = [str(BIN / "molecule"), "test", "--all", "--exclude", "flux_install"]
+    result = _run(command, timeout=1200)
     elapsed = time.monotonic() - started
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-12000:]

@@ -86,7 +86,7 @@ def test_flux_site_config_text(tmp_path: Path) -> None:
         "        nodes_per_block=2,  # sites.yaml\n",
         "        launcher=FluxInstanceLauncher(\n"
         "            flux='/opt/flux/bin/flux',\n"
-        "            srun_mpi='pmi2',\n"
+        "            srun_args=['--mpi=pmi2'],\n"
         "        ),  # one Flux instance per block; flux from f1: flux.path\n",
         "    encrypted=True,  # CurveZMQ; certs copied to the site per run\n",
     ):
@@ -94,10 +94,17 @@ def test_flux_site_config_text(tmp_path: Path) -> None:
 
 
 def test_flux_comes_from_the_facts_then_the_sites_file_then_the_env(tmp_path: Path) -> None:
-    gathered = {"version": "0.88.0", "prefix": "/sw/flux-0.88", "srun_mpi": "none"}
+    gathered = {
+        "version": "0.88.0",
+        "prefix": "/sw/flux-0.88",
+        "command": "/sw/flux-0.88/bin/flux",
+        "bindings": "/sw/flux-0.88/lib/python3.11/site-packages",
+        "mpi_default": "pmi2",
+        "srun_args": [],
+    }
     site = flux_site(", flux: {method: system, path: /opt/flux}")
     source = config_text(tmp_path, site, flux=gathered)
-    assert "flux='/sw/flux-0.88/bin/flux',\n            srun_mpi='none'," in source
+    assert "flux='/sw/flux-0.88/bin/flux',\n            srun_args=[],\n" in source
     assert "flux from facts: flux 0.88.0" in source
     assert f"flux='{ENV}/bin/flux'," in config_text(tmp_path, flux_site())
     given = config_text(tmp_path, flux_site(", max_workers_per_node: 3"))
@@ -113,7 +120,7 @@ def test_flux_sites_are_slurm_sites(tmp_path: Path) -> None:
 
 
 def test_block_script_starts_one_instance_with_the_pool_inside() -> None:
-    launcher = FluxInstanceLauncher("/opt/my flux/bin/flux", srun_mpi="pmi2")
+    launcher = FluxInstanceLauncher("/opt/my flux/bin/flux")
     script = launcher("process_worker_pool.py --cert_dir '{x}' $HOME", 1, 2, "/w/scripts")
     lines = script.splitlines()
     assert "SCRIPT_DIR=/w/scripts" in lines

@@ -13,7 +13,7 @@ from pwgen.configgen.settings import FACTS, Setting, Settings, SiteOrigin
 from pwgen.configgen.source import Call
 from pwgen.errors import ConfigError
 from pwgen.facts import Partition, SiteFacts
-from pwgen.providers.flux_launcher import DEFAULT_SRUN_MPI
+from pwgen.providers.flux_launcher import DEFAULT_SRUN_ARGS
 from pwgen.sites import Site
 
 
@@ -28,11 +28,9 @@ def check_flux_site(site: Site) -> None:
 
 def flux_command(site: Site, facts: SiteFacts, env_path: str) -> Setting:
     """The `flux` the blocks run, and where that path comes from."""
-    facts_flux = facts.flux
-    if facts_flux is not None:
-        return Setting(
-            f"{facts_flux.prefix.rstrip('/')}/bin/flux", f"{FACTS}: flux {facts_flux.version}"
-        )
+    found = facts.flux
+    if found is not None and found.command is not None:
+        return Setting(found.command, f"{FACTS}: flux {found.version or '(version unknown)'}")
     if site.flux is not None and site.flux.path is not None:
         return Setting(f"{site.flux.path.rstrip('/')}/bin/flux", f"{site.label}: flux.path")
     env = env_path.rstrip("/")
@@ -57,6 +55,7 @@ def flux_settings(origin: SiteOrigin, partition: Partition) -> Settings:
 def flux_launcher(site: Site, facts: SiteFacts, env_path: str) -> Setting:
     """The block's launcher: one Flux instance over its nodes, the pool inside."""
     flux = flux_command(site, facts, env_path)
-    srun_mpi = facts.flux.srun_mpi if facts.flux else DEFAULT_SRUN_MPI
-    call = Call("FluxInstanceLauncher", {"flux": flux.value, "srun_mpi": srun_mpi})
+    found = facts.flux
+    srun_args = found.srun_args if found and found.srun_args is not None else DEFAULT_SRUN_ARGS
+    call = Call("FluxInstanceLauncher", {"flux": flux.value, "srun_args": list(srun_args)})
     return Setting(call, f"one Flux instance per block; flux from {flux.source}")

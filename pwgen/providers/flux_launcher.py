@@ -1,12 +1,13 @@
 """`FluxInstanceLauncher`: a block that is one Flux instance, with the worker pool in it."""
 
 import shlex
+from collections.abc import Sequence
 
 from parsl.launchers.base import Launcher
 
 #: srun's PMI for the brokers: without pmi2 (when Slurm's MpiDefault is none or pmix)
 #: srun still exits 0, but every node starts a 1-node instance of its own.
-DEFAULT_SRUN_MPI = "pmi2"
+DEFAULT_SRUN_ARGS = ("--mpi=pmi2",)
 
 
 class FluxInstanceLauncher(Launcher):
@@ -17,27 +18,25 @@ class FluxInstanceLauncher(Launcher):
 
     flux : str
         Absolute path of the `flux` command on the compute nodes.
-    srun_mpi : str
-        srun's `--mpi` for the brokers (facts: pmi2 unless the site bootstraps otherwise).
+    srun_args : sequence of str
+        srun's options that bootstrap the brokers into one instance (facts: `--mpi=pmi2`
+        unless Slurm's MpiDefault already is pmi2).
     """
 
-    def __init__(self, flux: str, srun_mpi: str = DEFAULT_SRUN_MPI, debug: bool = True) -> None:
+    def __init__(
+        self, flux: str, srun_args: Sequence[str] = DEFAULT_SRUN_ARGS, debug: bool = True
+    ) -> None:
         super().__init__(debug=debug)
         if not flux.startswith("/"):
             raise ValueError(f"flux {flux!r}: expected an absolute path on the site")
         self.flux = flux
-        self.srun_mpi = srun_mpi
+        self.srun_args = list(srun_args)
 
     def __call__(
         self, command: str, tasks_per_node: int, nodes_per_block: int, script_dir: str = ""
     ) -> str:
         script = "${SCRIPT_DIR:+$SCRIPT_DIR/}cmd_$SLURM_JOB_NAME.sh"
-        brokers = [
-            "srun",
-            f"--nodes={nodes_per_block}",
-            "--ntasks-per-node=1",
-            f"--mpi={self.srun_mpi}",
-        ]
+        brokers = ["srun", f"--nodes={nodes_per_block}", "--ntasks-per-node=1", *self.srun_args]
         # Each broker gets every CPU of its node (srun of Slurm 22.05 to 23.02 does not
         # inherit the job's --cpus-per-task), so Flux sees the whole block.
         cpus = "--cpus-per-task=$SLURM_CPUS_ON_NODE"

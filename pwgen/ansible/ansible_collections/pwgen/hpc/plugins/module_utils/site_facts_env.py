@@ -30,6 +30,8 @@ _PYTHON_PROBE = (
     "    info['error'] = f'{type(err).__name__}: {err}'\n"
     "spec = importlib.util.find_spec('pwgen_worker')\n"
     "info['worker_helpers'] = spec.origin if spec else None\n"
+    "spec = importlib.util.find_spec('flux')\n"
+    "info['flux'] = spec.origin if spec else None\n"
     "print(json.dumps(info))\n"
 )
 _ENV_FACTS = ("python", "parsl_version", "worker_pool", "relay", "worker_helpers")
@@ -37,9 +39,12 @@ _ENV_FACTS = ("python", "parsl_version", "worker_pool", "relay", "worker_helpers
 # ------------------------------------------------------------------ the env
 
 
-def env_facts(run: Runner, env_path: str, warn: Callable[[str], None]) -> dict[str, Any]:
+def env_facts(
+    run: Runner, env_path: str, warn: Callable[[str], None], probed: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """python, parsl_version, worker_pool, relay and worker_helpers of the pinned env (None
-    when unknown)."""
+    when unknown). `probed` gets what the env's Python reported (`flux`: where it finds
+    Flux's bindings, for site_facts_flux)."""
     facts: dict[str, Any] = dict.fromkeys(_ENV_FACTS)
     if not env_path:
         return facts
@@ -54,6 +59,8 @@ def env_facts(run: Runner, env_path: str, warn: Callable[[str], None]) -> dict[s
     except (ValueError, IndexError):
         warn(f"{python} failed (exit {rc}): {' '.join(err.split())[-300:]}")
         return facts
+    if probed is not None:
+        probed.update(info)
     facts["python"] = {"path": python, "version": info["version"]}
     facts["parsl_version"] = info["parsl"]
     facts["worker_helpers"] = info.get("worker_helpers")

@@ -21,7 +21,7 @@ description:
     nodes, the login node's internal IPv4 address that compute nodes reach, the user's home and
     work directories, the platform (architecture, glibc), the pinned environment's Python and
     Parsl versions, the paths of C(process_worker_pool.py) and C(pwgen-relay) in it and of the
-    C(pwgen_worker) module it imports, and whether the site's sshd allows C(GatewayPorts).
+    C(pwgen_worker) module it imports, the Flux it imports, and whether sshd allows C(GatewayPorts).
   - Returns everything under the C(pwgen_site_facts) key (not as C(ansible_facts)), so callers
     do not depend on a fact cache.
   - Read-only; runs unchanged in check mode.
@@ -166,6 +166,17 @@ pwgen_site_facts:
     worker_helpers:
       description: Path of the pwgen_worker module the env's Python imports, or null.
       type: str
+    flux:
+      description: "The Flux whose bindings the env's Python finds (pwgen.hpc.flux), or null."
+      type: dict
+      contains:
+        version: {description: "What C(<prefix>/bin/flux version) reports, or null", type: str}
+        prefix: {description: "Flux's prefix (above the bindings' lib/), or null", type: str}
+        command: {description: "C(<prefix>/bin/flux), or null when missing", type: str}
+        bindings: {description: The site-packages directory the env imports C(flux) from, type: str}
+        mpi_default: {description: "Slurm's MpiDefault (scontrol show config), or null", type: str}
+        srun_args: {description: "srun's arguments to start Flux over a block's nodes:
+            V([--mpi=pmi2]) unless MpiDefault is pmi2; null off Slurm", type: list, elements: str}
     gateway_ports:
       description: Whether the sshd serving this session lets remote forwards bind non-loopback.
       type: dict
@@ -194,6 +205,9 @@ from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_env import ( 
     env_mismatch,
     expand,
     glibc_version,
+)
+from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_flux import (  # noqa: E402
+    flux_facts,
 )
 from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_network import (  # noqa: E402
     parse_ip_addr,
@@ -225,6 +239,7 @@ class _Gatherer:
         self.module = module
         self.warnings: list[str] = []
         self.bin_dir: str | None = None
+        self.scontrol: str | None = None  # Slurm's, for the Flux facts
 
     def run(self, argv: list[str]) -> tuple[int, str, str]:
         rc, out, err = self.module.run_command(argv, environ_update={"LC_ALL": "C"})
@@ -275,7 +290,7 @@ class _Gatherer:
         """(partitions, compute node addresses, scheduler version)."""
         if self.module.params["scheduler"] == "slurm":
             self.command("sinfo")
-            scontrol = self.command("scontrol")
+            scontrol = self.scontrol = self.command("scontrol")
             partitions = parse_scontrol_records(self.must([scontrol, "show", "partition", "-o"]))
             nodes = parse_scontrol_records(self.must([scontrol, "show", "node", "-o"]))
             rc, out, _err = self.run([scontrol, "--version"])
@@ -345,7 +360,8 @@ class _Gatherer:
                 "env_path": env_path or None,
             }
         )
-        env = env_facts(self.run, env_path, self.warn)
+        probed: dict[str, Any] = {}
+        env = env_facts(self.run, env_path, self.warn, probed)
         mismatch = env_mismatch(
             env, env_path, params["expect_parsl_version"], params["expect_python_version"]
         )
@@ -354,6 +370,7 @@ class _Gatherer:
             detail = [w for w in self.warnings if "finds no parsl" in w][-1:]
             self.module.fail_json(msg=" ".join([mismatch, *detail]))
         facts.update(env)
+        facts["flux"] = flux_facts(self.run, probed.get("flux"), self.scontrol, self.warn)
         facts["gateway_ports"] = gateway_ports(self.run, *listener_cmdline())
         facts["warnings"] = self.warnings
         return facts
