@@ -75,7 +75,7 @@ def config_text(tmp_path: Path, site: Site, **fact_overrides: Any) -> str:
 
 
 def test_flux_site_config_text(tmp_path: Path) -> None:
-    source = config_text(tmp_path, flux_site(", flux: {method: system, path: /opt/flux}"))
+    source = config_text(tmp_path, flux_site(", flux: {method: system, version: 0.88.0, path: /opt/flux}"))
     ast.parse(source)
     assert "from pwgen.executors import SiteFluxExecutor\n" in source
     assert "from pwgen.providers import FluxInstanceLauncher, SSHSlurmProvider\n" in source
@@ -102,7 +102,7 @@ def test_flux_comes_from_the_facts_then_the_sites_file_then_the_env(tmp_path: Pa
         "mpi_default": "pmi2",
         "srun_args": [],
     }
-    site = flux_site(", flux: {method: system, path: /opt/flux}")
+    site = flux_site(", flux: {method: system, version: 0.88.0, path: /opt/flux}")
     source = config_text(tmp_path, site, flux=gathered)
     assert "flux='/sw/flux-0.88/bin/flux',\n            srun_args=[],\n" in source
     assert "flux from facts: flux 0.88.0" in source
