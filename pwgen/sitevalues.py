@@ -18,8 +18,6 @@ import ipaddress
 import re
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from pwgen.validation import shown
 
 TEMPLATE_MARKERS = ("{{", "{%", "{#")
@@ -61,7 +59,8 @@ def control_character(text: str, tab: bool = False) -> str | None:
 def refuse_code(value: Any) -> Any:
     """A model field's value (a string, or a list or tuple of them): no template marker,
     no control character. Other values pass unchanged."""
-    for text in value if isinstance(value, list | tuple) else (value,):
+    texts = (value,) if isinstance(value, str) else value if isinstance(value, list | tuple) else ()
+    for text in texts:
         if isinstance(text, str) and _SUSPECT.search(text):
             refuse_control(refuse_template(text))
     return value
@@ -105,6 +104,8 @@ def _is_ipv6(text: str) -> bool:
 
 
 def check_requirement(text: str) -> str:
+    from packaging.requirements import InvalidRequirement, Requirement  # only when given
+
     try:
         requirement = Requirement(text)
     except InvalidRequirement:

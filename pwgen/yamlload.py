@@ -76,7 +76,8 @@ def _libyaml_loader() -> type | None:
 
 _FastLoader = _libyaml_loader()
 # Text PyYAML's reader refuses, and line breaks other than \n and \r: the Python path.
-_SLOW_TEXT = re.compile(f"{yaml.reader.Reader.NON_PRINTABLE.pattern}|[\x85\u2028\u2029]")
+_NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
+_ODD_BREAKS = re.compile("[\x85\u2028\u2029]")
 
 
 def load_yaml(text: str, source: str, error: type[PwgenError]) -> tuple[Any, yaml.Node | None]:
@@ -100,7 +101,7 @@ def _load_fast(
     text: str, source: str, error: type[PwgenError]
 ) -> tuple[Any, yaml.Node | None] | None:
     """The document read by libyaml, or None: no libyaml, or anything to report."""
-    if _FastLoader is None or _SLOW_TEXT.search(text):
+    if _FastLoader is None or _NON_PRINTABLE.search(text) or _ODD_BREAKS.search(text):
         return None
     loader = _FastLoader(text)
     try:
