@@ -7,9 +7,9 @@ the config with `pwgen config`, and runs a workflow with `pwgen run --config` (t
 that runs one task on every site (so every site has its block, workers connected,
 tunnel and relay up), then idles until told to stop. After --settle seconds, the
 controller's processes are sampled for --seconds: `pwgen run` and every process under it
-(the interchanges, and the CPU of children it reaped), and the ssh processes started in
-the project (the masters, which detach; tunnels are forwards of the masters). The sites'
-own processes (the lab's sshd, Slurm, worker pools) are not the controller's.
+(the interchanges, and the CPU of the short-lived children it reaped), and the sites' ssh
+masters (found with `ssh -O check`: they detach; the tunnels are their forwards). The
+sites' own processes (the lab's sshd, Slurm, worker pools) are not the controller's.
 
 One run per variant, in one lab:
 - `poll 10 ms`: the config with Parsl's default `poll_period=10` (pwgen's before);
@@ -34,12 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from common import PWGEN, lab_up, pwgen
+from common import PWGEN, lab_up, project_ssh, pwgen
 from rich.console import Console
 from rich.table import Table
 
+from pwgen.ssh.query import master_pid
+
 PREFIX, SUBNET = "pwci", "10.234.0.0/16"
 SITES = 8
+REAPED = "children pwgen run reaped (ssh checks, scheduler commands)"
 VARIANTS = ["poll 10 ms", "generated", "generated, no SQLAlchemy"]
 TICKS = os.sysconf("SC_CLK_TCK")
 err = Console(stderr=True)
@@ -85,8 +88,8 @@ def processes() -> dict[int, tuple[int, str]]:
     return found
 
 
-def controller_pids(root: int, project: Path) -> dict[int, str]:
-    """`root` and its descendants, and the ssh processes run from `project`: pid -> kind."""
+def controller_pids(root: int, project: Path, labels: list[str]) -> dict[int, str]:
+    """`root` and its descendants, and the sites' ssh masters: pid -> kind."""
     table = processes()
     chosen: dict[int, str] = {}
     frontier = [root]
@@ -94,35 +97,32 @@ def controller_pids(root: int, project: Path) -> dict[int, str]:
         pid = frontier.pop()
         chosen[pid] = kind_of(pid, root, table[pid][1]) if pid in table else "gone"
         frontier += [child for child, (parent, _) in table.items() if parent == pid]
-    for pid, (_, command) in table.items():
-        if command.startswith(("ssh ", "ssh:")) and _cwd(pid) == project:
-            chosen.setdefault(pid, "ssh")
+    ssh = project_ssh(project)
+    for label in labels:  # the masters detach from whoever started them
+        master = master_pid(ssh.command(label))
+        if master is not None:
+            chosen.setdefault(master, "ssh masters (tunnels are their forwards)")
     return chosen
-
-
-def _cwd(pid: int) -> Path | None:
-    try:
-        return Path(os.readlink(f"/proc/{pid}/cwd"))
-    except OSError:
-        return None
 
 
 def kind_of(pid: int, root: int, command: str) -> str:
     if pid == root:
-        return "pwgen run (workflow, DFK, tunnels' supervisors)"
+        return "pwgen run (workflow, DFK, supervisors, watch)"
     if "interchange" in command:
         return "interchange"
     if command.startswith(("ssh ", "ssh:")):
-        return "ssh"
+        return "ssh (not a master)"
     return command.split()[0].rsplit("/", 1)[-1] if command else "?"
 
 
-def cpu_seconds(pid: int) -> float | None:
+def cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """CPU seconds (user + system) of a process itself, and of the children it reaped."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return sum(int(field) for field in fields[11:15]) / TICKS  # utime, stime; reaped children
+    ticks = [int(field) for field in fields[11:15]]  # utime, stime, cutime, cstime
+    return (ticks[0] + ticks[1]) / TICKS, (ticks[2] + ticks[3]) / TICKS
 
 
 def memory_kb(pid: int) -> tuple[int, int]:
@@ -138,9 +138,11 @@ def memory_kb(pid: int) -> tuple[int, int]:
     return values["Rss:"], values["Pss:"]
 
 
-def sample(root: int, project: Path, seconds: float) -> list[Sample]:
-    """CPU over `seconds` and memory at its end of every controller process."""
-    pids = controller_pids(root, project)
+def sample(root: int, project: Path, labels: list[str], seconds: float) -> list[Sample]:
+    """CPU over `seconds` and memory at its end of every controller process; the CPU
+    of the short-lived children `pwgen run` reaped in between (ssh checks, scheduler
+    commands) as one more sample."""
+    pids = controller_pids(root, project, labels)
     before = {pid: cpu_seconds(pid) for pid in pids}
     time.sleep(seconds)
     samples = []
@@ -148,7 +150,9 @@ def sample(root: int, project: Path, seconds: float) -> list[Sample]:
         start, end = before[pid], cpu_seconds(pid)
         if start is None or end is None:
             continue
-        samples.append(Sample(kind, end - start, *memory_kb(pid)))
+        samples.append(Sample(kind, end[0] - start[0], *memory_kb(pid)))
+        if pid == root:
+            samples.append(Sample(REAPED, end[1] - start[1], 0, 0))
     return samples
 
 
@@ -204,7 +208,8 @@ def idle_run(project: Path, sites: Path, name: str, settle: float, seconds: floa
             time.sleep(0.2)
         err.print(f"{name}: every site answered; settling {settle:.0f} s, then {seconds:.0f} s")
         time.sleep(settle)
-        return sample(run.pid, project, seconds)
+        labels = (project / "ready").read_text().split()
+        return sample(run.pid, project, labels, seconds)
     finally:
         (project / "stop").write_text("")
         if run.wait(120) != 0:
