@@ -187,7 +187,8 @@ def variant_config(project: Path, sites: Path, name: str) -> tuple[Path, dict[st
 
 
 def idle_run(project: Path, sites: Path, name: str, settle: float, seconds: float) -> list[Sample]:
-    """`pwgen run` of the idle workflow; the samples taken once every site answered."""
+    """`pwgen run` of the idle workflow; the samples taken once every site answered (None
+    if the run failed to start)."""
     config, env = variant_config(project, sites, name)
     for marker in ("ready", "stop"):
         (project / marker).unlink(missing_ok=True)
@@ -204,7 +205,8 @@ def idle_run(project: Path, sites: Path, name: str, settle: float, seconds: floa
         deadline = time.monotonic() + 300
         while not (project / "ready").exists():
             if run.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"pwgen run ended or stalled:\n{log_file.read_text()}")
+                err.print(f"{name}: pwgen run ended or stalled:\n{log_file.read_text()[-3000:]}")
+                return None
             time.sleep(0.2)
         err.print(f"{name}: every site answered; settling {settle:.0f} s, then {seconds:.0f} s")
         time.sleep(settle)
@@ -212,8 +214,30 @@ def idle_run(project: Path, sites: Path, name: str, settle: float, seconds: floa
         return sample(run.pid, project, labels, seconds)
     finally:
         (project / "stop").write_text("")
-        if run.wait(120) != 0:
-            sys.exit(f"pwgen run exited {run.returncode}:\n{log_file.read_text()}")
+        run.wait(120)
+        _wait_for_interchanges(project)
+
+
+def _wait_for_interchanges(project: Path, timeout: float = 60) -> None:
+    """Until the run's interchanges (in their own sessions) are gone: the next run's
+    ports must be free."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [
+            pid
+            for pid, (_, command) in processes().items()
+            if "interchange" in command and _cwd(pid) == project
+        ]
+        if not left:
+            return
+        time.sleep(0.5)
+
+
+def _cwd(pid: int) -> Path | None:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
 
 
 def report(results: dict[str, list[Sample]], seconds: float) -> Table:
@@ -257,7 +281,11 @@ def main() -> None:
     try:
         sites = prepare(project, lab_dir)
         for name in args.variants:
-            results[name] = idle_run(project, sites, name, args.settle, args.seconds)
+            for _ in range(3):  # a run that fails to start (a port taken) is tried again
+                samples = idle_run(project, sites, name, args.settle, args.seconds)
+                if samples is not None:
+                    results[name] = samples
+                    break
     finally:
         if (lab_dir / "lab.json").exists():
             pwgen("lab", "down", "--state-dir", str(lab_dir), cwd=project)
