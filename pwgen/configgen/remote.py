@@ -36,7 +36,7 @@ REMOTE_CMD_TIMEOUT = 30
 HEARTBEAT_PERIOD = 5
 HEARTBEAT_THRESHOLD = 30
 #: Milliseconds the interchange's loop and the executor's result thread wait for a
-#: message when idle; a message wakes them at once. Parsl's 10 ms costs about 0.5 % of a
+#: message when idle; a message wakes them at once. Parsl's 10 ms costs about 0.7 % of a
 #: core per site while nothing happens (bench/controller_idle.py).
 POLL_PERIOD = 100
 
