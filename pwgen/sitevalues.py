@@ -18,8 +18,6 @@ import ipaddress
 import re
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from pwgen.validation import shown
 
 TEMPLATE_MARKERS = ("{{", "{%", "{#")
@@ -29,6 +27,9 @@ USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
 _PORT = re.compile(r"^[0-9]{1,5}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL_OR_TAB = re.compile(r"[\x00-\x1f\x7f]")
+# What either check below refuses, in one search (most strings have none of it).
+_SUSPECT = re.compile(r"\{[{%#]|^#jinja2:|[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def refuse_template(text: str) -> str:
@@ -51,14 +52,16 @@ def refuse_control(text: str) -> str:
 
 def control_character(text: str, tab: bool = False) -> str | None:
     """The first control character of `text` (a tab too when `tab`), or None."""
-    return next((c for c in text if _CONTROL.match(c) or (tab and c == "\t")), None)
+    found = (_CONTROL_OR_TAB if tab else _CONTROL).search(text)
+    return found.group() if found else None
 
 
 def refuse_code(value: Any) -> Any:
     """A model field's value (a string, or a list or tuple of them): no template marker,
     no control character. Other values pass unchanged."""
-    for text in value if isinstance(value, list | tuple) else (value,):
-        if isinstance(text, str):
+    texts = (value,) if isinstance(value, str) else value if isinstance(value, list | tuple) else ()
+    for text in texts:
+        if isinstance(text, str) and _SUSPECT.search(text):
             refuse_control(refuse_template(text))
     return value
 
@@ -101,6 +104,8 @@ def _is_ipv6(text: str) -> bool:
 
 
 def check_requirement(text: str) -> str:
+    from packaging.requirements import InvalidRequirement, Requirement  # only when given
+
     try:
         requirement = Requirement(text)
     except InvalidRequirement:

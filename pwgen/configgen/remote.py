@@ -43,6 +43,10 @@ EXECUTORS = {
     "mpi": ("SiteMPIExecutor", "MPIExecutor"),
     "flux": ("SiteFluxExecutor", "HTEX (a Flux instance in each block)"),
 }
+#: Milliseconds the interchange's loop and the executor's result thread wait for a
+#: message when idle; a message wakes them at once. Parsl's 10 ms costs about 0.7 % of a
+#: core per site while nothing happens (bench/controller_idle.py).
+POLL_PERIOD = 100
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,7 @@ def _tunnel_settings(site: Site, facts: SiteFacts, provider: Call) -> Settings:
     # The interchange listens on loopback here; the site reaches it via the tunnel.
     settings["address"] = Setting("127.0.0.1", "loopback only: workers come through the tunnel")
     settings["encrypted"] = Setting(True, "CurveZMQ; certs copied to the site per run")
+    settings["poll_period"] = Setting(POLL_PERIOD, "ms idle waits here; messages wake at once")
     settings["provider"] = Setting(provider)
     settings["ssh_config"] = Setting(Ref(SSH_CONFIG_NAME))
     settings["host"] = Setting(site.label, "Host alias in SSH_CONFIG")

@@ -85,12 +85,16 @@ def comment_text(text: str) -> str:
     on `import`. Every unprintable character is written as its Python escape; the
     rest, quotes and backslashes included, is inert in a comment and stays as it is.
     """
+    if text.isprintable():  # nearly always: the text as it is
+        return text
     return "".join(char if char.isprintable() else _escaped(char) for char in text)
 
 
 def docstring_text(text: str) -> str:
     """`text` inside the module's docstring: as `comment_text`, and every backslash and
     double quote escaped too (a `\"\"\"` would end the docstring, `\\N` start an escape)."""
+    if text.isprintable() and "\\" not in text and '"' not in text:
+        return text
     return "".join("\\" + char if char in '\\"' else comment_text(char) for char in text)
 
 

@@ -7,13 +7,11 @@ error is a LabError (a PwgenError), printed by pwgen's main() as one line.
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from pwgen.lab import lifecycle, status
-from pwgen.lab.controller import SITES_FILE, SSH_CONFIG
 from pwgen.lab.errors import LabError
 from pwgen.lab.flux import RELEASE, RELEASE_VERSION
 from pwgen.lab.plan import (
@@ -23,8 +21,9 @@ from pwgen.lab.plan import (
     LabOptions,
     make_options,
 )
-from pwgen.lab.state import LabState, load_state
-from pwgen.ssh import SshCommand
+
+if TYPE_CHECKING:  # the commands import the lab's modules: every pwgen command starts fast
+    from pwgen.lab.state import LabState
 
 app = typer.Typer(
     help="A multi-site HPC lab on this machine: sshd + Slurm + munge in network namespaces.",
@@ -54,6 +53,8 @@ def _options(
     flux: str | None = None,
 ) -> LabOptions:
     """Options given on the command line, else those of the existing lab, else defaults."""
+    from pwgen.lab.state import load_state
+
     state = load_state(state_dir.absolute())
     flux = flux or (state.flux.source if state and state.flux else None)
     return make_options(
@@ -115,6 +116,9 @@ def up(
     state_dir: StateDir = DEFAULT_STATE_DIR,
 ) -> None:
     """Bring the lab up (again): safe to repeat; restarts dead daemons; grows or shrinks."""
+    from pwgen.lab import lifecycle, status
+    from pwgen.lab.controller import SITES_FILE, SSH_CONFIG
+
     options = _options(state_dir, sites, compute_nodes, name, subnet, flux)
     with _err.status("pwgen lab up") as spinner:
         result = lifecycle.up(options, install, lambda text: spinner.update(f"lab up: {text}"))
@@ -143,6 +147,8 @@ def _summary(actions: list[str]) -> str:
 @app.command()
 def down(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
     """Remove the lab: namespaces, links, processes, users, routes and files."""
+    from pwgen.lab import lifecycle
+
     with _err.status("pwgen lab down") as spinner:
         result = lifecycle.down(state_dir, lambda text: spinner.update(f"lab down: {text}"))
     if result is None:
@@ -158,6 +164,8 @@ def status_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show each site's login address, daemons and sinfo; exit code 1 if anything is down."""
+    from pwgen.lab import status
+
     state = _require_lab(state_dir)
     statuses = status.collect(state)
     if as_json:
@@ -177,6 +185,9 @@ def ssh(
     state_dir: StateDir = DEFAULT_STATE_DIR,
 ) -> None:
     """ssh to a site's login node as its user (interactive without a command)."""
+    from pwgen.lab.controller import SSH_CONFIG
+    from pwgen.ssh import SshCommand
+
     state = _require_lab(state_dir)
     if state.site(site) is None:
         labels = ", ".join(item.label for item in state.sites)
@@ -186,7 +197,9 @@ def ssh(
     os.execvp(argv[0], argv)
 
 
-def _require_lab(state_dir: Path) -> LabState:
+def _require_lab(state_dir: Path) -> "LabState":
+    from pwgen.lab.state import load_state
+
     state = load_state(state_dir.absolute())
     if state is None or not state.sites:
         raise LabError(f"no lab in {state_dir.absolute()}: run `pwgen lab up`")

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import httpx
-
 from pwgen.lab.errors import LabError
 from pwgen.lab.system import ensure_packages, run
 
@@ -202,6 +200,8 @@ def _build_from(tarball: Path | None, sha256: str, prefix: Path, progress: Progr
 
 
 def _download(url: str, target: Path) -> Path:
+    import httpx  # here: `pwgen lab --help` reads this module's constants, fast
+
     try:
         with httpx.stream("GET", url, follow_redirects=True, timeout=DOWNLOAD_TIMEOUT) as reply:
             reply.raise_for_status()

@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from pwgen.errors import PWAPIError
 from pwgen.sites import Site, load_sites
-from pwgen.sources.pw import fetch_sites
 from pwgen.sources.pw_clusters import SkippedCluster
 
 PW_SOURCE = "pw"
@@ -41,6 +40,8 @@ def load_source(source: str, environ: Mapping[str, str] | None = None) -> Loaded
     Raises PWAPIError or SitesError (both PwgenError) with a one-line message.
     """
     if source == PW_SOURCE:
+        from pwgen.sources.pw import fetch_sites  # httpx: only to ask the PW API
+
         environ = os.environ if environ is None else environ
         found = fetch_sites(environ)
         sites = [_pw_ssh_overrides(site, environ) for site in found.sites]

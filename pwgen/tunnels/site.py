@@ -194,6 +194,10 @@ class SiteTunnel:
         """Master, forward (sshd listens on the login node's 127.0.0.1:P) and relay alive?"""
         if not self._master.alive():
             return Health(master=False, forward=False, relay=False)
+        return self._login_health()
+
+    def _login_health(self) -> Health:
+        """Forward and relay, the master just found alive (one ssh round trip)."""
         state = self._login.state()
         if state is None:
             # ssh itself failed: the master is gone (or hung) after all.
@@ -213,7 +217,7 @@ class SiteTunnel:
                 repairs.append(self._note("master", f"ssh master was gone; {detail}"))
                 self._login.add_forward(retry_for=FORWARD_RETRY_SECONDS)
                 repairs.append(self._note("forward", f"re-added -R 127.0.0.1:{self.port}"))
-            health = self.health()
+            health = self._login_health()  # the master was checked just above
             if health.master and not health.forward:
                 self._login.add_forward(retry_for=FORWARD_RETRY_SECONDS)
                 repairs.append(self._note("forward", f"re-added -R 127.0.0.1:{self.port}"))
