@@ -75,7 +75,9 @@ def config_text(tmp_path: Path, site: Site, **fact_overrides: Any) -> str:
 
 
 def test_flux_site_config_text(tmp_path: Path) -> None:
-    source = config_text(tmp_path, flux_site(", flux: {method: system, version: 0.88.0, path: /opt/flux}"))
+    source = config_text(
+        tmp_path, flux_site(", flux: {method: system, version: 0.88.0, path: /opt/flux}")
+    )
     ast.parse(source)
     assert "from pwgen.executors import SiteFluxExecutor\n" in source
     assert "from pwgen.providers import FluxInstanceLauncher, SSHSlurmProvider\n" in source
