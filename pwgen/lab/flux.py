@@ -136,7 +136,7 @@ def ensure_flux(
     prefix = prefix_for(checked.sha256, root)
     built = False
     if not is_built(prefix, checked.sha256):
-        with _build_lock(root, checked.sha256):
+        with build_lock(root, checked.sha256):
             if not is_built(prefix, checked.sha256):  # another `up` may have finished it
                 _build_from(checked.tarball, checked.sha256, prefix, progress)
                 built = True
@@ -169,7 +169,7 @@ def _checked_sha256(tarball: Path) -> str:
 
 
 @contextlib.contextmanager
-def _build_lock(root: Path, sha256: str) -> Iterator[None]:
+def build_lock(root: Path, sha256: str) -> Iterator[None]:
     _make_public_dir(root)
     with (root / f"{sha256[:16]}.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits for a concurrent build of the same tarball

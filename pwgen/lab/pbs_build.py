@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pwgen.lab.errors import LabError
-from pwgen.lab.flux import _build_lock, is_built, prefix_for, sha256_of
+from pwgen.lab.flux import build_lock, is_built, prefix_for, sha256_of
 from pwgen.lab.system import ensure_packages
 
 PBS_ROOT = Path("/opt/pwgen-lab/pbs")
@@ -90,7 +90,7 @@ def ensure_pbs(source: str, root: Path = PBS_ROOT, progress: Progress = lambda _
     prefix = prefix_for(sha256, root)
     built = False
     if not is_built(prefix, sha256):
-        with _build_lock(root, sha256):
+        with build_lock(root, sha256):
             if not is_built(prefix, sha256):  # another `up` may have finished it
                 _build(tarball, sha256, prefix, progress)
                 built = True
