@@ -7,12 +7,14 @@ Lab (marked `lab`, root; prefix pwpb, 10.222.0.0/16): the OpenPBS 23.06.06 tarba
 `../shared/pbs/` (or $PWGEN_PBS_TARBALL) is built once per machine under
 /opt/pwgen-lab/pbs and reused. One lab of three sites x 2 compute nodes, PBS, Slurm,
 PBS (two PBS sites at once): real qsub / qstat -x / qdel over ssh as each site's user,
-a 2-chunk scatter job over both moms, the debug queue's walltime limit, `lab status`,
-and a `lab down` that leaves no PBS process, mount, IPC segment or /var/tmp file.
+a 2-chunk scatter job over both moms, the debug queue's walltime limit, `lab status`;
+`pwgen provision` on a PBS and a Slurm site (queues, node shapes, walltime limits in
+the facts) and `examples/multisite.py` run on both at once; and a `lab down` that leaves no PBS process, mount, IPC segment or /var/tmp file.
 Under CI (CI=true) a missing tarball fails these tests; elsewhere it skips them.
 """
 
 import io
+import json
 import os
 import shlex
 import subprocess
@@ -24,8 +26,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO
-from lab_helpers import lab_cli, lab_status, sbatch_and_wait, skip_reason, ssh
+from helpers import REPO, run_pwgen
+from lab_helpers import (
+    lab_cli,
+    lab_status,
+    pwgen_provision,
+    sbatch_and_wait,
+    skip_reason,
+    ssh,
+    stop_masters,
+)
 
 from pwgen.lab import flux, pbs, pbs_build
 from pwgen.lab.errors import LabError
@@ -242,6 +252,47 @@ def test_slurm_site_next_to_pbs_sites_still_runs_jobs(pbs_lab: LabState) -> None
     assert {host for _, host in done} <= {"lab2-c1", "lab2-c2"} and len(done) == 2
 
 
+@pytest.fixture(scope="module")
+def project(pbs_lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project provisioned (`pwgen provision`) on lab1 (PBS) and lab2 (Slurm)."""
+    path = tmp_path_factory.mktemp("project")
+    sites = yaml.safe_load((LAB_DIR / "sites.yaml").read_text())["sites"][:2]
+    (path / "sites.yaml").write_text(yaml.safe_dump({"sites": sites}))
+    pwgen_provision(path, "--sites", "sites.yaml", "--known-hosts", str(LAB_DIR / "known_hosts"))
+    return path
+
+
+@pytest.mark.lab
+def test_provision_reads_queues_and_node_shapes_from_real_pbs(project: Path) -> None:
+    facts = json.loads((project / ".pwgen" / "facts" / "lab1.json").read_text())
+    assert (facts["scheduler"], facts["scheduler_version"]) == ("pbspro", "23.06.06")
+    queues = {queue["name"]: queue for queue in facts["partitions"]}
+    assert set(queues) == {"workq", "debug"} and facts["warnings"] == []
+    assert queues["workq"]["default"] and not queues["debug"]["default"]
+    assert queues["workq"]["max_time_seconds"] is None  # no limit set on workq
+    assert (queues["debug"]["max_time"], queues["debug"]["max_time_seconds"]) == ("00:30:00", 1800)
+    for queue in queues.values():  # each mom reports the machine it runs on
+        assert (queue["nodes"], queue["cpus_per_node"]) == (2, os.cpu_count())
+        assert queue["memory_mb_per_node"] > 0
+
+
+@pytest.mark.lab
+def test_multisite_example_runs_on_a_pbs_and_a_slurm_site(project: Path) -> None:
+    example = str(REPO / "examples" / "multisite.py")
+    done = run_pwgen("run", example, "--sites", "sites.yaml", "--", "6", cwd=project, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for label in ("lab1", "lab2"):
+        for x in range(6):
+            assert f"{label}: square({x}) = {x * x} on {label}-c" in done.stdout
+    run_dir = max((project / ".pwgen" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert "SSHPBSProProvider(" in (run_dir / "parsl_config.py").read_text()
+    # The run's PBS block was a real job, and is over (cancelled or done) after the run.
+    history = _pbs("lab1", "qstat -x -f -F json")
+    blocks = [job for job in json.loads(history)["Jobs"].values() if "parsl" in job["Job_Name"]]
+    assert blocks and {job["job_state"] for job in blocks} <= {"F", "E"}, blocks
+    assert "process_worker_pool" not in _pbs("lab1", f"ps -u {PREFIX}u1 -o args=")
+
+
 def _mounts_naming(text: str) -> list[str]:
     """Mounts of any mount namespace on this machine whose line names `text`."""
     found = set()
@@ -274,7 +325,10 @@ def _var_tmp_leftovers() -> list[str]:
 
 
 @pytest.mark.lab
-def test_down_leaves_no_pbs_process_mount_or_file(pbs_lab: LabState, build: PbsBuild) -> None:
+def test_down_leaves_no_pbs_process_mount_or_file(
+    pbs_lab: LabState, build: PbsBuild, project: Path
+) -> None:
+    stop_masters(project, ["lab1", "lab2"])
     segments = _postgres_segments()  # the two datastores' own, before down
     before = _var_tmp_leftovers()
     # A running job, and qsub's background daemon (no -f) left behind on both sites.

@@ -71,11 +71,19 @@ def write_files(plan: SitePlan, site: Path, prefix: Path) -> None:
         make_dir(directory / "spool")
         make_dir(directory / "spool" / "tmp", 0o1777)
         write_if_changed(directory / "pbs.conf", pbs_conf(plan, node.role, prefix))
-    account = pwd.getpwnam(plan.user)
-    profile = site / "home" / plan.user / ".profile"
-    # Login shells (pwgen's `bash -lc`, PBS's job shells) find qsub & co.
-    write_if_changed(profile, f'PATH="$PATH:{prefix}/bin"\n')
-    os.chown(profile, account.pw_uid, account.pw_gid)
+    _user_path(site / "home" / plan.user, plan.user, prefix / "bin")
+
+
+def _user_path(home: Path, user: str, bin_dir: Path) -> None:
+    """qsub & co. on the site user's PATH: ~/.bashrc for ssh commands (Debian's bash
+    reads it for them: Ansible's modules), ~/.profile for login shells (pwgen's
+    `bash -lc`, PBS's job shells)."""
+    account = pwd.getpwnam(user)
+    path = f'case ":$PATH:" in *":{bin_dir}:"*) ;; *) export PATH="$PATH:{bin_dir}" ;; esac\n'
+    files = {".bashrc": path, ".profile": '. "$HOME/.bashrc"\n'}
+    for name, text in files.items():
+        write_if_changed(home / name, text)
+        os.chown(home / name, account.pw_uid, account.pw_gid)
 
 
 def pbs_conf(plan: SitePlan, role: str, prefix: Path) -> str:
