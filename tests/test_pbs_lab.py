@@ -32,6 +32,7 @@ from helpers import REPO, run_pwgen
 from lab_helpers import (
     lab_cli,
     lab_status,
+    pbs_tarball,
     pwgen_provision,
     sbatch_and_wait,
     skip_reason,
@@ -117,13 +118,7 @@ def test_each_site_gets_its_scheduler_and_each_node_its_pbs_conf(tmp_path: Path)
 @pytest.fixture(scope="module")
 def tarball() -> Path:
     """The shared OpenPBS tarball; missing: a skip here, a failure under CI."""
-    given = os.environ.get(pbs_build.TARBALL_ENV)
-    path = Path(given) if given else REPO.parent / "shared" / "pbs" / pbs_build.TARBALL_NAME
-    if not path.is_file():
-        message = f"no OpenPBS tarball at {path} (set {pbs_build.TARBALL_ENV})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    path = pbs_tarball()
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
