@@ -366,10 +366,10 @@ def test_pbspro_over_ssh_with_real_openpbs(ssh: SshSetup, tmp_path: Path) -> Non
 
     assert provider.cancel([job_id]) == [True]
 
-    # PBS signals the job, then (after the queue's kill_delay at most) lists it as over
-    # and copies its output home (-o/-e files appear only then, through $usecp).
-    _wait(lambda: provider.status([job_id])[0].terminal, timeout=40)
-    out, err = provider.fetch_job_output(job_id)
-    assert "pbs-out" in out and "pbs-err" in err
+    # PBS signals the job, then (after the queue's kill_delay at most) ends it and
+    # copies its output home: -o/-e files appear only then (through $usecp).
+    assert provider.status([job_id])[0].terminal
+    _wait(lambda: "pbs-err" in provider.fetch_job_output(job_id)[1], timeout=40)
+    assert "pbs-out" in provider.fetch_job_output(job_id)[0]
     finished = json.loads(_remote(ssh, "lab2", f"qstat -x -f -F json {job_id}"))["Jobs"][job_id]
     assert (finished["job_state"], finished["Exit_status"]) == ("F", 256 + 15)  # by qdel

@@ -11,7 +11,6 @@ The `*.patch` files next to the tarball are applied in name order (OpenPBS
 import os
 import re
 import shutil
-import subprocess
 import tarfile
 import tempfile
 import time
@@ -20,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pwgen.lab.errors import LabError
-from pwgen.lab.flux import build_lock, is_built, prefix_for, sha256_of
+from pwgen.lab.flux import FluxBuild, build_once, prefix_for, run_step, sha256_of
 from pwgen.lab.system import ensure_packages
 
 PBS_ROOT = Path("/opt/pwgen-lab/pbs")
 MARKER = ".pwgen-flux-built"  # the name flux.is_built reads; holds the tarball's sha256
 TARBALL_ENV = "PWGEN_PBS_TARBALL"
+OPENPBS = "OpenPBS"
 VERSION = "23.06.06"
 TARBALL_NAME = f"openpbs-v{VERSION}.tar.gz"
 # Known OpenPBS tarballs: a file with this name must have this sha256.
@@ -42,21 +42,14 @@ BUILD_PACKAGES = (
 )
 # pbs_iff authenticates users by a reserved port; pbs_rcp copies files as them.
 SETUID_PROGRAMS = ("sbin/pbs_iff", "sbin/pbs_rcp")
-BUILD_TIMEOUT = 3600.0
 _TARBALL = re.compile(r"^openpbs-v?(\d+\.\d+\.\d+)\.tar\.gz$")
 
 Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class PbsBuild:
+class PbsBuild(FluxBuild):
     """A finished OpenPBS install under `prefix` (PBS_EXEC)."""
-
-    prefix: Path
-    sha256: str
-    version: str
-    built: bool  # built now (False: an earlier build was reused)
-    seconds: float
 
 
 def check_tarball(source: str) -> tuple[Path, str]:
@@ -88,12 +81,7 @@ def ensure_pbs(source: str, root: Path = PBS_ROOT, progress: Progress = lambda _
     started = time.monotonic()
     tarball, sha256 = check_tarball(source)
     prefix = prefix_for(sha256, root)
-    built = False
-    if not is_built(prefix, sha256):
-        with build_lock(root, sha256):
-            if not is_built(prefix, sha256):  # another `up` may have finished it
-                _build(tarball, sha256, prefix, progress)
-                built = True
+    built = build_once(root, sha256, lambda: _build(tarball, sha256, prefix, progress))
     seconds = time.monotonic() - started
     return PbsBuild(prefix, sha256, version_of(tarball), built, seconds)
 
@@ -119,7 +107,7 @@ def _compile(tarball: Path, work: Path, prefix: Path) -> None:
     old_umask = os.umask(0o022)  # the install must be readable by every lab user
     try:
         for patch in patches:
-            _run_in(source, ["patch", "-p1", "-i", str(patch)])
+            run_step(source, ["patch", "-p1", "-i", str(patch)], OPENPBS)
         steps = (
             ["./autogen.sh"],
             # The system Python: one under /root would put an rpath others can't read.
@@ -133,28 +121,6 @@ def _compile(tarball: Path, work: Path, prefix: Path) -> None:
             ["make", "install"],
         )
         for argv in steps:
-            _run_in(source, argv)
+            run_step(source, argv, OPENPBS)
     finally:
         os.umask(old_umask)
-
-
-def _run_in(directory: Path, argv: list[str]) -> None:
-    """A build step; on failure, one line naming the step and its log."""
-    log = directory / f"pwgen-{Path(argv[0]).name}.log"
-    with log.open("a") as stream:
-        try:
-            code = subprocess.run(
-                argv,
-                cwd=directory,
-                stdout=stream,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                timeout=BUILD_TIMEOUT,
-                check=False,
-            ).returncode
-        except subprocess.TimeoutExpired:
-            code = -1
-    if code != 0:
-        kept = Path(tempfile.mkdtemp(prefix="pwgen-pbs-failed-")) / log.name
-        shutil.copy(log, kept)
-        raise LabError(f"building OpenPBS: `{' '.join(argv)}` failed (exit {code}); log: {kept}")

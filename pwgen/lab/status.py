@@ -1,6 +1,7 @@
 """What of a lab is alive: per site, its login address, daemons and the scheduler's view."""
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,25 +50,13 @@ def pbs_site_status(site: SiteRecord, prefix: Path) -> SiteStatus:
     for node in site.nodes:
         for name, up in pbs.running(node).items():
             counts[name] += up
-    login_up = nodes.holder_alive(site.login)
-    return SiteStatus(
-        label=site.label,
-        login_ip=site.login_ip,
-        user=site.user,
-        nodes_up=sum(nodes.holder_alive(node) for node in site.nodes),
-        nodes=len(site.nodes),
-        sshd=daemons.pid_of(site.login, daemons.SSHD) is not None,
-        munged=0,
-        slurmctld=False,
-        slurmd=0,
-        compute_nodes=len(site.computes),
-        sinfo=pbs.pbsnodes_summary(site, prefix) if login_up else "login node down",
-        scheduler=pbs.SCHEDULER,
-        pbs=counts,
-    )
+    base = site_status(site, lambda login: pbs.pbsnodes_summary(login, prefix))
+    return replace(base, scheduler=pbs.SCHEDULER, pbs=counts)
 
 
-def site_status(site: SiteRecord) -> SiteStatus:
+def site_status(
+    site: SiteRecord, summary: Callable[[SiteRecord], str] = lambda s: sinfo_summary(s)
+) -> SiteStatus:
     def running(daemon: daemons.Daemon) -> list[bool]:
         return [
             daemons.pid_of(node, daemon) is not None
@@ -87,7 +76,7 @@ def site_status(site: SiteRecord) -> SiteStatus:
         slurmctld=all(running(daemons.SLURMCTLD)),
         slurmd=sum(running(daemons.SLURMD)),
         compute_nodes=len(site.computes),
-        sinfo=sinfo_summary(site) if login_up else "login node down",
+        sinfo=summary(site) if login_up else "login node down",
     )
 
 
