@@ -86,7 +86,8 @@ def up(options: LabOptions, install: bool = False, progress: Progress = _quiet) 
     with _locked(options.state_dir):
         state = load_state(options.state_dir) or state
         state.flux = _flux_record(options.flux, flux)
-        state.pbs = _pbs_record(options.pbs, pbs_build)
+        # Kept when no site is PBS any more: `down` of the old PBS sites still needs it.
+        state.pbs = _pbs_record(options.pbs, pbs_build) or state.pbs
         result = UpResult(state, installed=installed, flux=flux, pbs=pbs_build)
         _converge(options, state, plans, result, progress)
     result.seconds = time.monotonic() - started
