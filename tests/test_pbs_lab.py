@@ -291,7 +291,8 @@ def test_multisite_example_runs_on_a_pbs_and_a_slurm_site(project: Path) -> None
     for job_id in blocks:
         assert _wait_state("lab1", job_id, "F") == "F"
     history = json.loads(_pbs("lab1", "qstat -x -f -F json"))["Jobs"]
-    assert {history[job_id]["Exit_status"] for job_id in blocks} == {256 + 15}  # by qdel
+    # SIGTERM from qdel: the job's shell exits 128+15, or PBS reports 256+15 itself.
+    assert {history[job_id]["Exit_status"] for job_id in blocks} <= {128 + 15, 256 + 15}
     assert "process_worker_pool" not in _pbs("lab1", f"ps -u {PREFIX}u1 -o args=")
 
 

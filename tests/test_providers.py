@@ -370,5 +370,10 @@ def test_pbspro_over_ssh_with_real_openpbs(ssh: SshSetup, tmp_path: Path) -> Non
     # copies its output home: -o/-e files appear only then (through $usecp).
     _wait(lambda: "pbs-err" in provider.fetch_job_output(job_id)[1], timeout=40)
     assert "pbs-out" in provider.fetch_job_output(job_id)[0]
-    finished = json.loads(_remote(ssh, "lab2", f"qstat -x -f -F json {job_id}"))["Jobs"][job_id]
-    assert (finished["job_state"], finished["Exit_status"]) == ("F", 256 + 15)  # by qdel
+
+    def finished() -> dict[str, Any]:
+        job = json.loads(_remote(ssh, "lab2", f"qstat -x -f -F json {job_id}"))["Jobs"][job_id]
+        return job if job["job_state"] == "F" else {}
+
+    done = poll(finished, 20, interval=0.2)
+    assert done and done["Exit_status"] in (128 + 15, 256 + 15)  # SIGTERM, from qdel
