@@ -195,11 +195,34 @@ def wait_for(check: Callable[[], bool], timeout: float = 10) -> bool:
     return poll(check, timeout) is not None
 
 
+def pbs_tarball() -> Path:
+    """The OpenPBS source tarball ($PWGEN_PBS_TARBALL, else ../shared/pbs/); missing:
+    the test skips, or fails under CI (CI=true)."""
+    from pwgen.lab.pbs_build import TARBALL_ENV, TARBALL_NAME
+
+    given = os.environ.get(TARBALL_ENV)
+    path = Path(given) if given else REPO.parent / "shared" / "pbs" / TARBALL_NAME
+    if not path.is_file():
+        message = f"no OpenPBS tarball at {path} (set {TARBALL_ENV})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 @contextmanager
 def running_lab(
-    prefix: str, subnet: str, state_dir: Path, sites: int = 2, compute_nodes: int = 1
+    prefix: str,
+    subnet: str,
+    state_dir: Path,
+    sites: int = 2,
+    compute_nodes: int = 1,
+    schedulers: tuple[str, ...] = (),
 ) -> Iterator[LabState]:
-    """A lab of its own (prefix, range, state dir) for one test module; always taken down."""
+    """A lab of its own (prefix, range, state dir) for one test module; always taken down.
+
+    `schedulers`: each site's (pwgen.lab.plan); with pbspro, OpenPBS from `pbs_tarball()`.
+    """
     from pwgen.lab import lifecycle
     from pwgen.lab.plan import make_options
     from pwgen.lab.state import load_state
@@ -207,9 +230,13 @@ def running_lab(
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
+    pbs = str(pbs_tarball()) if "pbspro" in schedulers else None
     lifecycle.down(state_dir)  # a run killed half-way left it up
     try:
-        lifecycle.up(make_options(prefix, subnet, sites, compute_nodes, state_dir))
+        options = make_options(
+            prefix, subnet, sites, compute_nodes, state_dir, schedulers=schedulers, pbs=pbs
+        )
+        lifecycle.up(options)
         state = load_state(state_dir)
         assert state is not None
         yield state

@@ -1,16 +1,16 @@
 """SSH-backed Slurm and PBS Pro providers: remote commands, path mapping, failures.
 
 Offline tests replace the ssh call with a recorder (script text and command strings).
-Lab tests (marked `lab`, root) run the real thing against a lab of 2 Slurm sites x 2
-compute nodes through pwgen's ssh config and one ControlMaster per site. PBS Pro is
-not in the lab: `qsub`/`qstat`/`qdel` on lab2 are small fake scripts (a test double
-for the scheduler binaries only; ssh, the copy and the paths are real).
+Lab tests (marked `lab`, root) run the real thing against a lab of 2 sites x 2
+compute nodes through pwgen's ssh config and one ControlMaster per site: lab1 runs
+Slurm, lab2 OpenPBS (built from $PWGEN_PBS_TARBALL or ../shared/pbs/, see
+tests/test_pbs_lab.py).
 """
 
 import inspect
+import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 import tempfile
@@ -174,7 +174,8 @@ def test_bad_settings_are_refused_before_any_ssh(recorder: Recorder, ssh_config:
 @pytest.fixture(scope="module")
 def ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshSetup]:
     """pwgen's ssh to the sites of a lab of its own (its config in a scratch state dir)."""
-    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2):
+    schedulers = ("slurm", "pbspro")  # lab2: OpenPBS
+    with running_lab(PREFIX, SUBNET, LAB_DIR, sites=2, compute_nodes=2, schedulers=schedulers):
         sites = load_sites(LAB_DIR / "sites.yaml")
         ssh = prepare_ssh(sites, tmp_path_factory.mktemp("pwgen"), [LAB_DIR / "known_hosts"])
         try:
@@ -345,63 +346,34 @@ def test_hung_ssh_is_killed(ssh: SshSetup, tmp_path: Path) -> None:
     assert _ssh_processes("marker-hung-7") == []
 
 
-FAKE_QSUB = r"""#!/bin/bash
-# Test double for PBS Pro's qsub: runs the job script on this node, in the background.
-d=$HOME/fakepbs; mkdir -p "$d"; echo "$*" >> "$d/qsub.log"
-script="${@: -1}"
-n=$(( $(cat "$d/seq" 2>/dev/null || echo 0) + 1 )); echo $n > "$d/seq"; id="$n.fakepbs"
-out=$(sed -n 's/^#PBS -o //p' "$script"); err=$(sed -n 's/^#PBS -e //p' "$script")
-[ -d "$(dirname "$out")" ] && [ -d "$(dirname "$err")" ] || { echo "qsub: bad -o/-e" >&2; exit 1; }
-setsid bash -c 'bash "$1" >"$2" 2>"$3"; touch "$4.done"' _ "$script" "$out" "$err" "$d/$id" \
-    </dev/null >/dev/null 2>&1 &
-echo $! > "$d/$id.pid"
-echo "$id"
-"""
-FAKE_QSTAT = r"""#!/bin/bash
-# Test double for `qstat -x -f -F json ID...`: R while the job's process lives, else F.
-d=$HOME/fakepbs; echo "$*" >> "$d/qstat.log"
-printf '{"Jobs": {'; sep=""
-for id in "$@"; do
-  case $id in -*|json) continue;; esac
-  s=F; [ -e "$d/$id.done" ] || ! kill -0 "$(cat "$d/$id.pid")" 2>/dev/null || s=R
-  printf '%s"%s": {"job_state": "%s"}' "$sep" "$id" "$s"; sep=", "
-done
-printf '}}\n'
-"""
-FAKE_QDEL = r"""#!/bin/bash
-# Test double for qdel: kills the job's process group.
-d=$HOME/fakepbs; echo "$*" >> "$d/qdel.log"
-for id in "$@"; do kill -- -"$(cat "$d/$id.pid")" 2>/dev/null; touch "$d/$id.done"; done
-"""
-
-
 @pytest.mark.lab
-def test_pbspro_over_ssh_with_fake_scheduler(ssh: SshSetup, tmp_path: Path) -> None:
-    # The login shell (bash -lc) finds qsub & co. in ~/bin through ~/.profile.
-    install = ["mkdir -p bin", "echo 'PATH=$HOME/bin:$PATH' > .profile"]
-    for name, text in (("qsub", FAKE_QSUB), ("qstat", FAKE_QSTAT), ("qdel", FAKE_QDEL)):
-        install.append(f"printf %s {shlex.quote(text)} > bin/{name} && chmod +x bin/{name}")
-    _remote(ssh, "lab2", " && ".join(install))
+def test_pbspro_over_ssh_with_real_openpbs(ssh: SshSetup, tmp_path: Path) -> None:
     remote = REMOTE_DIR.format(user=_user("lab2"))
     provider = SSHPBSProProvider(ssh_config=str(ssh.config), host="lab2", remote_script_dir=remote)
     provider.script_dir = _local_dir(tmp_path)
 
-    job_id = provider.submit("echo pbs-out; echo pbs-err >&2; sleep 30", tasks_per_node=1)
+    job_id = provider.submit("echo pbs-out; echo pbs-err >&2; sleep 60", tasks_per_node=1)
 
-    assert job_id == "1.fakepbs"
-    qsub_args = _remote(ssh, "lab2", "cat fakepbs/qsub.log").split()
-    remote_script = qsub_args[-1]
+    assert re.fullmatch(r"\d+\.lab2-login", job_id), job_id
+    job = json.loads(_remote(ssh, "lab2", f"qstat -f -F json {job_id}"))["Jobs"][job_id]
+    remote_script = job["Submit_arguments"].split()[-1]
     assert remote_script.startswith(remote + "/")
     assert provider.resources[job_id]["job_stdout_path"] == remote_script + ".stdout"
     script = _remote(ssh, "lab2", f"cat {remote_script}")
     assert f"#PBS -o {remote_script}.stdout\n#PBS -e {remote_script}.stderr\n" in script
     _assert_only_remote(script, provider.script_dir, remote)
     _wait(lambda: provider.status([job_id])[0].state == JobState.RUNNING)
-    _wait(lambda: "pbs-err" in provider.fetch_job_output(job_id)[1])
-    assert "pbs-out" in provider.fetch_job_output(job_id)[0]
 
     assert provider.cancel([job_id]) == [True]
 
-    pid = _remote(ssh, "lab2", f"cat fakepbs/{job_id}.pid").strip()
-    _wait(lambda: _remote(ssh, "lab2", f"kill -0 {pid} 2>/dev/null && echo alive || true") == "")
-    _remote(ssh, "lab2", "rm -rf bin .profile fakepbs")
+    # PBS signals the job, then (after the queue's kill_delay at most) ends it and
+    # copies its output home: -o/-e files appear only then (through $usecp).
+    _wait(lambda: "pbs-err" in provider.fetch_job_output(job_id)[1], timeout=40)
+    assert "pbs-out" in provider.fetch_job_output(job_id)[0]
+
+    def finished() -> dict[str, Any]:
+        job = json.loads(_remote(ssh, "lab2", f"qstat -x -f -F json {job_id}"))["Jobs"][job_id]
+        return job if job["job_state"] == "F" else {}
+
+    done = poll(finished, 20, interval=0.2)
+    assert done and done["Exit_status"] in (128 + 15, 256 + 15)  # SIGTERM, from qdel

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from pwgen.lab.errors import LabError
 from pwgen.lab.flux import RELEASE, RELEASE_VERSION
+from pwgen.lab.pbs_build import TARBALL_ENV
 from pwgen.lab.plan import (
     DEFAULT_PREFIX,
     DEFAULT_STATE_DIR,
@@ -51,12 +52,19 @@ def _options(
     name: str | None,
     subnet: str | None,
     flux: str | None = None,
+    schedulers: str | None = None,
+    pbs: str | None = None,
 ) -> LabOptions:
     """Options given on the command line, else those of the existing lab, else defaults."""
     from pwgen.lab.state import load_state
 
     state = load_state(state_dir.absolute())
     flux = flux or (state.flux.source if state and state.flux else None)
+    pbs = pbs or (state.pbs.source if state and state.pbs else None)
+    kept = tuple(site.scheduler for site in state.sites) if state else ()
+    per_site = tuple(schedulers.split(",")) if schedulers else kept
+    if sites is None and len(per_site) > 1:
+        sites = len(per_site)  # `--schedulers slurm,pbspro`: two sites
     return make_options(
         prefix=name or (state.prefix if state else DEFAULT_PREFIX),
         subnet=subnet or (state.subnet if state else DEFAULT_SUBNET),
@@ -64,6 +72,8 @@ def _options(
         compute_nodes=_given(compute, state.compute_nodes if state else DEFAULT_COMPUTE_NODES),
         state_dir=state_dir,
         flux=flux,
+        schedulers=per_site if len(set(per_site)) > 1 else per_site[:1],
+        pbs=pbs,
     )
 
 
@@ -113,13 +123,41 @@ def up(
             "a Flux site. A lab that has Flux keeps it.",
         ),
     ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler", help="slurm or pbspro, for every site (a lab that is up keeps its own)."
+        ),
+    ] = None,
+    schedulers: Annotated[
+        str | None,
+        typer.Option(
+            "--schedulers",
+            metavar="LIST",
+            help="The scheduler of each site, e.g. slurm,pbspro (sets the site count).",
+        ),
+    ] = None,
+    pbs_tarball: Annotated[
+        str | None,
+        typer.Option(
+            "--pbs-tarball",
+            metavar="TARBALL",
+            envvar=TARBALL_ENV,
+            help="OpenPBS source tarball for pbspro sites, built once per machine (its "
+            "*.patch files next to it are applied).",
+        ),
+    ] = None,
     state_dir: StateDir = DEFAULT_STATE_DIR,
 ) -> None:
     """Bring the lab up (again): safe to repeat; restarts dead daemons; grows or shrinks."""
     from pwgen.lab import lifecycle, status
     from pwgen.lab.controller import SITES_FILE, SSH_CONFIG
 
-    options = _options(state_dir, sites, compute_nodes, name, subnet, flux)
+    if scheduler and schedulers:
+        raise LabError("give --scheduler (every site) or --schedulers (each site), not both")
+    options = _options(
+        state_dir, sites, compute_nodes, name, subnet, flux, scheduler or schedulers, pbs_tarball
+    )
     with _err.status("pwgen lab up") as spinner:
         result = lifecycle.up(options, install, lambda text: spinner.update(f"lab up: {text}"))
     if result.installed:
@@ -127,6 +165,9 @@ def up(
     if result.flux:
         done = "built" if result.flux.built else "reused"
         _err.print(f"flux {result.flux.version} {done} in {result.flux.seconds:.1f} s")
+    if result.pbs:
+        done = "built" if result.pbs.built else "reused"
+        _err.print(f"openpbs {result.pbs.version} {done} in {result.pbs.seconds:.1f} s")
     _err.print(f"lab up in {result.seconds:.1f} s: {_summary(result.actions)}")
     _out.print(status.table(result.state, status.collect(result.state)))
     first = result.state.sites[0].label

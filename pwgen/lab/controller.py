@@ -20,6 +20,7 @@ SITES_FILE = "sites.yaml"
 SSH_CONFIG = "ssh_config"
 KNOWN_HOSTS = "known_hosts"
 PARTITION = "compute"
+PBS_QUEUE = "workq"  # a PBS site's default queue (pwgen.lab.pbs)
 FLUX_NODES_PER_BLOCK = 2  # one Flux instance over two compute nodes
 
 
@@ -59,12 +60,12 @@ def write_controller_files(state: LabState) -> None:
 def site_entry(site: SiteRecord, state_dir: Path) -> dict[str, Any]:
     return {
         "label": site.label,
-        "scheduler": "slurm",
+        "scheduler": site.scheduler,
         "host": site.login_ip,
         "user": site.user,
         "port": 22,
         "identity_file": str(client_key(state_dir)),
-        "partition": PARTITION,
+        "partition": PBS_QUEUE if site.scheduler == "pbspro" else PARTITION,
     }
 
 

@@ -132,14 +132,23 @@ def ensure_flux(
     started = time.monotonic()
     checked = check_source(source)
     prefix = prefix_for(checked.sha256, root)
-    built = False
-    if not is_built(prefix, checked.sha256):
-        with _build_lock(root, checked.sha256):
-            if not is_built(prefix, checked.sha256):  # another `up` may have finished it
-                _build_from(checked.tarball, checked.sha256, prefix, progress)
-                built = True
+    built = build_once(
+        root, checked.sha256, lambda: _build_from(checked.tarball, checked.sha256, prefix, progress)
+    )
     seconds = time.monotonic() - started
     return FluxBuild(prefix, checked.sha256, flux_version(prefix), built, seconds)
+
+
+def build_once(root: Path, sha256: str, build: Callable[[], None]) -> bool:
+    """Run `build` unless the prefix of `sha256` under `root` is built; True if it ran."""
+    prefix = prefix_for(sha256, root)
+    if is_built(prefix, sha256):
+        return False
+    with build_lock(root, sha256):
+        if is_built(prefix, sha256):  # another `up` may have finished it
+            return False
+        build()
+        return True
 
 
 def _checked_tarball(path: Path) -> Path:
@@ -167,7 +176,7 @@ def _checked_sha256(tarball: Path) -> str:
 
 
 @contextlib.contextmanager
-def _build_lock(root: Path, sha256: str) -> Iterator[None]:
+def build_lock(root: Path, sha256: str) -> Iterator[None]:
     _make_public_dir(root)
     with (root / f"{sha256[:16]}.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits for a concurrent build of the same tarball
@@ -227,20 +236,20 @@ def _compile(tarball: Path, work: Path, prefix: Path) -> None:
             ["make", "install"],
         )
         for argv in steps:
-            _run_in(source, argv)
+            run_step(source, argv)
     finally:
         os.umask(old_umask)
 
 
-def _run_in(directory: Path, argv: list[str]) -> None:
-    """A build step; on failure, one line naming the step and its log."""
-    log = directory / f"pwgen-{argv[0].strip('./')}.log"
+def run_step(directory: Path, argv: list[str], what: str = "Flux") -> None:
+    """A build step of `what`; on failure, one line naming the step and its log."""
+    log = directory / f"pwgen-{Path(argv[0]).name}.log"
     with log.open("w") as stream:
         done = _spawn(directory, argv, stream)
     if done != 0:
-        kept = Path(tempfile.mkdtemp(prefix="pwgen-flux-failed-")) / log.name
+        kept = Path(tempfile.mkdtemp(prefix="pwgen-build-failed-")) / log.name
         shutil.copy(log, kept)
-        raise LabError(f"building Flux: `{' '.join(argv)}` failed (exit {done}); log: {kept}")
+        raise LabError(f"building {what}: `{' '.join(argv)}` failed (exit {done}); log: {kept}")
 
 
 def _spawn(directory: Path, argv: list[str], stream: IO[str]) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pwgen.lab import daemons, net, nodes, users
+from pwgen.lab import daemons, net, nodes, pbs, users
 from pwgen.lab.controller import (
     controller_files,
     ensure_client_key,
@@ -23,6 +23,7 @@ from pwgen.lab.controller import (
 )
 from pwgen.lab.errors import LabError
 from pwgen.lab.flux import FluxBuild, check_source, ensure_flux
+from pwgen.lab.pbs_build import PbsBuild, check_tarball, ensure_pbs
 from pwgen.lab.plan import LabOptions, SitePlan, site_plans
 from pwgen.lab.procs import kill_netns_processes
 from pwgen.lab.sitefiles import node_mounts, reset_slurmctld_state, site_dir, write_site
@@ -30,6 +31,7 @@ from pwgen.lab.state import (
     FluxRecord,
     LabState,
     NodeRecord,
+    PbsRecord,
     SiteRecord,
     load_state,
     record_from_plan,
@@ -51,6 +53,7 @@ class UpResult:
     actions: list[str] = field(default_factory=list)  # what this `up` changed
     installed: list[str] = field(default_factory=list)
     flux: FluxBuild | None = None
+    pbs: PbsBuild | None = None
     seconds: float = 0.0
 
 
@@ -73,14 +76,19 @@ def up(options: LabOptions, install: bool = False, progress: Progress = _quiet) 
     state = load_state(options.state_dir) or _new_state(options)
     if options.flux:
         check_source(options.flux)  # a wrong tarball is refused before anything else
+    if options.pbs and options.wants_pbs:
+        check_tarball(options.pbs)
     _preflight(state, plans, options)  # a user error leaves nothing behind
     # Per machine, with a lock of its own: built before this lab's lock is taken.
     flux = ensure_flux(options.flux, progress=progress) if options.flux else None
+    pbs_build = _ensure_pbs_build(options, progress)
     options.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _locked(options.state_dir):
         state = load_state(options.state_dir) or state
         state.flux = _flux_record(options.flux, flux)
-        result = UpResult(state, installed=installed, flux=flux)
+        # Kept when no site is PBS any more: `down` of the old PBS sites still needs it.
+        state.pbs = _pbs_record(options.pbs, pbs_build) or state.pbs
+        result = UpResult(state, installed=installed, flux=flux, pbs=pbs_build)
         _converge(options, state, plans, result, progress)
     result.seconds = time.monotonic() - started
     return result
@@ -90,6 +98,20 @@ def _flux_record(source: str | None, build: FluxBuild | None) -> FluxRecord | No
     if source is None or build is None:
         return None
     return FluxRecord(
+        source=source, sha256=build.sha256, prefix=str(build.prefix), version=build.version
+    )
+
+
+def _ensure_pbs_build(options: LabOptions, progress: Progress) -> PbsBuild | None:
+    if not (options.pbs and options.wants_pbs):
+        return None
+    return ensure_pbs(options.pbs, progress=progress)
+
+
+def _pbs_record(source: str | None, build: PbsBuild | None) -> PbsRecord | None:
+    if source is None or build is None:
+        return None
+    return PbsRecord(
         source=source, sha256=build.sha256, prefix=str(build.prefix), version=build.version
     )
 
@@ -134,8 +156,12 @@ def _converge(
     _ensure_holders(state, result)
     progress("starting daemons")
     _ensure_daemons(state, result)
+    pbs_sites = [site for site in state.sites if pbs.is_pbs(site)]
+    if state.pbs is not None and pbs_sites:
+        progress("starting PBS")
+        result.actions += pbs.ensure_sites(pbs_sites, Path(state.pbs.prefix))
     progress("waiting for Slurm nodes")
-    daemons.wait_nodes_ready(state.sites)
+    daemons.wait_nodes_ready([site for site in state.sites if not pbs.is_pbs(site)])
     write_controller_files(state)
     state.files = [str(path) for path in controller_files(options.state_dir)]
     save_state(state)
@@ -194,13 +220,16 @@ def _ensure_site(
     record = state.site(plan.label)
     directory = site_dir(options.state_dir, plan.label)
     if record is None:
-        record = record_from_plan(plan, directory, node_mounts(directory))
+        extra = pbs.node_mounts(directory) if pbs.is_pbs(plan) else None
+        record = record_from_plan(plan, directory, node_mounts(directory, extra))
         state.sites.append(record)
         state.sites.sort(key=lambda site: site.index)
         save_state(state)  # recorded before anything exists: `down` can always clean up
         result.actions.append(f"created site {plan.label}")
     users.ensure_user(plan.user, plan.label)
     conf_changed = write_site(plan, directory, hw, pubkey, options.prefix)
+    if pbs.is_pbs(plan) and state.pbs is not None:
+        pbs.write_files(plan, directory, Path(state.pbs.prefix))
     if not net.site_intact(plan):
         _kill(record.nodes)
         net.remove_site(record.root_if, [node.netns for node in record.nodes])
@@ -243,7 +272,9 @@ def _ensure_daemons(state: LabState, result: UpResult) -> None:
             (site, node)
             for site in state.sites
             for node in site.nodes
-            if node.role in daemon.roles and daemons.ensure(node, daemon)
+            if node.role in daemon.roles
+            and (daemon is daemons.SSHD or not pbs.is_pbs(site))  # PBS sites: no munge, Slurm
+            and daemons.ensure(node, daemon)
         ]
         for site, node in started:
             daemons.wait_started(node, daemon, site)
@@ -256,6 +287,9 @@ def _kill(members: list[NodeRecord]) -> None:
 
 
 def _remove_sites(state: LabState, sites: list[SiteRecord]) -> None:
+    for site in sites:
+        if pbs.is_pbs(site) and state.pbs is not None:
+            pbs.stop_site(site, Path(state.pbs.prefix))  # the datastore's postgres shuts down
     _kill([node for site in sites for node in site.nodes])
     for site in sites:
         net.remove_site(site.root_if, [node.netns for node in site.nodes])
@@ -295,5 +329,6 @@ def down(state_dir: Path, progress: Progress = _quiet) -> DownResult | None:
         os.rmdir(state_dir)  # only if nothing else of the user's is in it
     # Undo `ip netns add`'s mount of /run/netns once no namespace (of any lab) is left.
     net.release_netns_dir()
+    pbs.release_bind_targets()
     result.seconds = time.monotonic() - started
     return result

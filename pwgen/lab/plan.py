@@ -25,6 +25,7 @@ DEFAULT_STATE_DIR = StateLayout().lab_dir
 LABEL_PREFIX = "lab"
 MAX_SITES = 64  # /30 links that fit in one /24
 MAX_COMPUTE_NODES = 32
+SCHEDULERS = ("slurm", "pbspro")
 
 # Short enough that "<prefix>-<site>" fits a 15-character interface name.
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,9}$")
@@ -42,6 +43,17 @@ class LabOptions:
     compute_nodes: int
     state_dir: Path
     flux: str | None = None  # a flux-core tarball, or "release" (pwgen.lab.flux)
+    schedulers: tuple[str, ...] = ()  # per site (one: every site); none: all Slurm
+    pbs: str | None = None  # the OpenPBS tarball PBS sites are built from (pwgen.lab.pbs_build)
+
+    def scheduler_of(self, index: int) -> str:
+        if not self.schedulers:
+            return "slurm"
+        return self.schedulers[0 if len(self.schedulers) == 1 else index - 1]
+
+    @property
+    def wants_pbs(self) -> bool:
+        return "pbspro" in self.schedulers
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,7 @@ class SitePlan:
     private_net: str
     login: NodePlan
     computes: tuple[NodePlan, ...]
+    scheduler: str = "slurm"  # or "pbspro" (pwgen.lab.pbs)
 
     @property
     def nodes(self) -> tuple[NodePlan, ...]:
@@ -82,6 +95,8 @@ def make_options(
     compute_nodes: int,
     state_dir: Path,
     flux: str | None = None,
+    schedulers: tuple[str, ...] = (),
+    pbs: str | None = None,
 ) -> LabOptions:
     """Validate raw option values; every problem is one LabError naming the option."""
     if not _PREFIX.match(prefix):
@@ -97,7 +112,25 @@ def make_options(
             f"--compute-nodes {compute_nodes}: must be between 1 and {MAX_COMPUTE_NODES}"
         )
     state_dir = _check_state_dir(state_dir)
-    return LabOptions(prefix, network, sites, compute_nodes, state_dir, flux or None)
+    _check_schedulers(schedulers, sites)
+    if "pbspro" in schedulers and not pbs:
+        raise LabError(
+            "PBS sites need the OpenPBS source: give --pbs-tarball PATH or set $PWGEN_PBS_TARBALL"
+        )
+    return LabOptions(
+        prefix, network, sites, compute_nodes, state_dir, flux or None, schedulers, pbs
+    )
+
+
+def _check_schedulers(schedulers: tuple[str, ...], sites: int) -> None:
+    for scheduler in schedulers:
+        if scheduler not in SCHEDULERS:
+            raise LabError(f"--schedulers {scheduler!r}: use one of {', '.join(SCHEDULERS)}")
+    if len(schedulers) > 1 and len(schedulers) != sites:
+        raise LabError(
+            f"--schedulers {','.join(schedulers)}: names {len(schedulers)} sites, "
+            f"but --site-count is {sites}"
+        )
 
 
 def _parse_subnet(subnet: str) -> ipaddress.IPv4Network:
@@ -144,6 +177,7 @@ def site_plan(options: LabOptions, index: int) -> SitePlan:
         private_net=f"{private}/24",
         login=login,
         computes=computes,
+        scheduler=options.scheduler_of(index),
     )
 
 

@@ -29,8 +29,8 @@ def site_dir(state_dir: Path, label: str) -> Path:
     return state_dir / "sites" / label
 
 
-def node_mounts(site: Path) -> list[str]:
-    """What node-init.sh mounts in each node, for lab.json and `status`."""
+def node_mounts(site: Path, extra: list[str] | None = None) -> list[str]:
+    """What node-init.sh mounts in each node (and `extra`), for lab.json and `status`."""
     return [
         "/run <- tmpfs (private to the node)",
         f"/run/lab <- {site}",
@@ -38,6 +38,7 @@ def node_mounts(site: Path) -> list[str]:
         f"/etc/slurm <- {site}/etc/slurm",
         f"/etc/munge <- {site}/etc/munge",
         f"/home <- {site}/home",
+        *(extra or []),
     ]
 
 
@@ -54,7 +55,10 @@ def write_site(plan: SitePlan, site: Path, hw: Hardware, client_pubkey: str, pre
     write_if_changed(etc / "hosts", render("hosts.j2", site=plan))
     listen = [plan.login_ip, plan.login.ip]
     write_if_changed(etc / "sshd_config", render("sshd_config.j2", site=plan, listen=listen))
-    init = render("node-init.sh.j2", prefix=prefix, run_size=RUN_SIZE, munge_user=MUNGE_USER)
+    pbs = plan.scheduler == "pbspro"  # pwgen.lab.pbs: its own mounts
+    init = render(
+        "node-init.sh.j2", prefix=prefix, run_size=RUN_SIZE, munge_user=MUNGE_USER, pbs=pbs
+    )
     write_if_changed(site / INIT_SCRIPT, init, 0o755)
     _home(site / "home", plan.user, client_pubkey)
     make_dir(site / "log")

@@ -39,6 +39,7 @@ class SiteRecord(_Record):
     nodes: list[NodeRecord]
     # Bind mounts inside every node's own mount namespace (none in the root namespace).
     mounts: list[str]
+    scheduler: str = "slurm"  # or "pbspro" (pwgen.lab.pbs)
 
     @property
     def login(self) -> NodeRecord:
@@ -53,12 +54,20 @@ class SiteRecord(_Record):
 
     def matches(self, plan: SitePlan) -> bool:
         """Same names and addresses as the plan: the site can be kept as it is."""
-        return (self.label, self.user, self.root_if, self.root_ip, self.login_ip) == (
+        return (
+            self.label,
+            self.user,
+            self.root_if,
+            self.root_ip,
+            self.login_ip,
+            self.scheduler,
+        ) == (
             plan.label,
             plan.user,
             plan.root_if,
             plan.root_ip,
             plan.login_ip,
+            plan.scheduler,
         ) and [(n.name, n.netns, n.ip) for n in self.nodes] == [
             (n.name, n.netns, n.ip) for n in plan.nodes
         ]
@@ -73,6 +82,10 @@ class FluxRecord(_Record):
     version: str
 
 
+class PbsRecord(FluxRecord):
+    """The machine's OpenPBS build the lab's PBS sites use (pwgen.lab.pbs_build)."""
+
+
 class LabState(_Record):
     version: int = 1
     prefix: str
@@ -83,6 +96,7 @@ class LabState(_Record):
     files: list[str] = []
     sites: list[SiteRecord] = []
     flux: FluxRecord | None = None
+    pbs: PbsRecord | None = None
 
     def site(self, label: str) -> SiteRecord | None:
         return next((site for site in self.sites if site.label == label), None)
@@ -112,6 +126,7 @@ def record_from_plan(plan: SitePlan, site_dir: Path, mounts: list[str]) -> SiteR
         site_dir=str(site_dir),
         nodes=[NodeRecord(name=n.name, role=n.role, netns=n.netns, ip=n.ip) for n in plan.nodes],
         mounts=mounts,
+        scheduler=plan.scheduler,
     )
 
 

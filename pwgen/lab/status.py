@@ -1,12 +1,14 @@
-"""What of a lab is alive: per site, its login address, daemons and Slurm's view."""
+"""What of a lab is alive: per site, its login address, daemons and the scheduler's view."""
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from rich import box
 from rich.table import Table
 
-from pwgen.lab import daemons, nodes
+from pwgen.lab import daemons, nodes, pbs
 from pwgen.lab.errors import LabError
 from pwgen.lab.state import LabState, SiteRecord
 
@@ -23,20 +25,38 @@ class SiteStatus:
     slurmctld: bool
     slurmd: int  # compute nodes whose slurmd runs
     compute_nodes: int
-    sinfo: str
+    sinfo: str  # a PBS site: pbsnodes and queues
+    scheduler: str = "slurm"
+    pbs: dict[str, int] = field(default_factory=dict)  # PBS daemon -> nodes running it
 
     @property
     def healthy(self) -> bool:
-        return (
-            self.nodes_up == self.nodes
-            and self.sshd
-            and self.munged == self.nodes
-            and self.slurmctld
-            and self.slurmd == self.compute_nodes
-        )
+        return self.nodes_up == self.nodes and self.sshd and self._scheduler_up
+
+    @property
+    def _scheduler_up(self) -> bool:
+        if self.scheduler == pbs.SCHEDULER:
+            expected = {d.name: len(self.pbs_nodes(d)) for d in pbs.DAEMONS}
+            return self.pbs == expected
+        return self.munged == self.nodes and self.slurmctld and self.slurmd == self.compute_nodes
+
+    def pbs_nodes(self, daemon: daemons.Daemon) -> range:
+        return range(self.compute_nodes if daemon.roles == ("compute",) else 1)
 
 
-def site_status(site: SiteRecord) -> SiteStatus:
+def pbs_site_status(site: SiteRecord, prefix: Path) -> SiteStatus:
+    """A PBS site: sshd, each PBS daemon, pbsnodes (no munge or Slurm there)."""
+    counts = {d.name: 0 for d in pbs.DAEMONS}
+    for node in site.nodes:
+        for name, up in pbs.running(node).items():
+            counts[name] += up
+    base = site_status(site, lambda login: pbs.pbsnodes_summary(login, prefix))
+    return replace(base, scheduler=pbs.SCHEDULER, pbs=counts)
+
+
+def site_status(
+    site: SiteRecord, summary: Callable[[SiteRecord], str] = lambda s: sinfo_summary(s)
+) -> SiteStatus:
     def running(daemon: daemons.Daemon) -> list[bool]:
         return [
             daemons.pid_of(node, daemon) is not None
@@ -56,7 +76,7 @@ def site_status(site: SiteRecord) -> SiteStatus:
         slurmctld=all(running(daemons.SLURMCTLD)),
         slurmd=sum(running(daemons.SLURMD)),
         compute_nodes=len(site.computes),
-        sinfo=sinfo_summary(site) if login_up else "login node down",
+        sinfo=summary(site) if login_up else "login node down",
     )
 
 
@@ -74,7 +94,12 @@ def sinfo_summary(site: SiteRecord) -> str:
 
 
 def collect(state: LabState) -> list[SiteStatus]:
-    return [site_status(site) for site in state.sites]
+    return [
+        pbs_site_status(site, Path(state.pbs.prefix))
+        if state.pbs is not None and pbs.is_pbs(site)
+        else site_status(site)
+        for site in state.sites
+    ]
 
 
 def as_json(state: LabState, statuses: list[SiteStatus]) -> dict[str, Any]:
@@ -84,6 +109,7 @@ def as_json(state: LabState, statuses: list[SiteStatus]) -> dict[str, Any]:
         "subnet": state.subnet,
         "sites": [{**asdict(status), "healthy": status.healthy} for status in statuses],
         "flux": state.flux.model_dump() if state.flux else None,
+        "pbs": state.pbs.model_dump() if state.pbs else None,
     }
 
 
@@ -113,18 +139,33 @@ def table(state: LabState, statuses: list[SiteStatus]) -> Table:
         caption=flux_line(state),
         caption_justify="left",
     )
-    for column in ("site", "login", "nodes", "sshd", "munged", "slurmctld", "slurmd"):
+    for column in ("site", "scheduler", "login", "nodes", "sshd", "daemons"):
         grid.add_column(column, no_wrap=True)
-    grid.add_column("sinfo")
+    grid.add_column("nodes and queues")
     for status in statuses:
         grid.add_row(
             status.label,
+            status.scheduler,
             status.login_ip,
             _count(status.nodes_up, status.nodes),
             _mark(status.sshd),
-            _count(status.munged, status.nodes),
-            _mark(status.slurmctld),
-            _count(status.slurmd, status.compute_nodes),
+            _daemons(status),
             status.sinfo.replace(": ", " ").replace("; ", "\n"),
         )
     return grid
+
+
+def _daemons(status: SiteStatus) -> str:
+    """`munged 3/3` and the like, one daemon a line: how many of its nodes run it."""
+    if status.scheduler == pbs.SCHEDULER:
+        counts = [
+            (d.name.removesuffix(".bin"), status.pbs[d.name], len(status.pbs_nodes(d)))
+            for d in pbs.DAEMONS
+        ]
+    else:
+        counts = [
+            ("munged", status.munged, status.nodes),
+            ("slurmctld", int(status.slurmctld), 1),
+            ("slurmd", status.slurmd, status.compute_nodes),
+        ]
+    return "\n".join(f"{name} {_count(up, total)}" for name, up, total in counts)
