@@ -28,6 +28,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pwgen.layout import RunLayout
 
 #: Seconds between two checks of the DataFlowKernel's process.
 CHECK_INTERVAL = 0.5
@@ -35,23 +39,39 @@ CHECK_INTERVAL = 0.5
 KILL_AFTER = 2.0
 
 
-def guard_launch_cmd(interchange: Sequence[str], parsl_run_dir: str | None) -> list[str]:
+def guard_launch_cmd(interchange: Sequence[str], run: "RunLayout | None") -> list[str]:
     """The launch command that runs `interchange` guarded; when orphaned, the teardown of
-    the pwgen run whose Parsl run dir (`<run>/runinfo/NNN`) is `parsl_run_dir` follows."""
-    from pwgen.layout import RunLayout, StateLayout  # not when run as a program
-
+    the pwgen run `run` follows (none when None: the interchange only stops)."""
     cleanup: list[str] = []
     log = os.devnull
-    if parsl_run_dir:
-        numbered = Path(parsl_run_dir).absolute()
-        run = RunLayout(numbered.parent.parent)
-        state_dir = run.path.parent.parent
-        if StateLayout(state_dir).run(run.run_id).runinfo == numbered.parent and (
-            run.manifest.is_file()
-        ):
-            cleanup = [sys.executable, "-m", "pwgen.teardown", str(state_dir), run.run_id]
-            log = str(run.orphan_log)
+    if run is not None:
+        state_dir = run.path.parent.parent  # <state>/runs/<id>
+        cleanup = [sys.executable, "-m", "pwgen.teardown", str(state_dir), run.run_id]
+        log = str(run.orphan_log)
     return [sys.executable, __file__, str(len(cleanup)), *cleanup, log, "--", *interchange]
+
+
+def run_of_parsl_dir(parsl_run_dir: str | None) -> "RunLayout | None":
+    """The pwgen run whose Parsl run dir (`<run>/runinfo/NNN`) this is, if any."""
+    from pwgen.layout import RunLayout, StateLayout  # not when run as a program
+
+    if not parsl_run_dir:
+        return None
+    numbered = Path(parsl_run_dir).absolute()
+    run = RunLayout(numbered.parent.parent)
+    same = StateLayout(run.path.parent.parent).run(run.run_id).runinfo == numbered.parent
+    return run if same and run.manifest.is_file() else None
+
+
+def guard_interchanges(config: Any, run: "RunLayout") -> None:
+    """Every executor of `config` that launches Parsl's interchange as Parsl does (a local
+    site's HTEX too) launches it guarded, with `run`'s teardown when orphaned."""
+    from pwgen.parsl_internals import default_interchange_launch_cmd
+
+    default_launch = default_interchange_launch_cmd()
+    for executor in config.executors:
+        if list(getattr(executor, "interchange_launch_cmd", None) or ()) == default_launch:
+            executor.interchange_launch_cmd = guard_launch_cmd(default_launch, run)
 
 
 def _start_time(pid: int) -> str | None:

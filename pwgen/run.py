@@ -30,6 +30,7 @@ from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, QUEUE_WAIT
 from pwgen.failover.dispatch import attach
 from pwgen.failover.policy import Failover
 from pwgen.failover.watch import SiteWatch
+from pwgen.interchange_guard import guard_interchanges
 from pwgen.layout import DEFAULT_STATE_DIR, RunLayout
 from pwgen.manifest import (
     RunManifest,
@@ -41,6 +42,7 @@ from pwgen.manifest import (
 )
 from pwgen.preflight import PreflightError, check_versions, unreachable_reasons
 from pwgen.progress import Mode, RunProgress, Sample, json_report, summary_line
+from pwgen.resume import install_memoizer, plan_resume, prepare_monitoring_db
 from pwgen.run_config import load_run_config
 from pwgen.sites import Site
 from pwgen.ssh import prepare_ssh
@@ -61,6 +63,9 @@ class RunOptions:
     config_file: Path | None = None  # the user's own config (`--config`), else generated
     progress: Mode = "quiet"  # the CLI picks live (a terminal) or lines
     json_report: bool = False
+    checkpoint: bool = True  # record task results as they end (pwgen.resume)
+    resume: str | None = None  # reuse the checkpointed results of this run
+    rerun_apps: tuple[str, ...] = ()  # apps whose tasks are never reused
 
 
 def run_workflow(
@@ -80,6 +85,9 @@ def run_workflow(
     state_dir = state_dir.resolve()  # the workflow may change the working directory
     import parsl  # slow import: only when a run really starts
 
+    resume = plan_resume(
+        state_dir, workflow, options.resume, options.checkpoint, options.rerun_apps
+    )
     run = new_run_dir(state_dir)
     manifest = start_manifest(
         run.run_id,
@@ -89,6 +97,7 @@ def run_workflow(
         parsl_version=parsl.__version__,
         python_version=platform.python_version(),
         options=asdict(options),
+        resumed_from=resume.resumed_from,
     )
     # Written now (finished: null) and again at the end: a run killed -9 still has one.
     write_manifest(run.path, manifest)
@@ -101,6 +110,8 @@ def run_workflow(
         enabled=options.failover, threshold=options.avoid_after, cool_down=options.cool_down
     )
     _configure(config, failover, options, run, workflow)
+    memoizer = install_memoizer(config, run, resume)
+    guard_interchanges(config, run)  # they stop if this process is killed
     exit_code, last = EXIT_WORKFLOW_FAILED, None
     try:
         with _sigterm_as_exit(), _log_to(run.log):
@@ -117,6 +128,7 @@ def run_workflow(
         exit_code = EXIT_INTERRUPTED
     finally:
         manifest.failover = failover.report()
+        manifest.reused_results = memoizer.reused if memoizer else 0
         _print_failover_summary(manifest.failover)
         finish_manifest(run.path, manifest, exit_code)
         _report_end(last, run.run_id, exit_code, manifest.failover, options)
@@ -231,6 +243,7 @@ def _monitoring_hub(run: RunLayout, workflow: Path) -> Any:
     """
     from parsl.monitoring import MonitoringHub
 
+    prepare_monitoring_db(run.monitoring_db)  # WAL: whole after a kill -9
     return MonitoringHub(
         logging_endpoint=f"sqlite:///{run.monitoring_db.resolve()}",
         workflow_name=workflow.stem,

@@ -23,7 +23,7 @@ from parsl.jobs.states import JobStatus
 
 from pwgen.certificates import create_private_certificates, ship_certificates
 from pwgen.executors.blocks import cancel_active_blocks
-from pwgen.interchange_guard import guard_launch_cmd
+from pwgen.interchange_guard import guard_launch_cmd, run_of_parsl_dir
 from pwgen.parsl_internals import default_interchange_launch_cmd, set_bad_state
 from pwgen.staging.streams import submit_with_streams
 from pwgen.tunnels import SiteTunnel
@@ -124,7 +124,9 @@ class SiteExecutor(HighThroughputExecutor):
             default_launch = default_interchange_launch_cmd()
             if list(self.interchange_launch_cmd) == default_launch:
                 # Its own session; it stops (and the run is torn down) if this process dies.
-                self.interchange_launch_cmd = guard_launch_cmd(default_launch, self.run_dir)
+                self.interchange_launch_cmd = guard_launch_cmd(
+                    default_launch, run_of_parsl_dir(self.run_dir)
+                )
             super().start()  # type: ignore[no-untyped-call]
             self.tunnel.start_supervisor()
         except BaseException:
