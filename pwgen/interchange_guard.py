@@ -11,7 +11,8 @@ It starts a new session (out of reach of the terminal's Ctrl-C, see pwgen.execut
 forks a watcher and then *becomes* the interchange (exec: same pid, same stdin, so
 HTEX talks to and stops it as if launched directly). The watcher checks twice a second:
 
-- the interchange is gone (the watcher was re-parented): a normal shutdown, it exits;
+- the interchange is gone (a pipe it holds reached its end): a normal shutdown, the
+  watcher exits at once;
 - the DataFlowKernel's process is gone (its pid no longer runs the process that
   launched us): it TERMs (then KILLs) the interchange, then runs the N words CLEANUP
   (pwgen: the run's teardown, which cancels its blocks and stops its relays) with its
@@ -22,6 +23,7 @@ not, since the DataFlowKernel's process lives on.
 """
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -101,12 +103,15 @@ def _stop(pid: int) -> None:
             time.sleep(0.05)
 
 
-def _watch(dfk_pid: int, dfk_started: str | None, cleanup: Sequence[str], log: str) -> int:
-    """The watcher's loop (in the forked child; its parent is the interchange)."""
+def _watch(
+    gone: int, dfk_pid: int, dfk_started: str | None, cleanup: Sequence[str], log: str
+) -> int:
+    """The watcher's loop (in the forked child; its parent is the interchange, which
+    holds the pipe whose read end is `gone`: readable at end of file once it exited)."""
     interchange = os.getppid()
     while True:
-        time.sleep(CHECK_INTERVAL)
-        if os.getppid() != interchange:
+        readable, _, _ = select.select([gone], [], [], CHECK_INTERVAL)
+        if readable or os.getppid() != interchange:
             return 0  # the interchange ended: the run shut it down
         if dfk_started is not None and _start_time(dfk_pid) == dfk_started:
             continue
@@ -137,9 +142,13 @@ def main(argv: Sequence[str]) -> int:
     dfk_pid = os.getppid()
     dfk_started = _start_time(dfk_pid)
     os.setsid()
+    gone, alive = os.pipe()  # the interchange keeps `alive` open until it exits
     if os.fork() == 0:
+        os.close(alive)
         _detach_stdio()
-        os._exit(_watch(dfk_pid, dfk_started, cleanup, log))
+        os._exit(_watch(gone, dfk_pid, dfk_started, cleanup, log))
+    os.close(gone)
+    os.set_inheritable(alive, True)
     os.execvp(command[0], command)
 
 
