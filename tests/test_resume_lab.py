@@ -80,7 +80,9 @@ def _clear_marks(state: LabState) -> None:
 def _site_idle(project: Path, label: str) -> bool:
     """No job of the site user in the queue, no worker pool or relay running."""
     queue = on_project_site(project, label, "squeue -h")
-    live = on_project_site(project, label, "ps -eo stat=,args= | grep -v '^Z' || true")
+    live = on_project_site(
+        project, label, "ps -u \"$(id -u)\" -o stat=,args= | grep -v '^Z' || true"
+    )
     return queue == "" and "process_worker_pool" not in live and "pwgen-relay" not in live
 
 
