@@ -8,6 +8,7 @@ offers one: a line on stderr when the last run of the same workflow crashed.
 `install_memoizer` then gives the run's Parsl config pwgen's memoizer.
 """
 
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -139,9 +140,10 @@ def offer_resume(state_dir: Path, workflow: Path) -> None:
             return
         checkpoint = RunLayout(path).checkpoint
         if checkpoint.is_file() and checkpoint.stat().st_size > len(HEADER):
+            args = f" -- {shlex.join(manifest.args)}" if manifest.args else ""
             print(
                 f"pwgen: the last run of {workflow} ({path.name}) crashed; its finished tasks "
-                f"are checkpointed: `pwgen run {workflow} --resume {path.name}` reuses them",
+                f"are checkpointed: `pwgen run {workflow} --resume {path.name}{args}` reuses them",
                 file=sys.stderr,
             )
         return
