@@ -42,7 +42,7 @@ from pwgen.manifest import (
 )
 from pwgen.preflight import PreflightError, check_versions, unreachable_reasons
 from pwgen.progress import Mode, RunProgress, Sample, json_report, summary_line
-from pwgen.resume import install_memoizer, plan_resume, prepare_monitoring_db
+from pwgen.resume import ResumePlan, install_memoizer, plan_resume, prepare_monitoring_db
 from pwgen.run_config import load_run_config
 from pwgen.sites import Site
 from pwgen.ssh import prepare_ssh
@@ -109,9 +109,7 @@ def run_workflow(
     failover = Failover(
         enabled=options.failover, threshold=options.avoid_after, cool_down=options.cool_down
     )
-    _configure(config, failover, options, run, workflow)
-    memoizer = install_memoizer(config, run, resume)
-    guard_interchanges(config, run)  # they stop if this process is killed
+    memoizer = _configure(config, failover, options, run, workflow, resume)
     exit_code, last = EXIT_WORKFLOW_FAILED, None
     try:
         with _sigterm_as_exit(), _log_to(run.log):
@@ -147,14 +145,22 @@ def _report_end(
 
 
 def _configure(
-    config: Any, failover: Failover, options: RunOptions, run: RunLayout, workflow: Path
-) -> None:
-    """What a run adds to the generated config: retries, failover, monitoring."""
+    config: Any,
+    failover: Failover,
+    options: RunOptions,
+    run: RunLayout,
+    workflow: Path,
+    resume: ResumePlan,
+) -> Any:
+    """What a run adds to the generated config: retries, failover, monitoring, guarded
+    interchanges (they stop if this process is killed) and pwgen's memoizer (returned)."""
     if options.retries is not None:
         config.retries = options.retries
     config.retry_handler = failover
     if options.monitor:
         config.monitoring = _monitoring_hub(run, workflow)
+    guard_interchanges(config, run)
+    return install_memoizer(config, run, resume)
 
 
 def _load(
