@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import PWGEN, project_ssh
+from common import PWGEN, project_ssh, provision
 from rich.console import Console
 from rich.table import Table
 
@@ -41,23 +41,7 @@ from pwgen.poll import poll
 PREFIX, SUBNET = "pwbr", "10.217.0.0/16"
 MARKS = "bench-resume-marks.txt"
 
-WORKFLOW = f"""\
-import json, sys
-from parsl import python_app
-
-@python_app(executors=["lab1", "lab2"])
-def square(i, pause):
-    import os, time
-    time.sleep(pause)
-    with open(os.path.expanduser("~/{MARKS}"), "a") as marks:
-        marks.write(f"{{i}}\\n")
-    return i * i
-
-count, pause, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-futures = [square(i, pause) for i in range(count)]
-with open(out, "w") as fh:
-    json.dump([f.result() for f in futures], fh)
-"""
+WORKFLOW = Path(__file__).parent.parent / "examples" / "resume.py"
 
 out = Console()
 
@@ -87,9 +71,9 @@ def count_marks(lab: LabState) -> int:
 def start(
     project: Path, args: argparse.Namespace, result: Path, *options: str
 ) -> "subprocess.Popen[str]":
-    argv = [str(PWGEN), "run", "squares.py", "--sites", str(args.sites), "-q", *options]
+    argv = [str(PWGEN), "run", str(WORKFLOW), "--sites", str(args.sites), "-q", *options]
     return subprocess.Popen(
-        [*argv, "--", str(args.tasks), str(args.pause), str(result)],
+        [*argv, "--", str(args.tasks), str(args.pause), str(result), MARKS],
         cwd=project,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -101,7 +85,7 @@ def finish(proc: "subprocess.Popen[str]", result: Path, tasks: int) -> None:
     _, stderr = proc.communicate(timeout=900)
     if proc.returncode != 0:
         sys.exit(f"bench: pwgen run failed: {stderr}")
-    if json.loads(result.read_text()) != [i * i for i in range(tasks)]:
+    if json.loads(result.read_text()) != [[i, i * i] for i in range(tasks)]:
         sys.exit(f"bench: wrong or missing results in {result}")
 
 
@@ -166,16 +150,7 @@ def main() -> None:
         lifecycle.up(make_options(PREFIX, SUBNET, 2, 2, state_dir))
         lab = load_state(state_dir)
         assert lab is not None
-        done = subprocess.run(
-            [str(PWGEN), "provision", "--sites", str(args.sites)],
-            cwd=project,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            sys.exit(f"bench: provision failed: {done.stdout}{done.stderr}")
-        (project / "squares.py").write_text(WORKFLOW)
+        provision(project, args.sites)
         calm = uninterrupted(project, args, lab)
         crash = crashed_and_resumed(project, args, lab)
     finally:

@@ -34,31 +34,14 @@ SITES = str(LAB_DIR / "sites.yaml")
 TASKS = 600
 MARKS = "resume-marks.txt"
 
-WORKFLOW = f"""\
-import json, sys
-from parsl import python_app
-
-@python_app(executors=["lab1", "lab2"])
-def square(i, pause):
-    import os, socket, time
-    time.sleep(pause)
-    with open(os.path.expanduser("~/{MARKS}"), "a") as marks:
-        marks.write(f"{{i}} {{socket.gethostname()}}\\n")
-    return i, i * i
-
-count, pause, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-futures = [square(i, pause) for i in range(count)]
-with open(out, "w") as fh:
-    json.dump([f.result() for f in futures], fh)
-"""
+WORKFLOW = Path(__file__).parent.parent / "examples" / "resume.py"
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, LabState]]:
-    """Two provisioned lab sites (2 compute nodes each) and the workflow."""
+    """Two provisioned lab sites (2 compute nodes each)."""
     path = tmp_path_factory.mktemp("project")
     with provisioned_lab(PREFIX, SUBNET, LAB_DIR, path, sites=2, compute_nodes=2) as state:
-        (path / "squares.py").write_text(WORKFLOW)
         yield path, state
 
 
@@ -93,9 +76,9 @@ def _helpers_here(runs_dir: Path) -> list[str]:
 
 
 def _start(project: Path, out: Path, *options: str) -> subprocess.Popen[str]:
-    argv = [str(PWGEN), "run", "squares.py", "--sites", SITES, *options]
+    argv = [str(PWGEN), "run", str(WORKFLOW), "--sites", SITES, *options]
     return subprocess.Popen(
-        [*argv, "--", str(TASKS), "0.1", str(out)],
+        [*argv, "--", str(TASKS), "0.1", str(out), MARKS],
         cwd=project,
         stdout=subprocess.DEVNULL,
         stderr=out.with_suffix(".stderr").open("w"),
@@ -142,5 +125,5 @@ def test_a_run_killed_at_half_stops_its_sites_and_resumes(lab: tuple[Path, LabSt
 
 def test_resume_refuses_in_one_line(lab: tuple[Path, LabState]) -> None:
     project, _ = lab
-    done = run_pwgen("run", "squares.py", "--sites", SITES, "--resume", "no-such-run", cwd=project)
+    done = run_pwgen("run", str(WORKFLOW), "--sites", SITES, "--resume", "no-such-run", cwd=project)
     assert_one_line_error(done, "--resume no-such-run: no such run")
