@@ -1,7 +1,7 @@
 """Benchmark: a controller killed -9 at 50 % and resumed, against an uninterrupted run.
 
 Brings up a lab of its own (2 sites, 2 compute nodes each, prefix `pwbr`,
-10.217.0.0/16) in a scratch project, provisions it with the CLI, then runs one
+10.213.0.0/16) in a scratch project, provisions it with the CLI, then runs one
 workflow (TASKS tasks that may run on either site, each appending a marker line on its
 site) with `pwgen run`, side by side:
 
@@ -38,7 +38,7 @@ from pwgen.lab.plan import make_options
 from pwgen.lab.state import LabState, load_state
 from pwgen.poll import poll
 
-PREFIX, SUBNET = "pwbr", "10.217.0.0/16"
+PREFIX, SUBNET = "pwbr", "10.213.0.0/16"
 MARKS = "bench-resume-marks.txt"
 
 WORKFLOW = Path(__file__).parent.parent / "examples" / "resume.py"

@@ -28,7 +28,7 @@ from pwgen.status import scan_processes
 
 pytestmark = pytest.mark.lab
 
-PREFIX, SUBNET = "pwrs", "10.219.0.0/16"
+PREFIX, SUBNET = "pwrs", "10.212.0.0/16"
 LAB_DIR = Path(tempfile.gettempdir()) / "pwgen-test-resume-lab"
 SITES = str(LAB_DIR / "sites.yaml")
 TASKS = 600
