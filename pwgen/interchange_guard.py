@@ -5,7 +5,7 @@ killed with -9 leaves it behind: it keeps dispatching its queue, and the sites' 
 keep computing results nobody will read. pwgen launches the interchange through this
 program (a file run by path, standard library only, as Parsl's own launch command is):
 
-    python interchange_guard.py N CLEANUP... LOG -- INTERCHANGE COMMAND...
+    python interchange_guard.py N CLEANUP... -- INTERCHANGE COMMAND...
 
 It starts a new session (out of reach of the terminal's Ctrl-C, see pwgen.executors),
 forks a watcher and then *becomes* the interchange (exec: same pid, same stdin, so
@@ -15,8 +15,8 @@ HTEX talks to and stops it as if launched directly). The watcher checks twice a 
   watcher exits at once;
 - the DataFlowKernel's process is gone (its pid no longer runs the process that
   launched us): it TERMs (then KILLs) the interchange, then runs the N words CLEANUP
-  (pwgen: the run's teardown, which cancels its blocks and stops its relays) with its
-  output in LOG, and exits.
+  (pwgen: the run's teardown, which cancels its blocks and stops its relays, and
+  writes what it did into the run's `teardown.log`), and exits.
 
 Only the death of the controller's process triggers it: a tunnel being repaired does
 not, since the DataFlowKernel's process lives on.
@@ -45,12 +45,10 @@ def guard_launch_cmd(interchange: Sequence[str], run: "RunLayout | None") -> lis
     """The launch command that runs `interchange` guarded; when orphaned, the teardown of
     the pwgen run `run` follows (none when None: the interchange only stops)."""
     cleanup: list[str] = []
-    log = os.devnull
     if run is not None:
         state_dir = run.path.parent.parent  # <state>/runs/<id>
         cleanup = [sys.executable, "-m", "pwgen.teardown", str(state_dir), run.run_id]
-        log = str(run.orphan_log)
-    return [sys.executable, __file__, str(len(cleanup)), *cleanup, log, "--", *interchange]
+    return [sys.executable, __file__, str(len(cleanup)), *cleanup, "--", *interchange]
 
 
 def run_of_parsl_dir(parsl_run_dir: str | None) -> "RunLayout | None":
@@ -103,9 +101,7 @@ def _stop(pid: int) -> None:
             time.sleep(0.05)
 
 
-def _watch(
-    gone: int, dfk_pid: int, dfk_started: str | None, cleanup: Sequence[str], log: str
-) -> int:
+def _watch(gone: int, dfk_pid: int, dfk_started: str | None, cleanup: Sequence[str]) -> int:
     """The watcher's loop (in the forked child; its parent is the interchange, which
     holds the pipe whose read end is `gone`: readable at end of file once it exited)."""
     interchange = os.getppid()
@@ -118,10 +114,7 @@ def _watch(
         _stop(interchange)
         if not cleanup:
             return 0
-        with open(log, "ab") as out:
-            out.write(f"controller pid {dfk_pid} gone: interchange stopped\n".encode())
-            out.flush()
-            return subprocess.call(cleanup, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        return subprocess.call(cleanup, stdin=subprocess.DEVNULL)
 
 
 def _detach_stdio() -> None:
@@ -134,11 +127,11 @@ def _detach_stdio() -> None:
 
 def main(argv: Sequence[str]) -> int:
     count = int(argv[1])
-    cleanup, log = list(argv[2 : 2 + count]), argv[2 + count]
-    if argv[3 + count] != "--" or len(argv) <= 4 + count:
-        print("interchange_guard: usage: N CLEANUP... LOG -- COMMAND...", file=sys.stderr)
+    cleanup = list(argv[2 : 2 + count])
+    if argv[2 + count] != "--" or len(argv) <= 3 + count:
+        print("interchange_guard: usage: N CLEANUP... -- COMMAND...", file=sys.stderr)
         return 2
-    command = list(argv[4 + count :])
+    command = list(argv[3 + count :])
     dfk_pid = os.getppid()
     dfk_started = _start_time(dfk_pid)
     os.setsid()
@@ -146,7 +139,7 @@ def main(argv: Sequence[str]) -> int:
     if os.fork() == 0:
         os.close(alive)
         _detach_stdio()
-        os._exit(_watch(gone, dfk_pid, dfk_started, cleanup, log))
+        os._exit(_watch(gone, dfk_pid, dfk_started, cleanup))
     os.close(gone)
     os.set_inheritable(alive, True)
     os.execvp(command[0], command)

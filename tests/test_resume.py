@@ -144,13 +144,13 @@ def test_the_memoizer_reuses_results_per_call_not_per_value(tmp_path: Path) -> N
 
 
 def test_the_guard_stops_an_orphaned_interchange_and_cleans_up(tmp_path: Path) -> None:
-    mark, log = tmp_path / "cleaned", tmp_path / "cleanup.log"
+    mark = tmp_path / "cleaned"
     launcher = f"""
 import subprocess, sys, time
 sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
 from pwgen.interchange_guard import guard_launch_cmd
 cmd = guard_launch_cmd(["sleep", "1000"], None)
-cmd = [*cmd[:2], "2", "touch", {str(mark)!r}, {str(log)!r}, *cmd[4:]]
+cmd = [*cmd[:2], "2", "touch", {str(mark)!r}, *cmd[3:]]
 proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
 print(proc.pid, flush=True)
 if sys.argv[1] == "exit":
@@ -171,7 +171,6 @@ time.sleep(1000)
         assert poll(lambda pid=interchange: not _alive(pid), 5) is not None
         assert poll(lambda: not _guards(str(mark)), 3) is not None, _guards(str(mark))
         assert mark.exists() == (how == "kill")
-    assert "controller pid" in log.read_text()
 
 
 def _alive(pid: int) -> bool:
@@ -199,15 +198,13 @@ def _guards(marker: str) -> list[int]:
 def test_guard_launch_cmd_names_the_run_teardown(tmp_path: Path) -> None:
     run = StateLayout(tmp_path / ".pwgen").run("20261205-000000-abcdef")
     command = guard_launch_cmd(["interchange.py"], run)
-    assert command[-2:] == ["--", "interchange.py"]
-    assert command[3:8] == [
-        sys.executable,
-        "-m",
-        "pwgen.teardown",
-        str(run.path.parent.parent),
-        run.run_id,
+    assert command[2:] == [
+        "5",
+        *(sys.executable, "-m", "pwgen.teardown", str(run.path.parent.parent), run.run_id),
+        "--",
+        "interchange.py",
     ]
-    assert command[8] == str(run.orphan_log)
+    assert guard_launch_cmd(["interchange.py"], None)[2:] == ["0", "--", "interchange.py"]
 
 
 WRITER = """
@@ -290,8 +287,14 @@ def test_a_local_run_killed_9_resumes(tmp_path: Path) -> None:
         lambda: "torn down" in _text(tmp_path / ".pwgen/runs" / run_id / "teardown.log"), 20
     )
     stopped = done()
-    hinted = run_pwgen("run", "wf.py", "--sites", str(sites), "--resume", "nope", cwd=tmp_path)
-    assert_one_line_error(hinted, "--resume nope: no such run")
+    for argv, error in (
+        (["wf.py", "--resume", "nope"], "--resume nope: no such run"),
+        (["other.py", "--resume", run_id], f"--resume {run_id}: that run ran wf.py, not other.py"),
+        (["wf.py", "--resume", run_id, "--no-checkpoint"], "cannot go with --no-checkpoint"),
+    ):
+        (tmp_path / "other.py").write_text("")
+        refused = run_pwgen("run", *argv, "--sites", str(sites), cwd=tmp_path)
+        assert_one_line_error(refused, error)
     resumed = run_pwgen(
         "run", "wf.py", "--sites", str(sites), "-q", "--resume", run_id, "--", "80", cwd=tmp_path
     )

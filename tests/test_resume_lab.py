@@ -107,9 +107,10 @@ def test_a_run_killed_at_half_stops_its_sites_and_resumes(lab: tuple[Path, LabSt
     time.sleep(3)
     assert len(_marks(state)) == stopped, "tasks ran after the sites were stopped"
     assert "torn down" in (run_dir / "teardown.log").read_text()
-    # `pwgen run` offers the resume; --resume reuses the checkpoint.
-    hint = run_pwgen("status", cwd=project)
-    assert hint.returncode == 0, hint.stderr
+    shown = run_pwgen("status", "--json", cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    (crashed,) = json.loads(shown.stdout)["runs"]
+    assert crashed["state"] == "crashed, torn down"
     resumed_out = project / "resumed.json"
     resumed = _start(project, resumed_out, "--resume", run_dir.name)
     assert resumed.wait(timeout=400) == 0, resumed_out.with_suffix(".stderr").read_text()
