@@ -84,6 +84,7 @@ def _resumable_run(state_dir: Path, workflow: Path, run_id: str) -> RunLayout:
     """The run to resume: checked, and torn down if it crashed."""
     from pwgen.status import describe_run
     from pwgen.teardown import teardown
+    from pwgen.teardown.lock import run_teardown_lock
 
     state = StateLayout(state_dir)
     run = state.run(run_id)
@@ -91,15 +92,25 @@ def _resumable_run(state_dir: Path, workflow: Path, run_id: str) -> RunLayout:
         raise ResumeError(f"--resume {run_id}: no such run in {state.runs_dir}")
     manifest = _manifest_of(run)
     if not _same_workflow(manifest, workflow):
-        raise ResumeError(f"--resume {run_id}: that run ran {manifest.workflow}, not {workflow}")
-    info = describe_run(run.path, state, details=False)
-    if info.alive:
-        raise ResumeError(f"--resume {run_id}: that run is still running (pid {info.pid})")
-    if info.state == RunState.CRASHED:
-        report = teardown(state_dir, run_id)
-        failed = [f"{a.where}: {a.what}: {a.detail}" for a in report.actions if not a.ok]
-        if failed:
-            print(f"pwgen: warning: teardown of {run_id} incomplete: {failed[0]}", file=sys.stderr)
+        raise ResumeError(
+            f"--resume {run_id}: that run ran {manifest.workflow}, not {workflow}"
+        )
+    with run_teardown_lock(run.path):  # after the teardown its guard may have started
+        info = describe_run(run.path, state, details=False)
+        if info.alive:
+            raise ResumeError(
+                f"--resume {run_id}: that run is still running (pid {info.pid})"
+            )
+        if info.state == RunState.CRASHED:
+            report = teardown(state_dir, run_id, locked=True)
+            failed = [
+                f"{a.where}: {a.what}: {a.detail}" for a in report.actions if not a.ok
+            ]
+            if failed:
+                print(
+                    f"pwgen: warning: teardown of {run_id} incomplete: {failed[0]}",
+                    file=sys.stderr,
+                )
     return run
 
 
@@ -109,7 +120,9 @@ def _manifest_of(run: RunLayout) -> RunManifest:
     except ManifestError as err:
         raise ResumeError(f"--resume {run.run_id}: {err}") from None
     if manifest is None:
-        raise ResumeError(f"--resume {run.run_id}: the run has no manifest (it never started)")
+        raise ResumeError(
+            f"--resume {run.run_id}: the run has no manifest (it never started)"
+        )
     return manifest
 
 
@@ -125,7 +138,9 @@ def offer_resume(state_dir: Path, workflow: Path) -> None:
 
     state = StateLayout(state_dir)
     try:
-        run_dirs = sorted(state.runs_dir.iterdir(), reverse=True)  # ids start with the time
+        run_dirs = sorted(
+            state.runs_dir.iterdir(), reverse=True
+        )  # ids start with the time
     except OSError:
         return
     for path in run_dirs:
@@ -162,6 +177,8 @@ def install_memoizer(config: Any, run: RunLayout, plan: ResumePlan) -> Any:
         return None
     from pwgen.resume.memoizer import ResumeMemoizer
 
-    memoizer = ResumeMemoizer(CheckpointWriter(run.checkpoint), plan.earlier, plan.rerun_apps)
+    memoizer = ResumeMemoizer(
+        CheckpointWriter(run.checkpoint), plan.earlier, plan.rerun_apps
+    )
     config.memoizer = memoizer
     return memoizer
