@@ -20,7 +20,6 @@ lab is always taken down.
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from rich.table import Table
 
 from pwgen.lab import lifecycle
 from pwgen.lab.plan import make_options
+from pwgen.lab.sitefiles import site_dir
 from pwgen.lab.state import LabState, load_state
 from pwgen.poll import poll
 
@@ -55,9 +55,10 @@ class Outcome:
 
 
 def marks_file(lab: LabState, label: str) -> Path:
+    """The marker file in the site user's home (the site's shared /home, seen from here)."""
     site = lab.site(label)
     assert site is not None
-    return Path(os.path.expanduser(f"~{site.user}")) / MARKS
+    return site_dir(Path(lab.state_dir), label) / "home" / site.user / MARKS
 
 
 def count_marks(lab: LabState) -> int:

@@ -11,7 +11,6 @@ them here). When about half are done, the `pwgen run` process is killed with SIG
 """
 
 import json
-import os
 import signal
 import subprocess
 import tempfile
@@ -23,6 +22,7 @@ import pytest
 from helpers import PWGEN, assert_one_line_error, run_pwgen
 from lab_helpers import on_project_site, provisioned_lab, wait_for
 
+from pwgen.lab.sitefiles import site_dir
 from pwgen.lab.state import LabState
 from pwgen.status import scan_processes
 
@@ -45,19 +45,27 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, LabSta
         yield path, state
 
 
+def _marks_files(state: LabState) -> list[Path]:
+    """The marker file in each site user's home (the site's shared /home, seen from here)."""
+    homes = [
+        site_dir(Path(state.state_dir), site.label) / "home" / site.user for site in state.sites
+    ]
+    return [home / MARKS for home in homes]
+
+
 def _marks(state: LabState) -> list[str]:
     """Every marker line the tasks wrote on both sites."""
-    lines = []
-    for site in state.sites:
-        path = Path(os.path.expanduser(f"~{site.user}")) / MARKS
-        if path.exists():
-            lines += path.read_text().splitlines()
-    return lines
+    return [
+        line
+        for path in _marks_files(state)
+        if path.exists()
+        for line in path.read_text().splitlines()
+    ]
 
 
 def _clear_marks(state: LabState) -> None:
-    for site in state.sites:
-        (Path(os.path.expanduser(f"~{site.user}")) / MARKS).unlink(missing_ok=True)
+    for path in _marks_files(state):
+        path.unlink(missing_ok=True)
 
 
 def _site_idle(project: Path, label: str) -> bool:
