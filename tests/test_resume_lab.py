@@ -99,8 +99,10 @@ def test_a_run_killed_at_half_stops_its_sites_and_resumes(lab: tuple[Path, LabSt
     _clear_marks(state)
     out = project / "crashed.json"
     run = _start(project, out)
-    assert wait_for(lambda: len(_marks(state)) >= TASKS // 2, timeout=300), _marks(state)
-    run.send_signal(signal.SIGKILL)
+    try:
+        assert wait_for(lambda: len(_marks(state)) >= TASKS // 2, timeout=300), _marks(state)
+    finally:
+        run.send_signal(signal.SIGKILL)  # at half way, or at once on a failure
     killed_at, at_kill = time.monotonic(), len(_marks(state))
     run.wait()
     runs_dir = project / ".pwgen" / "runs"
