@@ -92,20 +92,14 @@ def _resumable_run(state_dir: Path, workflow: Path, run_id: str) -> RunLayout:
         raise ResumeError(f"--resume {run_id}: no such run in {state.runs_dir}")
     manifest = _manifest_of(run)
     if not _same_workflow(manifest, workflow):
-        raise ResumeError(
-            f"--resume {run_id}: that run ran {manifest.workflow}, not {workflow}"
-        )
+        raise ResumeError(f"--resume {run_id}: that run ran {manifest.workflow}, not {workflow}")
     with run_teardown_lock(run.path):  # after the teardown its guard may have started
         info = describe_run(run.path, state, details=False)
         if info.alive:
-            raise ResumeError(
-                f"--resume {run_id}: that run is still running (pid {info.pid})"
-            )
+            raise ResumeError(f"--resume {run_id}: that run is still running (pid {info.pid})")
         if info.state == RunState.CRASHED:
             report = teardown(state_dir, run_id, locked=True)
-            failed = [
-                f"{a.where}: {a.what}: {a.detail}" for a in report.actions if not a.ok
-            ]
+            failed = [f"{a.where}: {a.what}: {a.detail}" for a in report.actions if not a.ok]
             if failed:
                 print(
                     f"pwgen: warning: teardown of {run_id} incomplete: {failed[0]}",
@@ -120,9 +114,7 @@ def _manifest_of(run: RunLayout) -> RunManifest:
     except ManifestError as err:
         raise ResumeError(f"--resume {run.run_id}: {err}") from None
     if manifest is None:
-        raise ResumeError(
-            f"--resume {run.run_id}: the run has no manifest (it never started)"
-        )
+        raise ResumeError(f"--resume {run.run_id}: the run has no manifest (it never started)")
     return manifest
 
 
@@ -138,9 +130,7 @@ def offer_resume(state_dir: Path, workflow: Path) -> None:
 
     state = StateLayout(state_dir)
     try:
-        run_dirs = sorted(
-            state.runs_dir.iterdir(), reverse=True
-        )  # ids start with the time
+        run_dirs = sorted(state.runs_dir.iterdir(), reverse=True)  # ids start with the time
     except OSError:
         return
     for path in run_dirs:
@@ -177,8 +167,6 @@ def install_memoizer(config: Any, run: RunLayout, plan: ResumePlan) -> Any:
         return None
     from pwgen.resume.memoizer import ResumeMemoizer
 
-    memoizer = ResumeMemoizer(
-        CheckpointWriter(run.checkpoint), plan.earlier, plan.rerun_apps
-    )
+    memoizer = ResumeMemoizer(CheckpointWriter(run.checkpoint), plan.earlier, plan.rerun_apps)
     config.memoizer = memoizer
     return memoizer
