@@ -21,7 +21,7 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 logger = logging.getLogger(__name__)
 
@@ -125,16 +125,27 @@ class CheckpointWriter:
             self._thread = None
 
     def _write_all(self) -> None:
+        """Write batches until told to stop; a failed write (disk full) ends recording
+        for the run (logged once), not the run."""
+        failed = False
         with open(self.path, "ab") as out:
             while True:
                 batch = [self._queue.get()]
                 while not self._queue.empty():
                     batch.append(self._queue.get())
                 records = [record for record in batch if record is not None]
-                if records:
-                    out.write(b"".join(records))
-                    out.flush()
-                    os.fsync(out.fileno())
-                    self.written += len(records)
+                if records and not failed:
+                    failed = not self._write(out, records)
                 if None in batch:
                     return
+
+    def _write(self, out: BinaryIO, records: list[bytes]) -> bool:
+        try:
+            out.write(b"".join(records))
+            out.flush()
+            os.fsync(out.fileno())
+        except OSError as err:
+            logger.warning("checkpoint %s: no more results recorded: %s", self.path, err)
+            return False
+        self.written += len(records)
+        return True
