@@ -92,7 +92,7 @@ def finish(proc: "subprocess.Popen[str]", result: Path, tasks: int) -> None:
 
 #: The site user's jobs, worker pools and relays (ps: the lab's nodes share one pid space).
 BUSY = (
-    "squeue -h; ps -u \"$(id -u)\" -o stat=,args= | grep -v '^Z' "
+    "squeue -h -t PD,CF,R,S; ps -u \"$(id -u)\" -o stat=,args= | grep -v '^Z' "
     "| grep -e process_worker_pool -e pwgen-relay | grep -v grep || true"
 )
 

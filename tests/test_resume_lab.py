@@ -69,8 +69,9 @@ def _clear_marks(state: LabState) -> None:
 
 
 def _site_idle(project: Path, label: str) -> bool:
-    """No job of the site user in the queue, no worker pool or relay running."""
-    queue = on_project_site(project, label, "squeue -h")
+    """No job of the site user queued or running (completing ones are being killed), no
+    worker pool or relay running."""
+    queue = on_project_site(project, label, "squeue -h -t PD,CF,R,S")
     live = on_project_site(
         project, label, "ps -u \"$(id -u)\" -o stat=,args= | grep -v '^Z' || true"
     )
