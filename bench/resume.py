@@ -37,6 +37,7 @@ from pwgen.lab.plan import make_options
 from pwgen.lab.sitefiles import site_dir
 from pwgen.lab.state import LabState, load_state
 from pwgen.poll import poll
+from pwgen.ssh.command import Master
 
 PREFIX, SUBNET = "pwbr", "10.213.0.0/16"
 MARKS = "bench-resume-marks.txt"
@@ -100,9 +101,9 @@ BUSY = (
 def sites_idle(project: Path) -> bool:
     """No job, worker pool or relay of the project's site users on either site."""
     for label in ("lab1", "lab2"):
-        command = project_ssh(project).command(label).remote(BUSY)
+        command = project_ssh(project).command(label).remote(BUSY, Master.JOIN)
         done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-        if done.stdout.strip():
+        if done.returncode != 0 or done.stdout.strip():  # the teardown may stop the master
             return False
     return True
 

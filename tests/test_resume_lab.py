@@ -24,6 +24,7 @@ from lab_helpers import on_project_site, provisioned_lab, wait_for
 
 from pwgen.lab.sitefiles import site_dir
 from pwgen.lab.state import LabState
+from pwgen.ssh.command import Master
 from pwgen.status import scan_processes
 
 pytestmark = pytest.mark.lab
@@ -68,13 +69,18 @@ def _clear_marks(state: LabState) -> None:
         path.unlink(missing_ok=True)
 
 
+#: The site user's processes (the lab's nodes share this machine's pid space).
+PROCESSES = "ps -u \"$(id -u)\" -o stat=,args= | grep -v '^Z' || true"
+
+
 def _site_idle(project: Path, label: str) -> bool:
     """No job of the site user queued or running (completing ones are being killed), no
     worker pool or relay running."""
-    queue = on_project_site(project, label, "squeue -h -t PD,CF,R,S")
-    live = on_project_site(
-        project, label, "ps -u \"$(id -u)\" -o stat=,args= | grep -v '^Z' || true"
-    )
+    try:  # through the run's ssh master while it lives: its teardown may stop it meanwhile
+        queue = on_project_site(project, label, "squeue -h -t PD,CF,R,S", Master.JOIN)
+        live = on_project_site(project, label, PROCESSES, Master.JOIN)
+    except AssertionError:
+        return False
     return queue == "" and "process_worker_pool" not in live and "pwgen-relay" not in live
 
 
