@@ -24,6 +24,19 @@ def pwgen(*args: str, cwd: Path) -> float:
     return seconds
 
 
+def provision(project: Path, sites: Path) -> None:
+    """`pwgen provision --sites SITES` in `project` (exit with its output on failure)."""
+    done = subprocess.run(
+        [str(PWGEN), "provision", "--sites", str(sites)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        sys.exit(f"bench: provision failed: {done.stdout}{done.stderr}")
+
+
 def lab_up(project: Path, lab_dir: Path, prefix: str, subnet: str, sites: int) -> float:
     """`pwgen lab up` of a bench's own lab (1 compute node per site); its wall time."""
     up = ["up", "--site-count", str(sites), "--compute-nodes", "1", "--name", prefix]

@@ -38,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common import PWGEN, project_ssh
+from common import PWGEN, project_ssh, provision
 from rich.console import Console
 from rich.table import Table
 
@@ -187,15 +187,7 @@ def main() -> None:
     lifecycle.down(state_dir)
     try:
         lifecycle.up(make_options(PREFIX, SUBNET, 2, 2, state_dir))
-        done = subprocess.run(
-            [str(PWGEN), "provision", "--sites", str(state_dir / "sites.yaml")],
-            cwd=project,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            sys.exit(f"bench: provision failed: {done.stdout}{done.stderr}")
+        provision(project, state_dir / "sites.yaml")
         (project / "squares.py").write_text(WORKFLOW)
         calm = run_once(project, args, state_dir, fault=None)
         master = run_once(project, args, state_dir, fault="master")

@@ -131,6 +131,27 @@ def run(
             "instead of generating one; failover, teardown and the run's records still apply.",
         ),
     ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="RUN_ID",
+            help="Reuse the results of the tasks this (crashed) run of the workflow "
+            "finished; tear it down first if it crashed. Only the other tasks run.",
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        bool,
+        typer.Option(help="Record each task's result as it ends, for a later --resume."),
+    ] = True,
+    rerun_app: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rerun-app",
+            metavar="APP",
+            help="Never reuse this app's results (its function's name; repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Run a workflow on the sites; its apps name sites by label in executors=[...]."""
     if monitor:
@@ -152,6 +173,9 @@ def run(
         config_file=config_file.resolve() if config_file else None,
         progress="quiet" if quiet else ("live" if sys.stderr.isatty() else "lines"),
         json_report=as_json,
+        checkpoint=checkpoint,
+        resume=resume,
+        rerun_apps=tuple(rerun_app or ()),
     )
     try:
         remote = any(not site.is_local for site in loaded)

@@ -32,3 +32,18 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    _sync_directory(directory)
+
+
+def _sync_directory(directory: Path) -> None:
+    """The rename itself on disk (a machine crash right after keeps the new file)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return  # a directory we may write but not open: the rename stands, unsynced
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory
+    finally:
+        os.close(fd)

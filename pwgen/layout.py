@@ -11,6 +11,8 @@ Every path below the state dir is named here and nowhere else:
         runinfo/                        Parsl's run dir
         pwgen.log                       pwgen's own log records
         monitoring.db                   Parsl monitoring (`pwgen run --monitor`)
+        checkpoint.log                  results of the tasks that ended (pwgen.resume)
+        teardown.log, teardown.lock     the teardown after the controller died (pwgen.teardown)
     .pwgen/runinfo/                  Parsl's run dir of a config from `pwgen config`
     .pwgen/lab/                      the default state dir of `pwgen lab`
 
@@ -58,6 +60,19 @@ class RunLayout:
     @property
     def monitoring_db(self) -> Path:
         return self.path / "monitoring.db"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.log"
+
+    @property
+    def orphan_log(self) -> Path:
+        """What the teardown started by an orphaned interchange's guard did."""
+        return self.path / "teardown.log"
+
+    @property
+    def teardown_lock(self) -> Path:
+        return self.path / "teardown.lock"
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,9 @@ class RunManifest(BaseModel):
     unavailable_sites: dict[str, str] = Field(default_factory=dict)
     failover: dict[str, Any] = Field(default_factory=dict)
     placement: dict[str, Any] = Field(default_factory=dict)  # pwgen.placement's report
+    # `pwgen run --resume`: the run this one resumed, and how many results it reused.
+    resumed_from: str | None = None
+    reused_results: int = 0
     # Set by `pwgen teardown` once it cleaned up after the crashed run.
     crashed: bool = False
     torn_down: float | None = None

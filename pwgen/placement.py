@@ -135,12 +135,17 @@ class Placement:
                 return self._launched(task_record, task_record["executor"], "fixed")
             with self._lock:
                 site = self._best(candidates)
-                if site is None:
-                    held: Future[Any] = Future()
-                    self._held.setdefault(candidates, deque()).append((task_record, held))
-                    return held
-                self._loads[site].in_flight += 1
-            return self._launched(task_record, site, self._reason(site), counted=True)
+                if site is not None:
+                    self._loads[site].in_flight += 1
+            if site is not None:
+                return self._launched(task_record, site, self._reason(site), counted=True)
+            if self._stored(task_record):  # a stored result stands in: no room needed
+                return self._launched(task_record, task_record["executor"], "stored result")
+            held: Future[Any] = Future()
+            with self._lock:
+                self._held.setdefault(candidates, deque()).append((task_record, held))
+                self._lock.notify_all()  # room may have appeared meanwhile
+            return held
 
         return launch_with_placement
 
@@ -170,6 +175,12 @@ class Placement:
             if fitting and len(fitting) < len(sites):
                 self._walltime_kept += 1
         return fitting or sites
+
+    def _stored(self, task_record: Any) -> bool:
+        """Whether the DFK's memoizer has a result for the task (a resumed run's, or an
+        app's cache): it is not held back for room it will not use."""
+        memoizer = getattr(self.dfk, "memoizer", None)
+        return memoizer is not None and memoizer.check_memo(task_record) is not None
 
     def _best(self, candidates: tuple[str, ...]) -> str | None:
         """The candidate with the most room now (lock held); None when none has room."""

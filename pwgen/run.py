@@ -32,6 +32,7 @@ from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, QUEUE_WAIT
 from pwgen.failover.dispatch import attach
 from pwgen.failover.policy import Failover
 from pwgen.failover.watch import SiteWatch
+from pwgen.interchange_guard import guard_interchanges
 from pwgen.layout import DEFAULT_STATE_DIR, RunLayout
 from pwgen.manifest import (
     RunManifest,
@@ -44,6 +45,7 @@ from pwgen.manifest import (
 from pwgen.placement import Placement
 from pwgen.preflight import PreflightError, check_versions, unreachable_reasons
 from pwgen.progress import Mode, RunProgress, Sample, json_report, summary_line
+from pwgen.resume import ResumePlan, install_memoizer, plan_resume, prepare_monitoring_db
 from pwgen.run_config import load_run_config
 from pwgen.sites import Site
 from pwgen.ssh import prepare_ssh
@@ -65,6 +67,9 @@ class RunOptions:
     progress: Mode = "quiet"  # the CLI picks live (a terminal) or lines
     json_report: bool = False
     placement: Literal["capacity", "random"] = "capacity"  # pwgen.placement, or Parsl's
+    checkpoint: bool = True  # record task results as they end (pwgen.resume)
+    resume: str | None = None  # reuse the checkpointed results of this run
+    rerun_apps: tuple[str, ...] = ()  # apps whose tasks are never reused
 
 
 def run_workflow(
@@ -84,6 +89,9 @@ def run_workflow(
     state_dir = state_dir.resolve()  # the workflow may change the working directory
     import parsl  # slow import: only when a run really starts
 
+    resume = plan_resume(
+        state_dir, workflow, options.resume, options.checkpoint, options.rerun_apps
+    )
     run = new_run_dir(state_dir)
     manifest = start_manifest(
         run.run_id,
@@ -93,6 +101,7 @@ def run_workflow(
         parsl_version=parsl.__version__,
         python_version=platform.python_version(),
         options=asdict(options),
+        resumed_from=resume.resumed_from,
     )
     # Written now (finished: null) and again at the end: a run killed -9 still has one.
     write_manifest(run.path, manifest)
@@ -104,7 +113,7 @@ def run_workflow(
     failover = Failover(
         enabled=options.failover, threshold=options.avoid_after, cool_down=options.cool_down
     )
-    _configure(config, failover, options, run, workflow)
+    memoizer = _configure(config, failover, options, run, workflow, resume)
     exit_code, last = EXIT_WORKFLOW_FAILED, None
     try:
         with _sigterm_as_exit(), _log_to(run.log):
@@ -121,6 +130,7 @@ def run_workflow(
         exit_code = EXIT_INTERRUPTED
     finally:
         manifest.failover = failover.report()
+        manifest.reused_results = memoizer.reused if memoizer else 0
         _print_failover_summary(manifest.failover)
         finish_manifest(run.path, manifest, exit_code)
         _report_end(last, run.run_id, exit_code, manifest.failover, options)
@@ -139,14 +149,22 @@ def _report_end(
 
 
 def _configure(
-    config: Any, failover: Failover, options: RunOptions, run: RunLayout, workflow: Path
-) -> None:
-    """What a run adds to the generated config: retries, failover, monitoring."""
+    config: Any,
+    failover: Failover,
+    options: RunOptions,
+    run: RunLayout,
+    workflow: Path,
+    resume: ResumePlan,
+) -> Any:
+    """What a run adds to the generated config: retries, failover, monitoring, guarded
+    interchanges (they stop if this process is killed) and pwgen's memoizer (returned)."""
     if options.retries is not None:
         config.retries = options.retries
     config.retry_handler = failover
     if options.monitor:
         config.monitoring = _monitoring_hub(run, workflow)
+    guard_interchanges(config, run)
+    return install_memoizer(config, run, resume)
 
 
 @dataclass
@@ -253,6 +271,7 @@ def _monitoring_hub(run: RunLayout, workflow: Path) -> Any:
     """
     from parsl.monitoring import MonitoringHub
 
+    prepare_monitoring_db(run.monitoring_db)  # WAL: whole after a kill -9
     return MonitoringHub(
         logging_endpoint=f"sqlite:///{run.monitoring_db.resolve()}",
         workflow_name=workflow.stem,

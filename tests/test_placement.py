@@ -103,6 +103,21 @@ def test_held_tasks_whose_sites_all_went_bad_go_where_parsl_sent_them() -> None:
     assert h.placement.report()["waiting"] == 0 and not futures[5].done()
 
 
+def test_a_task_with_a_stored_result_is_not_held_for_room() -> None:
+    h = _Harness(a=1)
+    h.sites["b"] = _Site("b", 0)
+    stored: Future[Any] = Future()
+    h.dfk.memoizer = SimpleNamespace(  # type: ignore[attr-defined]
+        check_memo=lambda task: stored if task["id"] == 9 else None
+    )
+    for i in range(3):
+        h.task(i, ["a", "b"])  # a: room 2, b: room 1
+    h.task(8, ["a", "b"])  # no room, no stored result: held
+    h.task(9, ["a", "b"])  # a resumed run's result: launched (Parsl returns it)
+    assert [task for task, _, _ in h.launched] == [0, 1, 2, 9]
+    assert h.placement.report()["waiting"] == 1
+
+
 def test_a_site_without_workers_gets_one_task_to_start_its_block() -> None:
     h = _Harness(busy=1, fresh=0)
     for i in range(4):

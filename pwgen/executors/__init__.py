@@ -24,8 +24,10 @@ Ctrl-C: the terminal sends SIGINT to the whole foreground process group, which w
 include Parsl's interchange, and `dfk.cleanup()` then hangs for ever (HTEX asks the dead
 interchange which managers are connected, with no timeout, before cancelling blocks).
 So the interchange runs in its own session (as the ssh master and the provider's ssh
-calls do), and the commands cleanup needs answer "no managers" once the interchange
-process has exited, so the blocks are still cancelled.
+calls do; launched by pwgen.interchange_guard, which also stops it and tears the run
+down when the controller's process dies), and the commands cleanup needs answer
+"no managers" once the interchange process has exited, so the blocks are still
+cancelled.
 
 The interchange always listens on loopback (`address` must be a loopback IP literal):
 the site reaches it only through the tunnel. Encryption stays on by default.

@@ -8,7 +8,6 @@ import logging
 import os
 import posixpath
 import shlex
-import sys
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import InvalidStateError
@@ -24,6 +23,7 @@ from parsl.jobs.states import JobStatus
 
 from pwgen.certificates import create_private_certificates, ship_certificates
 from pwgen.executors.blocks import cancel_active_blocks
+from pwgen.interchange_guard import guard_launch_cmd, run_of_parsl_dir
 from pwgen.parsl_internals import default_interchange_launch_cmd, set_bad_state
 from pwgen.staging.streams import submit_with_streams
 from pwgen.tunnels import SiteTunnel
@@ -33,8 +33,6 @@ logger = logging.getLogger(__name__)
 BlockErrorHandler = bool | Callable[[BlockProviderExecutor, dict[str, JobStatus]], None]
 # Parsl's own default: one shared selector instance.
 DEFAULT_SELECTOR = RandomManagerSelector()
-# Runs a command in a new session: out of reach of the terminal's Ctrl-C.
-_NEW_SESSION = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
 
 
 class SiteExecutor(HighThroughputExecutor):
@@ -125,7 +123,10 @@ class SiteExecutor(HighThroughputExecutor):
                 self._ship_certificates(posixpath.join(site_dir, "certificates"))
             default_launch = default_interchange_launch_cmd()
             if list(self.interchange_launch_cmd) == default_launch:
-                self.interchange_launch_cmd = [sys.executable, "-c", _NEW_SESSION, *default_launch]
+                # Its own session; it stops (and the run is torn down) if this process dies.
+                self.interchange_launch_cmd = guard_launch_cmd(
+                    default_launch, run_of_parsl_dir(self.run_dir)
+                )
             super().start()  # type: ignore[no-untyped-call]
             self.tunnel.start_supervisor()
         except BaseException:

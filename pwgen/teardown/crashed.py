@@ -15,6 +15,7 @@ from pwgen.status import (
     scan_processes,
 )
 from pwgen.teardown.local import stop_local
+from pwgen.teardown.lock import run_teardown_lock
 from pwgen.teardown.manifest import mark_torn_down
 from pwgen.teardown.model import Action, TeardownError, TeardownReport
 from pwgen.teardown.site import teardown_site
@@ -23,8 +24,12 @@ from pwgen.teardown.site import teardown_site
 _HELPERS = ("interchange", "parsl")
 
 
-def teardown(state_dir: Path, run_id: str | None = None) -> TeardownReport:
-    """Tear down crashed runs of the project in `state_dir` (or only `run_id`)."""
+def teardown(state_dir: Path, run_id: str | None = None, locked: bool = False) -> TeardownReport:
+    """Tear down crashed runs of the project in `state_dir` (or only `run_id`, under its
+    teardown lock unless the caller holds it: `locked`)."""
+    if run_id is not None and not locked:
+        with run_teardown_lock(StateLayout(state_dir).run(run_id).path):
+            return teardown(state_dir, run_id, locked=True)
     state = StateLayout(state_dir)
     report = TeardownReport()
     processes = scan_processes(state.runs_dir)
