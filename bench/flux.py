@@ -38,7 +38,7 @@ TARBALL = Path(__file__).parents[2] / "shared" / "flux" / "flux-core-0.88.0.tar.
 err = Console(stderr=True)
 
 
-def build(source: str) -> str:
+def build(source: str, parsl_resource_specification: Any = None) -> str:
     """mpicc on the site (OpenMPI, Debian's default); the binary's path there."""
     import hashlib
     import os

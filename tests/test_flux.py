@@ -171,6 +171,7 @@ def test_flux_site_refuses_what_flux_would_not_run(
     with pytest.raises(InvalidResourceSpecification, match=message):
         executor.validate_resource_spec(spec)
     executor.validate_resource_spec({"num_tasks": 4, "num_nodes": 2, "priority": 1})
+    executor.validate_resource_spec(None)  # type: ignore[arg-type]  # an app's default
     assert executor.flux == "/opt/f/bin/flux"
 
 

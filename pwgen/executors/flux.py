@@ -50,6 +50,7 @@ class SiteFluxExecutor(SiteHighThroughputExecutor):
     def validate_resource_spec(self, resource_specification: dict[str, Any]) -> None:
         """FluxExecutor's keys (whole numbers ≥ 1, no more nodes than a block has) and
         HTEX's priority; anything else is refused at the app call."""
+        resource_specification = resource_specification or {}  # an app's default None
         unknown = set(resource_specification) - set(FLUX_KEYS) - set(HTEX_KEYS)
         if unknown:
             raise InvalidResourceSpecification(
@@ -77,6 +78,7 @@ class SiteFluxExecutor(SiteHighThroughputExecutor):
         **kwargs: Any,
     ) -> HTEXFuture:
         """A task with Flux keys becomes a Flux job of its block's instance."""
+        resource_specification = resource_specification or {}
         self.validate_resource_spec(resource_specification)
         request = {
             key: resource_specification[key] for key in FLUX_KEYS if key in resource_specification
