@@ -10,8 +10,10 @@ its result is back, RUNS times in each mode, the modes alternating:
   submission run at once (pwgen's default);
 - serial: `PWGEN_SERIAL_START=1`, one step after the other as before.
 
-Reported per mode: the median of process start -> first result, and the median of
-each step the run manifest times (`timings`). The lab is always taken down.
+Reported per mode: the median of process start -> first result, of each step the
+run manifest times (`timings`), and of process start -> lab1's first block submitted
+(Parsl's log) and -> its manager registered (the interchange's log). The lab is
+always taken down.
 
     sudo .venv/bin/python bench/first_result.py [--runs 5]
 
@@ -21,11 +23,13 @@ Target (issue 18): first result <= 2 s, median of 5.
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from common import PWGEN, lab_up, project_ssh, pwgen
@@ -52,6 +56,26 @@ print(f"{MARK} {{time.time():.6f}} {{value}}", flush=True)
 '''
 
 out = Console()
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)[.,](\d+)")
+#: Milestones in the run's logs: (name, log file under runinfo/000, text in the line).
+MILESTONES = (
+    ("block submitted", "parsl.log", "Launched block 0 with job ID"),
+    ("manager registered", "lab1/interchange.log", "Registration info for manager"),
+)
+
+
+def logged_at(path: Path, text: str) -> float | None:
+    """The wall-clock time of the first line of `path` holding `text`."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        match = STAMP.match(line)
+        if match and text in line and ("lab1" in line or "interchange" in str(path)):
+            fraction = float(f"0.{match.group(2)}")
+            return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").timestamp() + fraction
+    return None
 
 
 def one_run(project: Path, sites: Path, env: dict[str, str]) -> tuple[float, dict[str, float]]:
@@ -68,6 +92,10 @@ def one_run(project: Path, sites: Path, env: dict[str, str]) -> tuple[float, dic
     )
     run_dir = max((project / ".pwgen" / "runs").iterdir(), key=os.path.getmtime)
     timings: dict[str, float] = json.loads((run_dir / "manifest.json").read_text())["timings"]
+    for name, log, text in MILESTONES:
+        at = logged_at(run_dir / "runinfo" / "000" / log, text)
+        if at is not None:
+            timings[f"start -> {name}"] = at - started
     return stamp - started, timings
 
 
