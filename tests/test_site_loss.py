@@ -75,6 +75,7 @@ def test_a_repaired_tunnel_starts_the_clock_again(links: Counter[int]) -> None:
     repaired, which they get the time to do."""
     site = _Site()
     watch, _ = _watch(site)
+    watch.check_once(9.0)
     links[PORT] = 0
     watch.check_once(10.0)
     site.tunnel.repairs.append("master")
@@ -93,6 +94,20 @@ def test_a_repaired_tunnel_starts_the_clock_again(links: Counter[int]) -> None:
     assert isinstance(site.failed_with, SiteLost)
 
 
+def test_a_site_whose_connections_were_never_counted_is_never_lost(
+    links: Counter[int],
+) -> None:
+    """No connection ever seen while managers are listed: the count is not this site's
+    (another network namespace, an address form not read), so it proves nothing."""
+    site = _Site()
+    watch, _ = _watch(site)
+    links[PORT] = 0
+    site.tunnel.healthy_checked_at = 0.5
+    for now in (1.0, 5.0, 10.0, 20.0):
+        watch.check_once(now)
+    assert not site.bad_state_is_set
+
+
 @pytest.mark.parametrize("state", ["starting", "idle", "held"])
 def test_no_connection_is_no_loss_without_listed_managers_and_work(
     links: Counter[int], state: str
@@ -107,6 +122,7 @@ def test_no_connection_is_no_loss_without_listed_managers_and_work(
     else:
         site.managers = [{"active": False}]
     watch, _ = _watch(site)
+    watch.check_once(9.0)
     links[PORT] = 0
     site.tunnel.healthy_checked_at = 10.5
     for now in (10.0, 12.0, 15.0, 19.0):
@@ -114,10 +130,14 @@ def test_no_connection_is_no_loss_without_listed_managers_and_work(
     assert not site.bad_state_is_set
 
 
-def test_established_connections_are_counted_per_port() -> None:
-    """The kernel's table, for real: connections to a listener here, then closed."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
+def test_established_connections_are_counted_per_port(family: socket.AddressFamily) -> None:
+    """The kernel's tables, for real: connections to a listener here, then closed. The
+    interchange's socket is dual-stack (AF_INET6, IPv4 clients mapped)."""
+    with socket.socket(family) as listener:
+        if family == socket.AF_INET6:
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        listener.bind(("::ffff:127.0.0.1" if family == socket.AF_INET6 else "127.0.0.1", 0))
         listener.listen(8)
         port = listener.getsockname()[1]
         clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
@@ -127,4 +147,23 @@ def test_established_connections_are_counted_per_port() -> None:
             sock.close()
         counts = established_to_loopback([port])
         assert counts is not None and counts[port] == 0
-    assert established_to_loopback([port], table="/nonexistent") is None
+    assert established_to_loopback([port], tables=["/nonexistent"]) is None
+
+
+def test_connections_to_a_parsl_style_zmq_socket_are_counted() -> None:
+    """As the interchange binds its worker port: a ROUTER with IPv6 on, on 127.0.0.1."""
+    import zmq
+
+    context = zmq.Context()
+    router, dealer = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)
+    try:
+        router.setsockopt(zmq.IPV6, True)
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+        dealer.send(b"hello")
+        assert router.poll(5000) and router.recv_multipart()[1] == b"hello"
+        assert established_to_loopback([port]) == Counter({port: 1})
+    finally:
+        dealer.close(linger=0)
+        router.close(linger=0)
+        context.term()

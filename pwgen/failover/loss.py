@@ -7,7 +7,8 @@ and the ssh forward, and a worker's end closes it here within a round trip
 (pwgen.tunnels.links). So a site is declared lost when, with tasks outstanding:
 
 - the interchange lists active managers, yet no connection to its worker port has
-  been established for `confirm` seconds, and
+  been established for `confirm` seconds (and some were before: a site whose
+  connections were never seen here, wherever they are, is never declared lost), and
 - the tunnel supervisor found master, forward and relay healthy in a check begun after
   the connections went (a broken tunnel closes them too, and the workers reconnect
   once it is repaired; a repair starts the clock again).
@@ -42,6 +43,7 @@ class LossDetector:
             raise ValueError(f"confirm must be positive, not {confirm}")
         self.confirm = confirm
         self._gone: dict[str, _Gone] = {}
+        self._seen: set[str] = set()  # sites whose workers' connections were counted
 
     def check(
         self, label: str, tunnel: Any, links: int | None, active_managers: int, now: float
@@ -55,7 +57,9 @@ class LossDetector:
         active_managers
             Active managers the interchange lists.
         """
-        if links is None or links > 0 or active_managers == 0:
+        if links:
+            self._seen.add(label)
+        if links is None or links > 0 or active_managers == 0 or label not in self._seen:
             self._gone.pop(label, None)
             return None
         repairs = len(tunnel.repairs)
