@@ -23,6 +23,7 @@ class _Record:
     def __init__(self) -> None:
         self.prepared: dict[str, tuple[str | None, str, float]] = {}
         self.scaled: list[tuple[str, int]] = []
+        self.events: list[str] = []  # "<label> blocks", "<label> interchange"
 
 
 @pytest.fixture
@@ -43,10 +44,18 @@ def record(monkeypatch: pytest.MonkeyPatch) -> _Record:
         )
 
     monkeypatch.setattr(SiteExecutor, "_prepare_site", prepare)
-    monkeypatch.setattr(HighThroughputExecutor, "start", lambda self: None)
-    monkeypatch.setattr(
-        SiteExecutor, "scale_out_facade", lambda self, n: seen.scaled.append((self.label, n))
-    )
+
+    def parsl_start(self: SiteExecutor) -> None:
+        seen.events.append(f"{self.label} interchange")
+        self.logconf_path = getattr(self, "logconf_path", None)  # as Parsl's start sets it
+        self.initialize_scaling()  # as HighThroughputExecutor.start ends
+
+    def scale_out(self: SiteExecutor, n: int) -> None:
+        seen.scaled.append((self.label, n))
+        seen.events.append(f"{self.label} blocks")
+
+    monkeypatch.setattr(HighThroughputExecutor, "start", parsl_start)
+    monkeypatch.setattr(SiteExecutor, "scale_out_facade", scale_out)
     return seen
 
 
@@ -56,7 +65,7 @@ def _sites(tmp_path: Path, count: int) -> list[SiteHighThroughputExecutor]:
     return [
         SiteHighThroughputExecutor(
             label=f"lab{n}",
-            provider=LocalProvider(init_blocks=1),
+            provider=LocalProvider(init_blocks=1),  # type: ignore[no-untyped-call]
             ssh_config=str(ssh_config),
             host="site",
             internal_address="10.1.1.1",
@@ -91,7 +100,12 @@ def test_sites_prepare_at_once_and_submit_their_blocks_when_up(
     }
     assert record.prepared["lab2"][1] == "pwgen-prepare-lab2"
     assert record.scaled == [("lab1", 1), ("lab2", 1), ("lab3", 1)]
-    assert all(site.provider.init_blocks == 0 for site in sites)  # not again at round 1
+    assert all(site.provider.init_blocks == 0 for site in sites)  # type: ignore[union-attr]
+    # Each site's blocks go out before its interchange starts (workers wait for it)...
+    assert record.events[:2] == ["lab1 blocks", "lab1 interchange"]
+    # ... with the launch command composed once, for this site's tunnel.
+    assert "{" not in sites[0].launch_cmd.replace("{block_id}", "")
+    assert "--port=None" in sites[0].launch_cmd  # the stand-in tunnel chose no port
 
 
 def test_serial_start_keeps_the_old_order(
@@ -104,7 +118,7 @@ def test_serial_start_keeps_the_old_order(
     first, second = (record.prepared[label][2] for label in ("lab1", "lab2"))
     assert second - first >= PREPARE_SECONDS
     assert record.scaled == []  # the strategy's first round submits them
-    assert all(site.provider.init_blocks == 1 for site in sites)
+    assert all(site.provider.init_blocks == 1 for site in sites)  # type: ignore[union-attr]
 
 
 def test_a_failed_preparation_fails_that_site_start(

@@ -114,29 +114,54 @@ class SiteExecutor(HighThroughputExecutor):
         self.remote_cert_dir = None
         self.remote_run_dir = None
         self._siblings: tuple[SiteExecutor, ...] = ()
+        self._launch_composed = False
         self._preparing: Future[None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        """Tunnel and certificates (the config's sites prepare theirs at once), Parsl's
-        start(), then the first blocks at once."""
+        """Tunnel and certificates (the config's sites prepare theirs at once), the first
+        blocks, then Parsl's start() (the interchange starts while Slurm allocates)."""
         try:
             self._prepare_siblings()
             if self._preparing is None:
                 self._prepare_site()
             else:
                 self._preparing.result()  # re-raises what the preparation raised
+            early = self._compose_launch_command_early()
+            if early:
+                self._submit_initial_blocks()
             super().start()  # type: ignore[no-untyped-call]
-            self._submit_initial_blocks()
+            if not early:
+                self._submit_initial_blocks()
             assert self.tunnel is not None
             self.tunnel.start_supervisor()
         except BaseException:
+            if self.blocks_to_job_id:
+                cancel_active_blocks(self.label, self)
             self._teardown_site()
             raise
         logger.info(
             "%s: workers on site %s connect to %s", self.label, self.host, self.tunnel.relay_address
         )
+
+    def initialize_scaling(self) -> None:
+        """Parsl's (composes the launch command), once: pwgen may call it before
+        Parsl's start() does."""
+        if not self._launch_composed:
+            super().initialize_scaling()  # type: ignore[no-untyped-call]
+            self._launch_composed = True
+
+    def _compose_launch_command_early(self) -> bool:
+        """Compose the workers' launch command before the interchange starts, so the
+        first blocks can be submitted at once: workers wait for the interchange (their
+        address probe retries). Only when Parsl's start() would add nothing to it (no
+        log config to pickle) and no block monitoring message would be lost."""
+        if serial_start() or self.log_config or self.monitoring_messages is not None:
+            return False
+        self.logconf_path = None  # type: ignore[assignment]  # as Parsl sets it then
+        self.initialize_scaling()
+        return True
 
     def _prepare_site(self) -> None:
         """Tunnel up, certificates shipped, launch command set: network only, no Parsl
