@@ -6,9 +6,9 @@ import socket
 from collections import Counter
 from concurrent.futures import Future
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
+from test_failover import _Executor
 
 from pwgen.failover import watch as watch_module
 from pwgen.failover.errors import SiteLost, is_site_failure
@@ -19,23 +19,14 @@ from pwgen.tunnels.links import established_to_loopback
 PORT = 54321
 
 
-class _Site:
-    """What SiteWatch reads of a site executor reached through a tunnel."""
+class _Site(_Executor):
+    """What SiteWatch reads of a site executor reached through a tunnel: 2 managers."""
 
     def __init__(self) -> None:
-        self.tasks: dict[int, Future[Any]] = {tid: Future() for tid in range(4)}
+        super().__init__()
+        self.tasks = {tid: Future() for tid in range(4)}
         self.tunnel = SimpleNamespace(repairs=[], port=PORT, healthy_checked_at=None)
-        self.managers: list[dict[str, Any]] = [{"active": True}, {"active": True}]
-        self.bad_state_is_set = False
-        self.provider = None
-        self.failed_with: Exception | None = None
-
-    def connected_managers(self) -> list[dict[str, Any]]:
-        return self.managers
-
-    def set_bad_state_and_fail_all(self, exception: Exception) -> None:
-        self.bad_state_is_set = True
-        self.failed_with = exception
+        self.managers = [{"active": True}, {"active": True}]
 
 
 @pytest.fixture
