@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 from common import PWGEN, lab_up, project_ssh, pwgen
@@ -56,7 +55,7 @@ print(f"{MARK} {{time.time():.6f}} {{value}}", flush=True)
 '''
 
 out = Console()
-STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)[.,](\d+)")
+STAMP = re.compile(r"^(\d+\.\d+) ")  # Parsl's log lines start with the epoch time
 #: Milestones in the run's logs: (name, log file under runinfo/000, text in the line).
 MILESTONES = (
     ("block submitted", "parsl.log", "Launched block 0 with job ID"),
@@ -73,8 +72,7 @@ def logged_at(path: Path, text: str) -> float | None:
     for line in lines:
         match = STAMP.match(line)
         if match and text in line and ("lab1" in line or "interchange" in str(path)):
-            fraction = float(f"0.{match.group(2)}")
-            return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").timestamp() + fraction
+            return float(match.group(1))
     return None
 
 
