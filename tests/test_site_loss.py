@@ -6,6 +6,7 @@ import socket
 from collections import Counter
 from concurrent.futures import Future
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from test_failover import _Executor
@@ -37,16 +38,24 @@ def links(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
     return seen
 
 
-def _watch(site: _Site) -> tuple[SiteWatch, Failover]:
+def _watch(
+    site: _Site, tasks: dict[int, dict[str, Any]] | None = None
+) -> tuple[SiteWatch, Failover]:
     failover = Failover()
-    return SiteWatch(failover, SimpleNamespace(executors={"a": site}), queue_wait=20), failover
+    dfk = SimpleNamespace(executors={"a": site}, tasks=tasks or {})
+    return SiteWatch(failover, dfk, queue_wait=20), failover
 
 
 def test_a_site_whose_workers_all_vanish_is_lost_once_its_tunnel_is_proven(
     links: Counter[int],
 ) -> None:
     site = _Site()
-    watch, failover = _watch(site)
+    records: dict[int, dict[str, Any]] = {
+        1: {"executor": "a", "resource_specification": {}},
+        2: {"executor": "a", "resource_specification": {"priority": 5}},
+        3: {"executor": "b", "resource_specification": {}},
+    }
+    watch, failover = _watch(site, records)
     watch.check_once(9.0)
     links[PORT] = 0  # every worker's connection closed; the interchange still lists them
     watch.check_once(10.0)
@@ -59,6 +68,9 @@ def test_a_site_whose_workers_all_vanish_is_lost_once_its_tunnel_is_proven(
     assert isinstance(site.failed_with, SiteLost) and is_site_failure(site.failed_with)
     assert "2 manager(s)" in failover.health.abandoned()["a"]
     assert not failover.health.healthy("a")
+    # Its plain tasks go ahead of the queue where they move; others are left as they are.
+    specs = [records[tid]["resource_specification"] for tid in (1, 2, 3)]
+    assert specs == [{"priority": 0}, {"priority": 5}, {}]
 
 
 def test_a_repaired_tunnel_starts_the_clock_again(links: Counter[int]) -> None:

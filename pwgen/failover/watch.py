@@ -50,6 +50,10 @@ CHECK_INTERVAL = 1.0
 #: Set to 0: no site-loss detection (lost sites wait for the heartbeat threshold, as
 #: before it; benchmarks compare the two).
 LOSS_DETECTION_ENV = "PWGEN_SITE_LOSS_DETECTION"
+#: HTEX priority of plain tasks moved off a site given up on: the target's interchange
+#: dispatches them ahead of its own queue (tasks without a priority come last); they
+#: have waited longest.
+MOVED_PRIORITY = 0
 MIN_GRACE = 10.0
 
 
@@ -158,6 +162,7 @@ class SiteWatch:
         them), its blocks are cancelled."""
         logger.warning("site %s: %s for this run: %s", label, verdict, error.reason)
         self.failover.health.abandon(label, error.reason)  # new tasks go elsewhere from now on
+        _put_ahead(self.dfk, label)
         executor.set_bad_state_and_fail_all(error)
         cancel_active_blocks(label, executor)
 
@@ -231,6 +236,14 @@ def _presumed_lost(
     if site_silent and (waiting or has_history):
         lost |= state.suspects
     return lost
+
+
+def _put_ahead(dfk: Any, label: str) -> None:
+    """The site's plain tasks (no resource specification: HTEX and Flux sites both take
+    a priority) go ahead of the queue wherever failover moves them."""
+    for record in list(getattr(dfk, "tasks", {}).values()):
+        if record.get("executor") == label and not record.get("resource_specification"):
+            record["resource_specification"] = {"priority": MOVED_PRIORITY}
 
 
 def _active_managers(executor: Any) -> int:
