@@ -8,21 +8,24 @@ in a scratch project, provisions it with the CLI, then runs one workflow twice w
 2. when a tenth of the results is in, lab1's ssh ControlMaster is killed (SIGKILL):
    the tunnel supervisor re-creates it, workers reconnect;
 3. when a tenth of the results is in, site lab1 is lost: its compute nodes' slurmd
-   and worker pools are killed (SIGKILL).
+   and worker pools are killed (SIGKILL);
+4. the same without pwgen's site-loss detection (`PWGEN_SITE_LOSS_DETECTION=0`): the
+   lost site is noticed at the heartbeat threshold, as before it.
 
 Reported: wall time from submission to the last result for each run and its ratio
 to the undisturbed one (the slowdown); for the lost site, the time from the failure
-to the first task moved by failover (detection) and to the first moved task
-completing on lab2, and the number of moves; for the killed master, the time until
-pwgen's log says the tunnel was repaired.
+to pwgen's log saying the site is lost, to the first task moved by failover and to
+the first moved task completing on lab2, and the number of moves; for the killed
+master, the time until pwgen's log says the tunnel was repaired. Targets (issue 18):
+lost site's slowdown <= 1.5x, failure -> first moved task done <= 10 s.
 Every result is checked (all present, correct, none twice). The lab is always taken
 down.
 
     sudo .venv/bin/python bench/failover.py [--tasks 1000] [--pause 0.05] [--queue-wait 20]
 
-How fast a lost site is noticed is set by the heartbeat threshold of the generated
-config (30 s: a lost manager's tasks fail then) and `--queue-wait` (its queued tasks
-move then).
+Without the site-loss detection, how fast a lost site is noticed is set by the
+heartbeat threshold of the generated config (30 s: a lost manager's tasks fail then)
+and `--queue-wait` (its queued tasks move then).
 """
 
 import argparse
@@ -78,12 +81,13 @@ class RunResult:
     done_at: dict[int, float]
     failover: dict[str, Any]
     repaired: float | None = None  # failure -> tunnel repaired
+    declared: float | None = None  # failure -> site declared lost
 
     def first_move(self) -> float | None:
         moves = self.failover.get("events", [])
         if self.failed_at is None or not moves:
             return None
-        return min(move["at"] for move in moves) - self.failed_at
+        return float(min(move["at"] for move in moves)) - self.failed_at
 
     def first_moved_done(self) -> float | None:
         moved = {move["task"] for move in self.failover.get("events", [])}
@@ -107,10 +111,10 @@ def kill_master(label: str, project: Path) -> float:
     return failed_at
 
 
-def repaired_after(run_dir: Path, failed_at: float) -> float | None:
-    """Seconds from the kill to pwgen's "tunnel repaired: master" log line."""
+def logged_after(run_dir: Path, failed_at: float, text: str) -> float | None:
+    """Seconds from the fault to the first line of pwgen's log holding `text`."""
     for line in (run_dir / "pwgen.log").read_text().splitlines():
-        if "tunnel repaired: master" in line:
+        if text in line:
             stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
             return stamp - failed_at
     return None
@@ -138,12 +142,21 @@ def lose_site(label: str, state_dir: Path) -> float:
 
 
 def run_once(
-    project: Path, args: argparse.Namespace, state_dir: Path, fault: str | None
+    project: Path,
+    args: argparse.Namespace,
+    state_dir: Path,
+    fault: str | None,
+    env: dict[str, str] | None = None,
 ) -> RunResult:
     argv = [str(PWGEN), "run", "squares.py", "--sites", str(state_dir / "sites.yaml")]
     argv += ["--queue-wait", str(args.queue_wait), "--", str(args.tasks), str(args.pause)]
     proc = subprocess.Popen(
-        argv, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv,
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
     assert proc.stdout is not None
     submitted, failed_at, done_at, results = 0.0, None, {}, []
@@ -167,9 +180,11 @@ def run_once(
         sys.exit("bench: results missing, wrong or duplicated")
     run_dir = max((project / ".pwgen" / "runs").iterdir(), key=os.path.getmtime)
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    repair = repaired_after(run_dir, failed_at) if fault == "master" and failed_at else None
-    wall = max(done_at.values()) - submitted
-    return RunResult(wall, failed_at, done_at, manifest["failover"], repair)
+    result = RunResult(max(done_at.values()) - submitted, failed_at, done_at, manifest["failover"])
+    if failed_at is not None:
+        result.repaired = logged_after(run_dir, failed_at, "tunnel repaired: master")
+        result.declared = logged_after(run_dir, failed_at, "lost for this run")
+    return result
 
 
 def seconds(value: float | None) -> str:
@@ -192,32 +207,52 @@ def main() -> None:
         calm = run_once(project, args, state_dir, fault=None)
         master = run_once(project, args, state_dir, fault="master")
         lost = run_once(project, args, state_dir, fault="site")
+        lifecycle.up(make_options(PREFIX, SUBNET, 2, 2, state_dir))  # slurmd back on lab1
+        before = run_once(
+            project, args, state_dir, fault="site", env={"PWGEN_SITE_LOSS_DETECTION": "0"}
+        )
     finally:
         for label in ("lab1", "lab2"):
             project_ssh(project).stop_master(label)
         lifecycle.down(state_dir)
+    report(args, calm, master, lost, before)
+
+
+def report(
+    args: argparse.Namespace, calm: RunResult, master: RunResult, lost: RunResult, before: RunResult
+) -> None:
     table = Table(title=f"faults on lab1 mid-run: {args.tasks} tasks of {args.pause} s, 2 sites")
-    columns = ("run", "wall", "vs undisturbed", "failure -> repaired / first move")
-    for column in (*columns, "failure -> first moved task done", "moves"):
+    columns = ("run", "wall", "vs undisturbed", "failure -> repaired / declared lost")
+    for column in (*columns, "-> first move", "-> first moved task done", "moves"):
         table.add_column(column, justify="right")
-    table.add_row("undisturbed", seconds(calm.wall), "1.00x", "-", "-", "0")
+    table.add_row("undisturbed", seconds(calm.wall), "1.00x", "-", "-", "-", "0")
     table.add_row(
         "ssh master killed",
         seconds(master.wall),
         f"{master.wall / calm.wall:.2f}x",
         f"repaired {seconds(master.repaired)}",
         "-",
+        "-",
         str(master.failover.get("moves", 0)),
     )
-    table.add_row(
-        "site lost",
-        seconds(lost.wall),
-        f"{lost.wall / calm.wall:.2f}x",
-        f"moved {seconds(lost.first_move())}",
-        seconds(lost.first_moved_done()),
-        str(lost.failover.get("moves", 0)),
-    )
+    for name, run in (("site lost", lost), ("site lost, no loss detection", before)):
+        table.add_row(
+            name,
+            seconds(run.wall),
+            f"{run.wall / calm.wall:.2f}x",
+            f"lost {seconds(run.declared)}",
+            seconds(run.first_move()),
+            seconds(run.first_moved_done()),
+            str(run.failover.get("moves", 0)),
+        )
     out.print(table)
+    slowdown, moved_done = lost.wall / calm.wall, lost.first_moved_done()
+    verdicts = [
+        f"slowdown {slowdown:.2f}x (target <= 1.5x): {'pass' if slowdown <= 1.5 else 'FAIL'}",
+        f"failure -> first moved task done {seconds(moved_done)} (target <= 10 s): "
+        + ("pass" if moved_done is not None and moved_done <= 10 else "FAIL"),
+    ]
+    out.print("; ".join(verdicts))
     out.print(f"load average: {os.getloadavg()[0]:.2f} (2 cores); queue-wait {args.queue_wait} s")
 
 

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pwgen.errors import WorkflowError
 from pwgen.executors.blocks import cancel_active_blocks
+from pwgen.executors.site import start_together
 from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, QUEUE_WAIT
 from pwgen.failover.dispatch import attach
 from pwgen.failover.policy import Failover
@@ -189,6 +190,7 @@ def _load(
     import parsl
 
     with manifest.timed("load"):
+        start_together(config.executors)  # sites prepare their tunnels at once
         dfk = parsl.load(config)
         attach(failover, dfk)
         watch = SiteWatch(failover, dfk, queue_wait=options.queue_wait)

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -189,6 +190,7 @@ def test_tunnel_master_killed_mid_run(project: Path) -> None:
     hosts = _assert_every_result_once(run, stdout)
     assert {host.split("-")[0] for host in hosts} == {"lab1", "lab2"}
     assert "tunnel repaired: master" in (run.run_dir() / "pwgen.log").read_text()
+    assert run.manifest()["failover"]["abandoned"] == {}  # a broken tunnel is no lost site
     _assert_nothing_left(project)
     # One monitoring database holds both sites' tasks, each with its final state.
     shown = run_pwgen("status", "--run", run.run_dir().name, "--json", cwd=project)
@@ -295,6 +297,28 @@ def test_site_down_before_the_run(project: Path) -> None:
     _assert_nothing_left(project, ("lab2",))
 
 
+def test_a_loaded_machine_loses_no_site(project: Path) -> None:
+    """Every core busy with a CPU hog for the whole run: heartbeats and results come
+    late, but no site is declared lost and nothing moves."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        run = Run(project, pause=0.05)
+        run.wait_for_line("progress")
+        stdout = run.finish()
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    hosts = _assert_every_result_once(run, stdout)
+    assert {host.split("-")[0] for host in hosts} == {"lab1", "lab2"}
+    failover = run.manifest()["failover"]
+    assert failover["abandoned"] == {} and failover["moves"] == 0, failover
+    assert "lost for this run" not in (run.run_dir() / "pwgen.log").read_text()
+
+
 def test_site_lost_mid_run(project: Path) -> None:
     """Last: it leaves lab1's Slurm in a state only a new lab fully clears. Bash apps
     among the tasks: each stdout comes from the one site that ran the task."""
@@ -312,5 +336,7 @@ def test_site_lost_mid_run(project: Path) -> None:
     failover = run.manifest()["failover"]
     assert failover["moves"] > 0
     assert set(failover["routes"]) == {"lab1->lab2"}
+    # Declared lost from its closed worker connections, before the queue-wait budget.
+    assert "workers' connections closed" in failover["abandoned"]["lab1"]
     assert failover["completed"].get("lab2", 0) >= TASKS // 2
     assert wait_for(lambda: parsl_processes() == [], timeout=20), parsl_processes()

@@ -8,9 +8,10 @@ import logging
 import os
 import posixpath
 import shlex
+import threading
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import InvalidStateError
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, InvalidStateError
 from typing import Any, cast
 
 from parsl.errors import ConfigurationError
@@ -33,6 +34,24 @@ logger = logging.getLogger(__name__)
 BlockErrorHandler = bool | Callable[[BlockProviderExecutor, dict[str, JobStatus]], None]
 # Parsl's own default: one shared selector instance.
 DEFAULT_SELECTOR = RandomManagerSelector()
+#: Set (to anything but 0): sites prepare one after the other and their first blocks
+#: wait for the strategy's first round, as before pwgen overlapped them (benchmarks).
+SERIAL_START_ENV = "PWGEN_SERIAL_START"
+
+
+def serial_start() -> bool:
+    return os.environ.get(SERIAL_START_ENV, "0") != "0"
+
+
+def start_together(executors: Iterable[Any]) -> None:
+    """Let the site executors of one config prepare their sites at once: the first one
+    the DataFlowKernel starts starts the others' tunnels and certificates in threads
+    (Parsl starts executors one after the other). Not with PWGEN_SERIAL_START."""
+    group = tuple(e for e in executors if isinstance(e, SiteExecutor))
+    if serial_start():
+        return
+    for executor in group:
+        executor._siblings = group
 
 
 class SiteExecutor(HighThroughputExecutor):
@@ -92,11 +111,59 @@ class SiteExecutor(HighThroughputExecutor):
         self.tunnel = None
         self.remote_cert_dir = None
         self.remote_run_dir = None
+        self._siblings: tuple[SiteExecutor, ...] = ()
+        self._launch_composed = False
+        self._preparing: Future[None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        """Tunnel, certificates and launch command for the site; then Parsl's start()."""
+        """Tunnel and certificates (the config's sites prepare theirs at once), the first
+        blocks, then Parsl's start() (the interchange starts while Slurm allocates)."""
+        try:
+            self._prepare_siblings()
+            if self._preparing is None:
+                self._prepare_site()
+            else:
+                self._preparing.result()  # re-raises what the preparation raised
+            early = self._compose_launch_command_early()
+            if early:
+                self._submit_initial_blocks()
+            super().start()  # type: ignore[no-untyped-call]
+            if not early:
+                self._submit_initial_blocks()
+            assert self.tunnel is not None
+            self.tunnel.start_supervisor()
+        except BaseException:
+            if self.blocks_to_job_id:
+                cancel_active_blocks(self.label, self)
+            self._teardown_site()
+            raise
+        logger.info(
+            "%s: workers on site %s connect to %s", self.label, self.host, self.tunnel.relay_address
+        )
+
+    def initialize_scaling(self) -> None:
+        """Parsl's (composes the launch command), once: pwgen may call it before
+        Parsl's start() does."""
+        if not self._launch_composed:
+            super().initialize_scaling()  # type: ignore[no-untyped-call]
+            self._launch_composed = True
+
+    def _compose_launch_command_early(self) -> bool:
+        """Compose the workers' launch command before the interchange starts, so the
+        first blocks can be submitted at once: workers wait for the interchange (their
+        address probe retries). Only when Parsl's start() would add nothing to it (no
+        log config to pickle) and no block monitoring message would be lost."""
+        if serial_start() or self.log_config or self.monitoring_messages is not None:
+            return False
+        self.logconf_path = None  # type: ignore[assignment]  # as Parsl sets it then
+        self.initialize_scaling()
+        return True
+
+    def _prepare_site(self) -> None:
+        """Tunnel up, certificates shipped, launch command set: network only, no Parsl
+        state, so it may run in a thread while the DataFlowKernel starts another site."""
         run = str(getattr(self, "run_id", None) or uuid.uuid4())
         self.remote_run_dir = posixpath.join(posixpath.normpath(self.remote_dir), run)
         site_dir = posixpath.join(self.remote_run_dir, self.label)
@@ -113,28 +180,50 @@ class SiteExecutor(HighThroughputExecutor):
             relay_allow=self.relay_allow,
         )
         atexit.register(self._exit_without_cleanup)
+        self.worker_port = self.tunnel.open()
+        # Workers connect to the login node's internal address (the relay).
+        self.all_addresses = {self.internal_address}
+        if self.worker_logdir_root is None:
+            self.worker_logdir_root = self.remote_run_dir
+        if self.encrypted:
+            self._ship_certificates(posixpath.join(site_dir, "certificates"))
+        default_launch = default_interchange_launch_cmd()
+        if list(self.interchange_launch_cmd) == default_launch:
+            # Its own session; it stops (and the run is torn down) if this process dies.
+            self.interchange_launch_cmd = guard_launch_cmd(
+                default_launch, run_of_parsl_dir(self.run_dir)
+            )
+
+    def _prepare_siblings(self) -> None:
+        """The first site the DataFlowKernel starts starts the others' preparation, in
+        threads: they get the same run id and run dir from it as they will from the DFK."""
+        for sibling in self._siblings:
+            if sibling is self or sibling._preparing is not None or sibling.tunnel is not None:
+                continue
+            sibling.run_id = getattr(self, "run_id", None)
+            sibling.run_dir = self.run_dir
+            sibling._preparing = Future()
+            threading.Thread(
+                target=sibling._prepare_in_thread, name=f"pwgen-prepare-{sibling.label}"
+            ).start()
+
+    def _prepare_in_thread(self) -> None:
+        assert self._preparing is not None
         try:
-            self.worker_port = self.tunnel.open()
-            # Workers connect to the login node's internal address (the relay).
-            self.all_addresses = {self.internal_address}
-            if self.worker_logdir_root is None:
-                self.worker_logdir_root = self.remote_run_dir
-            if self.encrypted:
-                self._ship_certificates(posixpath.join(site_dir, "certificates"))
-            default_launch = default_interchange_launch_cmd()
-            if list(self.interchange_launch_cmd) == default_launch:
-                # Its own session; it stops (and the run is torn down) if this process dies.
-                self.interchange_launch_cmd = guard_launch_cmd(
-                    default_launch, run_of_parsl_dir(self.run_dir)
-                )
-            super().start()  # type: ignore[no-untyped-call]
-            self.tunnel.start_supervisor()
-        except BaseException:
-            self._teardown_site()
-            raise
-        logger.info(
-            "%s: workers on site %s connect to %s", self.label, self.host, self.tunnel.relay_address
-        )
+            self._prepare_site()
+        except BaseException as err:  # raised again by this site's start()
+            self._preparing.set_exception(err)
+        else:
+            self._preparing.set_result(None)
+
+    def _submit_initial_blocks(self) -> None:
+        """The first blocks now, not at the strategy's first round (after every site has
+        started, up to a strategy period later)."""
+        provider = getattr(self, "provider", None)
+        if serial_start() or provider is None or provider.init_blocks < 1:
+            return
+        self.scale_out_facade(provider.init_blocks)
+        provider.init_blocks = 0  # the strategy's first round must not add them again
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Parsl's shutdown, then leftover blocks cancelled and the site torn down."""

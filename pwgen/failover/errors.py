@@ -34,6 +34,10 @@ class QueueWaitExceeded(SiteFailure):
     """The site's blocks stayed pending longer than the queue-wait budget."""
 
 
+class SiteLost(SiteFailure):
+    """Every worker of the site vanished with work outstanding (pwgen.failover.loss)."""
+
+
 class PresumedLost(SiteFailure):
     """The task was in flight when the site's tunnel broke and never came back."""
 

@@ -8,6 +8,12 @@ waiting tasks with `QueueWaitExceeded` (and `Failover` moves them), and its bloc
 are cancelled. It is not re-admitted: its interchange still holds those tasks and
 Parsl cannot take them back.
 
+Site lost. When every worker of a site vanishes at once with work outstanding (its
+nodes or pools killed), the connections to its worker port close here within a round
+trip, long before the interchange's heartbeat threshold: once that is confirmed
+(pwgen.failover.loss) the site is given up on like one over its queue-wait budget,
+its tasks failing with `SiteLost`.
+
 Tasks lost in flight. When a site's tunnel breaks (pwgen.tunnels repairs it within
 seconds and the workers reconnect), a task message or result that was inside the
 broken connection is gone, and Parsl would wait for it for ever. After a repair, the
@@ -24,6 +30,7 @@ first try is dropped.
 """
 
 import logging
+import os
 import threading
 import time
 from concurrent.futures import Future, InvalidStateError
@@ -31,13 +38,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pwgen.executors.blocks import cancel_active_blocks
-from pwgen.failover.errors import PresumedLost, QueueWaitExceeded
+from pwgen.failover.errors import PresumedLost, QueueWaitExceeded, SiteFailure, SiteLost
+from pwgen.failover.loss import LossDetector
 from pwgen.failover.policy import Failover
 from pwgen.parsl_internals import INTERNAL_EXECUTOR, replace_task_future
+from pwgen.tunnels.links import established_to_loopback
 
 logger = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 1.0
+#: Set to 0: no site-loss detection (lost sites wait for the heartbeat threshold, as
+#: before it; benchmarks compare the two).
+LOSS_DETECTION_ENV = "PWGEN_SITE_LOSS_DETECTION"
+#: HTEX priority of plain tasks moved off a site given up on: the target's interchange
+#: dispatches them ahead of its own queue (tasks without a priority come last); they
+#: have waited longest.
+MOVED_PRIORITY = 0
 MIN_GRACE = 10.0
 
 
@@ -54,10 +70,12 @@ class _InFlight:
 
 
 class SiteWatch:
-    """Queue-wait budget and in-flight guard for every executor of `dfk`.
+    """Site loss, queue-wait budget and in-flight guard for every executor of `dfk`.
 
     queue_wait
         Seconds a site may have tasks and no connected worker; None: no budget.
+    loss
+        Decides when a site whose workers' connections all closed is lost.
     """
 
     def __init__(
@@ -68,6 +86,7 @@ class SiteWatch:
         queue_wait: float | None,
         interval: float = CHECK_INTERVAL,
         min_grace: float = MIN_GRACE,
+        loss: LossDetector | None = None,
     ) -> None:
         if queue_wait is not None and queue_wait <= 0:
             raise ValueError(f"queue_wait must be positive, not {queue_wait}")
@@ -78,6 +97,7 @@ class SiteWatch:
         self.min_grace = min_grace
         self._stalled_since: dict[str, float] = {}
         self._in_flight: dict[str, _InFlight] = {}
+        self.loss = loss or LossDetector()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -92,15 +112,31 @@ class SiteWatch:
             self._thread = None
 
     def check_once(self, now: float) -> None:
-        for label, executor in list(self.dfk.executors.items()):
-            if label == INTERNAL_EXECUTOR or getattr(executor, "bad_state_is_set", True):
-                continue
+        sites = [
+            (label, executor)
+            for label, executor in list(self.dfk.executors.items())
+            if label != INTERNAL_EXECUTOR and not getattr(executor, "bad_state_is_set", True)
+        ]
+        links = established_to_loopback(filter(None, (_worker_port(e) for _, e in sites)))
+        for label, executor in sites:
             try:
-                if self.queue_wait is not None:
-                    self._check_queue_wait(label, executor, now)
-                self._check_in_flight(label, executor, now)
+                self._check_site(label, executor, links, now)
             except Exception as err:  # a site that does not answer now may next time
                 logger.warning("site %s: watch check failed: %s", label, err)
+
+    def _check_site(self, label: str, executor: Any, links: Any, now: float) -> None:
+        active = _active_managers(executor) if executor.tasks else 0
+        port = _worker_port(executor)
+        if port is not None and os.environ.get(LOSS_DETECTION_ENV) != "0":
+            lost = self.loss.check(
+                label, executor.tunnel, None if links is None else links[port], active, now
+            )
+            if lost:
+                self._give_up(label, executor, SiteLost(label, lost), "lost")
+                return
+        if self.queue_wait is not None:
+            self._check_queue_wait(label, executor, active, now)
+        self._check_in_flight(label, executor, now)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -108,23 +144,26 @@ class SiteWatch:
 
     # --- queue-wait budget --------------------------------------------------------------
 
-    def _check_queue_wait(self, label: str, executor: Any, now: float) -> None:
-        if not executor.tasks or _has_active_worker(executor):
+    def _check_queue_wait(self, label: str, executor: Any, active: int, now: float) -> None:
+        if not executor.tasks or active:
             self._stalled_since.pop(label, None)
             return
         since = self._stalled_since.setdefault(label, now)
         assert self.queue_wait is not None
         if now - since >= self.queue_wait:
-            self._abandon(label, executor, now - since)
+            reason = (
+                f"no worker connected for {now - since:.0f} s with tasks waiting "
+                f"(queue-wait budget {self.queue_wait:g} s); its blocks were cancelled"
+            )
+            self._give_up(label, executor, QueueWaitExceeded(label, reason), "abandoned")
 
-    def _abandon(self, label: str, executor: Any, waited: float) -> None:
-        reason = (
-            f"no worker connected for {waited:.0f} s with tasks waiting "
-            f"(queue-wait budget {self.queue_wait:g} s); its blocks were cancelled"
-        )
-        logger.warning("site %s: abandoned for this run: %s", label, reason)
-        self.failover.health.abandon(label, reason)  # new tasks go elsewhere from now on
-        executor.set_bad_state_and_fail_all(QueueWaitExceeded(label, reason))
+    def _give_up(self, label: str, executor: Any, error: SiteFailure, verdict: str) -> None:
+        """The site is out of this run: its tasks fail with `error` (failover moves
+        them), its blocks are cancelled."""
+        logger.warning("site %s: %s for this run: %s", label, verdict, error.reason)
+        self.failover.health.abandon(label, error.reason)  # new tasks go elsewhere from now on
+        _put_ahead(self.dfk, label)
+        executor.set_bad_state_and_fail_all(error)
         cancel_active_blocks(label, executor)
 
     # --- in-flight guard ----------------------------------------------------------------
@@ -199,9 +238,23 @@ def _presumed_lost(
     return lost
 
 
-def _has_active_worker(executor: Any) -> bool:
+def _put_ahead(dfk: Any, label: str) -> None:
+    """The site's plain tasks (no resource specification: HTEX and Flux sites both take
+    a priority) go ahead of the queue wherever failover moves them."""
+    for record in list(getattr(dfk, "tasks", {}).values()):
+        if record.get("executor") == label and not record.get("resource_specification"):
+            record["resource_specification"] = {"priority": MOVED_PRIORITY}
+
+
+def _active_managers(executor: Any) -> int:
     managers = executor.connected_managers()
-    return any(manager.get("active", True) for manager in managers)
+    return sum(1 for manager in managers if manager.get("active", True))
+
+
+def _worker_port(executor: Any) -> int | None:
+    """The worker port of a site reached through pwgen's tunnel, else None."""
+    port = getattr(getattr(executor, "tunnel", None), "port", None)
+    return port if isinstance(port, int) else None
 
 
 def _task_ids(executor: Any) -> set[int]:

@@ -99,6 +99,9 @@ class SiteTunnel:
         self.connect_timeout = connect_timeout
         self.log_file = log_file
         self.repairs: list[Repair] = []
+        #: time.monotonic() when the last supervisor check that found the whole path
+        #: healthy began (None before one): the site watch's proof the tunnel is fine.
+        self.healthy_checked_at: float | None = None
         self._master = ControlMaster(
             ssh_config=self.ssh_config,
             host=host,
@@ -211,6 +214,7 @@ class SiteTunnel:
             if self._closed or not self._opened:
                 return []
             repairs: list[Repair] = []
+            began = time.monotonic()
             self._master.reap()
             if not self._master.alive():
                 detail = self._master.ensure()
@@ -224,6 +228,8 @@ class SiteTunnel:
             if health.master and not health.relay:
                 self._login.start_relay()
                 repairs.append(self._note("relay", f"restarted on {self.relay_address}"))
+            if health.ok and not repairs:
+                self.healthy_checked_at = began
             return repairs
 
     def start_supervisor(self) -> None:
