@@ -27,6 +27,7 @@ count (e.g. a ThreadPoolExecutor). The manifest counts tasks per site and reason
 """
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import Counter, deque
@@ -92,6 +93,7 @@ class Placement:
         self._held: dict[tuple[str, ...], deque[tuple[Any, Future[Any]]]] = {}
         self._counts: Counter[tuple[str, str]] = Counter()
         self._walltime_kept = 0  # tasks kept off a site whose blocks end too soon
+        self._placed_elsewhere: dict[int, str] = {}  # task id -> site, when not Parsl's pick
         self._launch: Launch | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -123,6 +125,23 @@ class Placement:
             "waiting": held,
             "kept_from_ending_blocks": self._walltime_kept,
         }
+
+    def correct_monitoring(self, endpoint: str | None, run_id: str) -> None:
+        """Parsl's monitoring database keeps the executor a task's first try was given when
+        the app was called; once the run is over, write the site placement chose there
+        (`endpoint`: the monitoring hub's `sqlite:///<path>`; anything else is left)."""
+        if not endpoint or not endpoint.startswith("sqlite:///") or not self._placed_elsewhere:
+            return
+        rows = [(site, run_id, task) for task, site in self._placed_elsewhere.items()]
+        try:
+            with sqlite3.connect(endpoint.removeprefix("sqlite:///"), timeout=30) as db:
+                db.executemany(
+                    "UPDATE try SET task_executor = ? WHERE run_id = ? AND task_id = ? "
+                    "AND try_id = 0",
+                    rows,
+                )
+        except sqlite3.Error as err:  # the run's results stand; its picture is off
+            logger.warning("monitoring database: first tries' sites not corrected: %s", err)
 
     # --- the launch hook ------------------------------------------------------------
 
@@ -210,6 +229,9 @@ class Placement:
     ) -> Future[Any]:
         """Launch the try on `site` with Parsl's own launch; count it and its end."""
         assert self._launch is not None
+        if site != task_record["executor"]:
+            with self._lock:
+                self._placed_elsewhere[task_record["id"]] = site
         task_record["executor"] = site
         with self._lock:
             self._counts[(site, reason)] += 1

@@ -219,6 +219,9 @@ def _unload(dfk: Any, guards: _Guards, manifest: RunManifest) -> None:
         _cancel_blocks_of_bad_executors(dfk)
         dfk.cleanup()
         parsl.clear()
+        if guards.placement is not None:  # the monitoring database is closed now
+            endpoint = getattr(dfk.monitoring, "logging_endpoint", None) if dfk.monitoring else None
+            guards.placement.correct_monitoring(endpoint, dfk.run_id)
 
 
 def _prepare(

@@ -11,6 +11,7 @@ per site and reason; under `--placement random` Parsl's pick is left alone.
 """
 
 import json
+import sqlite3
 import time
 from collections import Counter
 from concurrent.futures import Future
@@ -150,6 +151,19 @@ def test_a_task_with_a_walltime_skips_a_site_whose_blocks_end_too_soon() -> None
     assert h.placement.report()["kept_from_ending_blocks"] == 1
     h.task(4, ["ending"], kwargs={"walltime": 5000})  # fits nowhere: where it was going
     assert h.launched[-1][1] == "ending"
+
+
+def test_the_monitoring_database_gets_the_site_placement_chose(tmp_path: Path) -> None:
+    db = tmp_path / "monitoring.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE try (run_id, task_id, try_id, task_executor)")
+        conn.executemany("INSERT INTO try VALUES ('r', ?, ?, 'small')", [(0, 0), (1, 0), (1, 1)])
+    h = _Harness(small=0, big=4)
+    h.task(0, ["small", "big"])  # Parsl's pick was small; placement chose big
+    h.placement.correct_monitoring(f"sqlite:///{db}", "r")
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT task_id, try_id, task_executor FROM try ORDER BY 1, 2")
+        assert rows.fetchall() == [(0, 0, "big"), (1, 0, "small"), (1, 1, "small")]
 
 
 # --- real runs on two local sites ---------------------------------------------------------
