@@ -375,5 +375,5 @@ def test_pbspro_over_ssh_with_real_openpbs(ssh: SshSetup, tmp_path: Path) -> Non
         job = json.loads(_remote(ssh, "lab2", f"qstat -x -f -F json {job_id}"))["Jobs"][job_id]
         return job if job["job_state"] == "F" else {}
 
-    done = poll(finished, 20, interval=0.2)
+    done = poll(finished, 60, interval=0.2)  # the server records F after the copy-back
     assert done and done["Exit_status"] in (128 + 15, 256 + 15)  # SIGTERM, from qdel
