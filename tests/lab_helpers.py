@@ -41,16 +41,22 @@ def skip_reason() -> str | None:
     return None
 
 
-def flux_tarball() -> Path:
-    """The shared flux-core tarball (or $PWGEN_FLUX_TARBALL); missing: a skip, a failure
-    under CI; a machine that cannot run the lab (which builds it): a skip."""
-    given = os.environ.get("PWGEN_FLUX_TARBALL")
-    path = Path(given) if given else REPO.parent / "shared" / "flux" / FLUX_TARBALL_NAME
+def shared_tarball(directory: str, name: str, variable: str) -> Path:
+    """A source tarball of ../shared/<directory>/ (or $<variable>); missing: the test
+    skips, or fails under CI (CI=true)."""
+    given = os.environ.get(variable)
+    path = Path(given) if given else REPO.parent / "shared" / directory / name
     if not path.is_file():
-        message = f"no flux-core tarball at {path} (set PWGEN_FLUX_TARBALL)"
+        message = f"no {name} at {path} (set {variable})"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+    return path
+
+
+def flux_tarball() -> Path:
+    """The flux-core tarball; a machine that cannot run the lab (which builds it): a skip."""
+    path = shared_tarball("flux", FLUX_TARBALL_NAME, "PWGEN_FLUX_TARBALL")
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
@@ -67,6 +73,21 @@ def lab_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
         timeout=timeout,
         check=False,
     )
+
+
+def molecule_labs_down(prefix: str = "pwmc") -> list[str]:
+    """Take down the Molecule labs a killed `molecule test` left up (their state dirs are
+    /tmp/<prefix>-<scenario>); the lab namespaces still up afterwards."""
+    for lab_json in sorted(Path("/tmp").glob(f"{prefix}-*/lab.json")):
+        lab_cli("down", "--state-dir", str(lab_json.parent), timeout=300)
+    return lab_namespaces(prefix)
+
+
+def lab_namespaces(prefix: str) -> list[str]:
+    """The network namespaces of the labs named <prefix>."""
+    done = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    names = [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
+    return [name for name in names if name.startswith(f"{prefix}-")]
 
 
 def lab_ssh_command(state_dir: Path, site: str) -> SshCommand:
@@ -196,18 +217,10 @@ def wait_for(check: Callable[[], bool], timeout: float = 10) -> bool:
 
 
 def pbs_tarball() -> Path:
-    """The OpenPBS source tarball ($PWGEN_PBS_TARBALL, else ../shared/pbs/); missing:
-    the test skips, or fails under CI (CI=true)."""
+    """The OpenPBS source tarball ($PWGEN_PBS_TARBALL, else ../shared/pbs/)."""
     from pwgen.lab.pbs_build import TARBALL_ENV, TARBALL_NAME
 
-    given = os.environ.get(TARBALL_ENV)
-    path = Path(given) if given else REPO.parent / "shared" / "pbs" / TARBALL_NAME
-    if not path.is_file():
-        message = f"no OpenPBS tarball at {path} (set {TARBALL_ENV})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return shared_tarball("pbs", TARBALL_NAME, TARBALL_ENV)
 
 
 @contextmanager

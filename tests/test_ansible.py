@@ -18,24 +18,16 @@ from pathlib import Path
 
 import pytest
 from helpers import run_tool
-from lab_helpers import skip_reason
+from lab_helpers import lab_namespaces, molecule_labs_down, skip_reason
 
 from pwgen.assets import ansible_dir
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-# The lab prefix of the scenarios (PWGEN_MOLECULE_LAB_NAME in .config/molecule/config.yml).
-MOLECULE_LAB_PREFIX = re.compile(r"^pwmc-")
 
 
 def _run(command: list[str], timeout: float, **env: str) -> subprocess.CompletedProcess[str]:
     return run_tool(command, REPO, timeout, **env)
-
-
-def _lab_namespaces() -> list[str]:
-    done = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
-    names = [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
-    return [name for name in names if MOLECULE_LAB_PREFIX.match(name)]
 
 
 def test_ansible_lint_is_clean() -> None:
@@ -52,7 +44,9 @@ def test_molecule_all_scenarios_pass() -> None:
     reason = skip_reason()
     if reason:
         pytest.skip(f"molecule scenarios run on the pwgen lab: {reason}")
-    assert not _lab_namespaces(), "a Molecule lab is already up: `molecule destroy --all`"
+    # A run killed mid-scenario (CI stopped, a session ended) leaves its lab up.
+    left = molecule_labs_down()
+    assert not left, f"a Molecule lab is up and has no state to take it down: {left}"
     started = time.monotonic()
     # flux_install (a real Flux build) runs in tests/test_flux_role.py, with the tarball.
     command = [str(BIN / "molecule"), "test", "--all", "--exclude", "flux_install"]
@@ -63,4 +57,4 @@ def test_molecule_all_scenarios_pass() -> None:
     assert re.search(r"Molecule executed \d+ scenarios? \(\d+ successful\)", output), output[-3000:]
     print(f"molecule test --all: {elapsed:.0f} s")
     # destroy took every lab down: no namespace, no daemon left behind.
-    assert not _lab_namespaces()
+    assert not lab_namespaces("pwmc")

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from facts_samples import module_facts
 from helpers import REPO, run_tool
-from lab_helpers import flux_tarball
+from lab_helpers import flux_tarball, molecule_labs_down
 
 from pwgen.ansible.ansible_collections.pwgen.hpc.plugins.module_utils import (
     site_facts_env as utils_env,
@@ -218,6 +218,8 @@ def test_env_probe_reports_where_the_env_finds_flux(tmp_path: Path) -> None:
 @pytest.mark.lab
 def test_molecule_flux_install_system_and_source() -> None:
     tarball = flux_tarball()
+    left = molecule_labs_down()
+    assert not left, f"a Molecule lab is up and has no state to take it down: {left}"
     started = time.monotonic()
     bin_dir = Path(sys.executable).parent
     result = run_tool(

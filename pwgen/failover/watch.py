@@ -186,20 +186,16 @@ class SiteWatch:
                 state.newest_finished = max(state.newest_finished, *finished)
                 state.last_result_at = now
             state.suspects &= current
-            grace = self._grace(label)
+            p95 = self.failover.duration_quantile(label, 0.95)  # None: no task time yet
+            grace = max(self.min_grace, 3 * (p95 or 0.0))
             if now - state.repaired_at >= grace:
-                has_history = self.failover.duration_quantile(label, 0.95) is not None
                 lost = _presumed_lost(
-                    state, current, now - state.last_result_at >= grace, has_history
+                    state, current, now - state.last_result_at >= grace, p95 is not None
                 )
                 if lost:
                     state.suspects -= lost
                     self._fail_lost(label, executor, lost)
         state.last_seen = current
-
-    def _grace(self, label: str) -> float:
-        p95 = self.failover.duration_quantile(label, 0.95) or 0.0
-        return max(self.min_grace, 3 * p95)
 
     def _fail_lost(self, label: str, executor: Any, lost: set[int]) -> None:
         failed = 0
