@@ -37,9 +37,12 @@ def provision(project: Path, sites: Path) -> None:
         sys.exit(f"bench: provision failed: {done.stdout}{done.stderr}")
 
 
-def lab_up(project: Path, lab_dir: Path, prefix: str, subnet: str, sites: int) -> float:
-    """`pwgen lab up` of a bench's own lab (1 compute node per site); its wall time."""
-    up = ["up", "--site-count", str(sites), "--compute-nodes", "1", "--name", prefix]
+def lab_up(
+    project: Path, lab_dir: Path, prefix: str, subnet: str, sites: int, *options: str
+) -> float:
+    """`pwgen lab up` of a bench's own lab (1 compute node per site); its wall time.
+    `options`: more `lab up` options (e.g. `--schedulers pbspro,slurm`)."""
+    up = ["up", "--site-count", str(sites), "--compute-nodes", "1", "--name", prefix, *options]
     return pwgen("lab", *up, "--subnet", subnet, "--state-dir", str(lab_dir), cwd=project)
 
 

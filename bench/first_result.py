@@ -40,14 +40,16 @@ TARGET = 2.0
 MARK = "pwfr-first-result"
 MODES = {"overlapped": {}, "serial": {"PWGEN_SERIAL_START": "1"}}
 
-WORKFLOW = f'''"""One task on lab1; prints when its result is back."""
-import time
+WORKFLOW = f'''"""One task on the site named in argv (lab1); prints when its result is back."""
+import sys, time
 from parsl import python_app
 
 
-@python_app(executors=["lab1"])
 def one():
     return 1
+
+
+one = python_app(one, executors=[sys.argv[1] if len(sys.argv) > 1 else "lab1"])
 
 
 value = one().result()
@@ -56,29 +58,32 @@ print(f"{MARK} {{time.time():.6f}} {{value}}", flush=True)
 
 out = Console()
 STAMP = re.compile(r"^(\d+\.\d+) ")  # Parsl's log lines start with the epoch time
-#: Milestones in the run's logs: (name, log file under runinfo/000, text in the line).
+#: Milestones in the run's logs: (name, log file under runinfo/000, text in the line);
+#: {label} is the site's.
 MILESTONES = (
     ("block submitted", "parsl.log", "Launched block 0 with job ID"),
-    ("manager registered", "lab1/interchange.log", "Registration info for manager"),
+    ("manager registered", "{label}/interchange.log", "Registration info for manager"),
 )
 
 
-def logged_at(path: Path, text: str) -> float | None:
-    """The wall-clock time of the first line of `path` holding `text`."""
+def logged_at(path: Path, text: str, label: str = "lab1") -> float | None:
+    """The wall-clock time of the first line of `path` holding `text` (about `label`)."""
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError:
         return None
     for line in lines:
         match = STAMP.match(line)
-        if match and text in line and ("lab1" in line or "interchange" in str(path)):
+        if match and text in line and (label in line or "interchange" in str(path)):
             return float(match.group(1))
     return None
 
 
-def one_run(project: Path, sites: Path, env: dict[str, str]) -> tuple[float, dict[str, float]]:
-    """process start -> first result (s), and the manifest's timings."""
-    argv = [str(PWGEN), "run", "first.py", "--sites", str(sites)]
+def one_run(
+    project: Path, sites: Path, env: dict[str, str], label: str = "lab1"
+) -> tuple[float, dict[str, float]]:
+    """process start -> first result (s) of a task on `label`, and the manifest's timings."""
+    argv = [str(PWGEN), "run", "first.py", "--sites", str(sites), "--", label]
     started = time.time()
     done = subprocess.run(
         argv, cwd=project, capture_output=True, text=True, env={**os.environ, **env}, timeout=300
@@ -91,7 +96,7 @@ def one_run(project: Path, sites: Path, env: dict[str, str]) -> tuple[float, dic
     run_dir = max((project / ".pwgen" / "runs").iterdir(), key=os.path.getmtime)
     timings: dict[str, float] = json.loads((run_dir / "manifest.json").read_text())["timings"]
     for name, log, text in MILESTONES:
-        at = logged_at(run_dir / "runinfo" / "000" / log, text)
+        at = logged_at(run_dir / "runinfo" / "000" / log.format(label=label), text, label)
         if at is not None:
             timings[f"start -> {name}"] = at - started
     return stamp - started, timings

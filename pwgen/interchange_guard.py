@@ -24,6 +24,7 @@ not, since the DataFlowKernel's process lives on.
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,7 +143,25 @@ def main(argv: Sequence[str]) -> int:
         os._exit(_watch(gone, dfk_pid, dfk_started, cleanup))
     os.close(gone)
     os.set_inheritable(alive, True)
+    command = lean_interchange_command(command)
     os.execvp(command[0], command)
+
+
+# Runs Parsl's interchange script without SQLAlchemy: Parsl's monitoring imports it when
+# installed (16 MB per interchange, one per site), yet only the monitoring database,
+# which lives in the DataFlowKernel's process, uses it.
+_WITHOUT_SQLALCHEMY = (
+    "import runpy, sys; sys.modules['sqlalchemy'] = None; del sys.argv[0]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+def lean_interchange_command(command: list[str]) -> list[str]:
+    """Parsl's `interchange.py` run by this Python without SQLAlchemy; others as they are."""
+    script = shutil.which(command[0])
+    if Path(command[0]).name != "interchange.py" or script is None:
+        return command
+    return [sys.executable, "-c", _WITHOUT_SQLALCHEMY, script, *command[1:]]
 
 
 if __name__ == "__main__":

@@ -110,6 +110,8 @@ class Recorder:
             return 1, "", "Slurm accounting storage is disabled"
         if cmd.startswith("sbatch"):
             return 0, "Submitted batch job 42\n", ""
+        # Stand-in answers for the offline command-line tests; the real ones run against
+        # real Slurm and OpenPBS (test_providers.py's lab tests, test_pbs_run_lab.py).
         if cmd.startswith("qsub"):
             return 0, "42.pbs\n", ""
         if cmd.startswith("qstat"):

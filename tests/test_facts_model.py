@@ -345,6 +345,9 @@ def test_format_walltime() -> None:
 
 
 # ---------------------------------------------------------------- PBS Pro parsing
+# Recorded qstat/pbsnodes answers of a larger PBS Pro than the lab's (a queue per
+# size, limits on several, node names with domains): shapes a 2-node OpenPBS cannot
+# show. Real OpenPBS is read by provisioning in tests/test_pbs_lab.py.
 
 QSTAT_QF = {
     "timestamp": 1731528276,

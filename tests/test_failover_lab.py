@@ -18,10 +18,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from helpers import PWGEN, assert_one_line_error, parsl_processes, run_pwgen
+from background_run import BackgroundRun
+from helpers import assert_one_line_error, parsl_processes, run_pwgen
 from lab_helpers import (
     master_pid,
     netns_processes,
@@ -116,52 +116,15 @@ def _run_ok(project: Path, workflow: Path) -> str:
     return done.stdout
 
 
-class Run:
-    """`pwgen run squares.py` in the background; stderr goes to a file."""
+class Run(BackgroundRun):
+    """`pwgen run squares.py` of TASKS tasks in the background."""
 
     def __init__(
         self, project: Path, *options: str, pause: float = 0.02, streams: Path | None = None
     ) -> None:
         self.out = project / f"results-{time.monotonic_ns()}.json"
-        self.stderr = self.out.with_suffix(".stderr")
-        with self.stderr.open("w") as err:
-            argv = [str(PWGEN), "run", "squares.py", "--sites", SITES, *options]
-            workflow_args = [str(TASKS), str(pause), str(self.out)]
-            self.proc = subprocess.Popen(
-                [*argv, "--", *workflow_args, *([str(streams)] if streams else [])],
-                cwd=project,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-            )
-        self.project = project
-
-    def wait_for_line(self, text: str, timeout: float = 180) -> None:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        for line in self.proc.stdout:
-            if line.strip() == text:
-                return
-            assert time.monotonic() < deadline, f"no {text!r} line in time"
-        raise AssertionError(f"run ended before {text!r}: {self.stderr.read_text()}")
-
-    def finish(self, timeout: float = 400) -> str:
-        try:
-            stdout, _ = self.proc.communicate(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGINT)
-                self.proc.communicate(timeout=60)
-        assert self.proc.returncode == 0, self.stderr.read_text()
-        return stdout
-
-    def run_dir(self) -> Path:
-        runs = self.project / ".pwgen" / "runs"
-        return max(runs.iterdir(), key=lambda p: p.stat().st_mtime)
-
-    def manifest(self) -> dict[str, Any]:
-        manifest: dict[str, Any] = json.loads((self.run_dir() / "manifest.json").read_text())
-        return manifest
+        args = [str(TASKS), str(pause), str(self.out), *([str(streams)] if streams else [])]
+        super().__init__(project, "squares.py", SITES, list(options), args)
 
 
 def _assert_every_result_once(run: Run, stdout: str) -> list[str]:

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from helpers import PWGEN, assert_one_line_error, run_pwgen
 
-from pwgen.interchange_guard import guard_launch_cmd
+from pwgen.interchange_guard import guard_launch_cmd, lean_interchange_command
 from pwgen.layout import RunLayout, StateLayout
 from pwgen.manifest import load_manifest
 from pwgen.poll import poll
@@ -38,6 +38,7 @@ from pwgen.resume import (
     read_checkpoint,
 )
 from pwgen.resume.checkpoint import HEADER, encode_record
+from pwgen.status.processes import process_kind
 
 needs_memoizer = pytest.mark.skipif(
     not memoizer_supported(), reason="this Parsl has no memoizer plug-in"
@@ -155,7 +156,7 @@ def test_the_guard_stops_an_orphaned_interchange_and_cleans_up(tmp_path: Path) -
     launcher = f"""
 import subprocess, sys, time
 sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
-from pwgen.interchange_guard import guard_launch_cmd
+from pwgen.interchange_guard import lean_interchange_command, guard_launch_cmd
 cmd = guard_launch_cmd(["sleep", "1000"], None)
 cmd = [*cmd[:2], "2", "touch", {str(mark)!r}, *cmd[3:]]
 proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
@@ -212,6 +213,26 @@ def test_guard_launch_cmd_names_the_run_teardown(tmp_path: Path) -> None:
         "interchange.py",
     ]
     assert guard_launch_cmd(["interchange.py"], None)[2:] == ["0", "--", "interchange.py"]
+
+
+def test_the_guarded_interchange_runs_without_sqlalchemy(tmp_path: Path) -> None:
+    """Parsl's interchange script, run by the guard: SQLAlchemy (monitoring's, 16 MB per
+    site) cannot be imported, argv is the script's, and status still sees an interchange."""
+    script = tmp_path / "interchange.py"
+    script.write_text(
+        "import sys\n"
+        "try:\n    import sqlalchemy\nexcept ImportError:\n    sqlalchemy = None\n"
+        "print(sys.argv, sqlalchemy is None, __name__)\n"
+    )
+    script.chmod(0o755)
+    command = lean_interchange_command([str(script), "--x"])
+    assert command[:2] == [sys.executable, "-c"] and command[3:] == [str(script), "--x"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True)
+    assert done.stdout.strip() == f"{[str(script), '--x']} True __main__"
+    assert process_kind(" ".join(command)) == "interchange"
+    # The guard's watcher names the interchange after `--`: not an interchange itself.
+    assert process_kind(" ".join(guard_launch_cmd([str(script)], None))) != "interchange"
+    assert lean_interchange_command(["other.py", "a"]) == ["other.py", "a"]
 
 
 WRITER = """

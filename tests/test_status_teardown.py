@@ -263,6 +263,10 @@ def test_remote_scripts_are_valid_bash(scheduler: str) -> None:
         assert done.returncode == 0, done.stderr
 
 
+# Stand-ins (the real cancel is tested on real Slurm and OpenPBS: test_teardown_after_a_
+# run_killed_with_sigkill here, test_status_shows_and_teardown_cancels_a_killed_runs_pbs_job
+# in test_pbs_run_lab.py): a scheduler that answers "already completing" to the cancel and
+# lists the job once more, a race neither can be made to show on demand.
 FAKE_CANCEL = """\
 #!/bin/sh
 echo "$*" >> "$FAKE_LOG"

@@ -19,6 +19,7 @@ import pwd
 from collections.abc import Sequence
 from pathlib import Path
 
+from pwgen.lab import pbs_mpich
 from pwgen.lab.daemons import Daemon, pid_of
 from pwgen.lab.errors import LabError
 from pwgen.lab.nodes import enter
@@ -71,16 +72,18 @@ def write_files(plan: SitePlan, site: Path, prefix: Path) -> None:
         make_dir(directory / "spool")
         make_dir(directory / "spool" / "tmp", 0o1777)
         write_if_changed(directory / "pbs.conf", pbs_conf(plan, node.role, prefix))
-    _user_path(site / "home" / plan.user, plan.user, prefix / "bin")
+    pbs_mpich.write_files(prefix)
+    mpich = pbs_mpich.profile_lines(prefix)
+    _user_path(site / "home" / plan.user, plan.user, prefix / "bin", mpich)
 
 
-def _user_path(home: Path, user: str, bin_dir: Path) -> None:
-    """qsub & co. on the site user's PATH: ~/.bashrc for ssh commands (Debian's bash
-    reads it for them: Ansible's modules), ~/.profile for login shells (pwgen's
-    `bash -lc`, PBS's job shells)."""
+def _user_path(home: Path, user: str, bin_dir: Path, mpich: str) -> None:
+    """qsub & co. on the site user's PATH, and MPICH (pwgen.lab.pbs_mpich): ~/.bashrc for
+    ssh commands (Debian's bash reads it for them: Ansible's modules), ~/.profile for
+    login shells (pwgen's `bash -lc`, PBS's job shells)."""
     account = pwd.getpwnam(user)
     path = f'case ":$PATH:" in *":{bin_dir}:"*) ;; *) export PATH="$PATH:{bin_dir}" ;; esac\n'
-    files = {".bashrc": path, ".profile": '. "$HOME/.bashrc"\n'}
+    files = {".bashrc": path + mpich, ".profile": '. "$HOME/.bashrc"\n'}
     for name, text in files.items():
         write_if_changed(home / name, text)
         os.chown(home / name, account.pw_uid, account.pw_gid)

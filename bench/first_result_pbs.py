@@ -1,0 +1,84 @@
+"""Benchmark: `pwgen run` -> first result on a PBS site vs a Slurm site (issue 17), side
+by side in one run.
+
+Brings up a lab of its own (lab1 OpenPBS, lab2 Slurm, 1 compute node each, prefix
+`pwfp`, 10.228.0.0/16; OpenPBS from $PWGEN_PBS_TARBALL or ../shared/pbs/, built once
+per machine) in a scratch project, provisions both, then runs `pwgen run` of a
+workflow that sends one task to one site and prints when its result is back, RUNS
+times per site, the sites alternating. Reported per site: the median of process
+start -> first result, of the run manifest's step times, and of process start ->
+block submitted (Parsl's log) and -> manager registered (the interchange's log). The
+lab is always taken down.
+
+    sudo .venv/bin/python bench/first_result_pbs.py [--runs 5]
+"""
+
+import argparse
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+from common import lab_up, project_ssh, pwgen
+from first_result import WORKFLOW, one_run
+from rich.console import Console
+from rich.table import Table
+
+PREFIX, SUBNET = "pwfp", "10.228.0.0/16"
+SITES = {"lab1": "PBS (OpenPBS 23.06)", "lab2": "Slurm"}
+TARBALL = Path(__file__).resolve().parents[2] / "shared" / "pbs" / "openpbs-v23.06.06.tar.gz"
+
+out = Console()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="`pwgen run`s per site")
+    args = parser.parse_args()
+    tarball = os.environ.get("PWGEN_PBS_TARBALL", str(TARBALL))
+    project = Path(tempfile.mkdtemp(prefix="pwgen-bench-first-pbs-"))
+    lab_dir = project / "lab"
+    sites = lab_dir / "sites.yaml"
+    (project / "first.py").write_text(WORKFLOW)
+    firsts: dict[str, list[float]] = {label: [] for label in SITES}
+    steps: dict[str, dict[str, list[float]]] = {label: {} for label in SITES}
+    try:
+        lab_up(
+            project, lab_dir, PREFIX, SUBNET, 2,
+            "--schedulers", "pbspro,slurm", "--pbs-tarball", tarball,
+        )  # fmt: skip
+        pwgen("provision", "--sites", str(sites), cwd=project)
+        for label in SITES:  # warm: the sites' file caches, as for a user's 2nd run
+            one_run(project, sites, {}, label)
+        for number in range(args.runs):
+            for label in SITES:
+                first, timings = one_run(project, sites, {}, label)
+                firsts[label].append(first)
+                for step, seconds in timings.items():
+                    steps[label].setdefault(step, []).append(seconds)
+                out.print(f"run {number + 1} {label}: first result after {first:.2f} s")
+    finally:
+        for label in SITES:
+            project_ssh(project).stop_master(label)
+        pwgen("lab", "down", "--state-dir", str(lab_dir), cwd=project)
+    print_table(firsts, steps, args.runs)
+
+
+def print_table(
+    firsts: dict[str, list[float]], steps: dict[str, dict[str, list[float]]], runs: int
+) -> None:
+    table = Table(title=f"`pwgen run` -> first result, one task, median of {runs}")
+    table.add_column("step")
+    for label, name in SITES.items():
+        table.add_column(f"{label}: {name}", justify="right")
+    table.add_row("first result", *(f"{statistics.median(firsts[s]):.2f} s" for s in SITES))
+    for step in steps["lab2"]:
+        medians = (statistics.median(steps[s].get(step, [0])) for s in SITES)
+        table.add_row(f"  {step}", *(f"{seconds:.2f} s" for seconds in medians))
+    out.print(table)
+    pbs, slurm = (statistics.median(firsts[s]) for s in SITES)
+    out.print(f"PBS / Slurm: {pbs / slurm:.2f}; load average {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
