@@ -23,11 +23,8 @@ from pwgen.sites import Site
 
 #: Parsl's PBS Pro prefix, as messages name it.
 PARSL_PREFIX = "Parsl's PBS Pro MPI prefix (mpiexec -n N -ppn M -hosts ...)"
-#: What makes such a site right (docs/mpi.md says more).
-FIX = (
-    "put an MPICH-style mpiexec (MPICH, Intel MPI, Cray PALS) first on PATH in the site's "
-    "worker_init or ~/.bashrc"
-)
+#: The mpiexecs that take it.
+MPICH_STYLE = "an MPICH-style mpiexec (MPICH, Intel MPI, Cray PALS)"
 
 
 def mpiexec_notes(site: Site, facts: SiteFacts) -> tuple[str, ...]:
@@ -41,8 +38,8 @@ def mpiexec_notes(site: Site, facts: SiteFacts) -> tuple[str, ...]:
     found = facts.mpi
     if found is None:
         return _warning(
-            f"site {site.label!r}: no mpiexec on the site's PATH, and {PARSL_PREFIX} needs one: "
-            f"unless worker_init brings it, {FIX} (docs/mpi.md)"
+            f"site {site.label!r}: no mpiexec on the site's PATH; every MPI app fails unless the "
+            f"site's worker_init puts {MPICH_STYLE} first on PATH (docs/mpi.md)"
         )
     if found.mpich_style:
         return (f"mpiexec: {_described(found)}: takes {PARSL_PREFIX}",)
@@ -53,10 +50,13 @@ def mpiexec_notes(site: Site, facts: SiteFacts) -> tuple[str, ...]:
         f"({found.version or 'version unknown'}), which refuses {PARSL_PREFIX}"
     )
     if not site.worker_init:
-        raise ConfigError(f"{problem}: {FIX}, then `pwgen provision` again; see docs/mpi.md")
+        raise ConfigError(
+            f"{problem}: put {MPICH_STYLE} first on PATH in the site's worker_init, or in its "
+            "~/.bashrc and run `pwgen provision` again; see docs/mpi.md"
+        )
     return _warning(
-        f"{problem}; every MPI app fails unless the site's worker_init puts an MPICH-style "
-        "mpiexec (MPICH, Intel MPI, Cray PALS) first on PATH (docs/mpi.md)"
+        f"{problem}; every MPI app fails unless the site's worker_init puts {MPICH_STYLE} "
+        "first on PATH (docs/mpi.md)"
     )
 
 

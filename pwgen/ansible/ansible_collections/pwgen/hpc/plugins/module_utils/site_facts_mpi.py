@@ -54,7 +54,8 @@ def version_line(text: str) -> str | None:
 
 
 def run_version(mpiexec: str) -> tuple[int, str, str]:
-    """`<mpiexec> --version`: (rc, stdout, stderr); rc -1 when it timed out or failed to start."""
+    """`<mpiexec> --version`: (rc, stdout, stderr); rc -1 when it timed out or could not start,
+    negative when a signal ended it."""
     try:
         done = subprocess.run(
             [mpiexec, "--version"],
@@ -86,7 +87,8 @@ def mpi_facts(
     rc, out, err = run(mpiexec)
     text = f"{out}\n{err}"
     if rc != 0:
-        warn(f"`{mpiexec} --version` failed (exit {rc}): {' '.join(text.split())[-300:]}")
+        status = f" (exit {rc})" if rc > 0 else ""
+        warn(f"`{mpiexec} --version` failed{status}: {' '.join(text.split())[-300:]}")
         return {"mpiexec": mpiexec, "flavor": "unknown", "version": None}
     flavor = mpiexec_flavor(text, os.path.realpath(mpiexec))
     return {"mpiexec": mpiexec, "flavor": flavor, "version": version_line(text)}
