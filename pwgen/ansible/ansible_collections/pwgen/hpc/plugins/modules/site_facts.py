@@ -321,7 +321,7 @@ class _Gatherer:
             self.warn("`ip` not found: the subnet method is skipped")
 
         def route_src(address: ipaddress.IPv4Address) -> str | None:
-            rc, out, _ = self.run([ip, "-4", "route", "get", str(address)]) if ip else (1, "", "")
+            rc, out, _e = self.run([ip, "-4", "route", "get", str(address)]) if ip else (1, "", "")
             src: str | None = parse_route_src(out) if rc == 0 else udp_route_src(address)
             return src
 
