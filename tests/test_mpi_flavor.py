@@ -117,12 +117,16 @@ def test_probe_without_mpiexec_or_with_a_broken_one(
         ),
         ("mpiexec version 1.2.12\n", "/opt/cray/pals/1.2.12/bin/mpiexec", "cray", None),
         ("usage: mpiexec [options]\n", "/usr/local/bin/mpiexec", "unknown", None),
+        # A terminal escape in the output stays out of the facts (which refuse it).
+        ("\x1b[1mMyMPI\x1b[0m 2.1\n", "/usr/bin/mpiexec", "unknown", "[1mMyMPI [0m 2.1"),
     ],
 )
 def test_flavors_without_a_local_binary(text: str, path: str, flavor: str, version: str) -> None:
     assert site_facts_mpi.mpiexec_flavor(text, path) == flavor
     if version:
         assert site_facts_mpi.version_line(text) == version
+    found = {"mpiexec": path, "flavor": flavor, "version": site_facts_mpi.version_line(text)}
+    assert MpiInfo.model_validate(found).mpich_style is (flavor in ("intel", "cray"))
 
 
 # ---------------------------------------------------------------- the model

@@ -49,8 +49,13 @@ def version_line(text: str) -> str | None:
     (OpenRTE) 4.1.4`, `Version: 4.0.2` (Hydra), `Intel(R) MPI Library ... Version 2021.6`."""
     for line in text.splitlines():
         if _DIGIT.search(line):
-            return " ".join(line.split())[:VERSION_CHARS]
+            return _squeezed(line)[:VERSION_CHARS]
     return None
+
+
+def _squeezed(text: str) -> str:
+    """`text` on one line, single-spaced, without control characters (the facts refuse them)."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 def run_version(mpiexec: str) -> tuple[int, str, str]:
@@ -88,7 +93,7 @@ def mpi_facts(
     text = f"{out}\n{err}"
     if rc != 0:
         status = f" (exit {rc})" if rc > 0 else ""
-        warn(f"`{mpiexec} --version` failed{status}: {' '.join(text.split())[-300:]}")
+        warn(f"`{mpiexec} --version` failed{status}: {_squeezed(text)[-300:]}")
         return {"mpiexec": mpiexec, "flavor": "unknown", "version": None}
     flavor = mpiexec_flavor(text, os.path.realpath(mpiexec))
     return {"mpiexec": mpiexec, "flavor": flavor, "version": version_line(text)}
