@@ -126,6 +126,25 @@ class FluxInfo(_Model):
     srun_args: list[str] | None = None
 
 
+#: `mpiexec --version` flavours whose flags are Parsl's PBS Pro MPI prefix
+#: (`mpiexec -n N -ppn M -hosts h1,h2`): MPICH's Hydra, Intel MPI, Cray PALS.
+MPICH_STYLE = ("mpich", "intel", "cray")
+
+
+class MpiInfo(_Model):
+    """The `mpiexec` first on the PATH the facts module ran with (over ssh, after the site's
+    ~/.bashrc) and the MPI it belongs to, from its `--version` (site_facts_mpi)."""
+
+    mpiexec: str
+    flavor: Literal["mpich", "intel", "openmpi", "cray", "unknown"]
+    version: str | None = None
+
+    @property
+    def mpich_style(self) -> bool:
+        """Whether it takes Parsl's PBS Pro prefix flags (`-ppn`, `-hosts`)."""
+        return self.flavor in MPICH_STYLE
+
+
 #: The keys `pwgen provision` adds to the module's facts (not in its RETURN documentation).
 PROVISION_KEYS = ("env", "gathered_at")
 
@@ -156,6 +175,9 @@ class SiteFacts(_Model):
     worker_helpers: str | None = None
     # The Flux the env imports; None without one, or in facts gathered before this existed.
     flux: FluxInfo | None = None
+    # The mpiexec on the site's PATH; None without one. Facts gathered before pwgen looked
+    # have no `mpi` key at all (`mpi_probed`).
+    mpi: MpiInfo | None = None
     gateway_ports: GatewayPorts
     warnings: list[str] = []
     # Provisioning's bookkeeping (PROVISION_KEYS).
@@ -178,6 +200,11 @@ class SiteFacts(_Model):
         if address is not None:
             ipaddress.IPv4Address(address)  # ValueError names the bad value
         return address
+
+    @property
+    def mpi_probed(self) -> bool:
+        """Whether the facts module looked for `mpiexec` (the key is there, maybe null)."""
+        return "mpi" in self.model_fields_set
 
     @property
     def env_dir(self) -> str | None:

@@ -64,6 +64,7 @@ def module_facts(
         "relay": f"{env}/bin/pwgen-relay",
         "worker_helpers": f"{env}/lib/python3.11/site-packages/pwgen_worker.py",
         "flux": None,
+        "mpi": {"mpiexec": "/usr/bin/mpiexec", "flavor": "mpich", "version": "Version: 4.0.2"},
         "gateway_ports": {"allowed": False},
         "warnings": [],
     }

@@ -121,6 +121,10 @@ def test_facts_match_the_lab(lab: LabState, workdir: Path) -> None:
         model = read_facts(workdir / ".pwgen" / "facts", site.label)
         assert model.env is not None and model.env.model_dump(exclude_none=True) == facts["env"]
         assert model.gathered_at == facts["gathered_at"] and model.env_dir == facts["env_path"]
+        # The mpiexec a command over ssh finds first (the lab nodes have MPICH and Open MPI).
+        found = _remote(workdir, site.label, "command -v mpiexec")
+        assert model.mpi is not None and model.mpi.mpiexec == found
+        assert model.mpi.flavor in ("mpich", "openmpi") and model.mpi.version
 
 
 def test_second_provision_changes_nothing(lab: LabState, workdir: Path) -> None:

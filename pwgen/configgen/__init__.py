@@ -20,6 +20,7 @@ The package, one concept a module:
     batch.py     a site's batch job settings (partition, walltime, node shape) from facts
     remote.py    provisioned remote sites: facts -> site executor and SSH provider
     flux.py      a Flux site's site-side config (FluxExecutor on the login node)
+    mpi.py       whether a PBS Pro MPI site's mpiexec takes Parsl's prefix (facts `mpi`)
     __init__.py  executor_for, render_config (the module template), load_config_module
 """
 

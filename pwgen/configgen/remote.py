@@ -20,6 +20,7 @@ from pwgen.configgen.batch import (
     worker_init_setting,
 )
 from pwgen.configgen.flux import check_flux_site, flux_launcher, flux_settings
+from pwgen.configgen.mpi import mpiexec_notes
 from pwgen.configgen.settings import FACTS, Setting, Settings, SiteOrigin
 from pwgen.configgen.source import Call, ExecutorSource, Ref
 from pwgen.errors import ConfigError
@@ -113,7 +114,7 @@ def remote_executor(site: Site, provisioned: ProvisionedSite | None, source: str
         f"{kind} here, workers on {scheduler} compute nodes behind {site.host} "
         f"(partition {partition.name})"
     )
-    notes = provenance_notes(provisioned, source)
+    notes = provenance_notes(provisioned, source) + mpiexec_notes(site, facts)
     return ExecutorSource(site.label, f"site_{site.label}", summary, settings.call(name), notes)
 
 

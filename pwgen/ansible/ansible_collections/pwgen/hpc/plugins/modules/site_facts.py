@@ -1,12 +1,11 @@
 #!/usr/bin/python
 """Ansible module: what pwgen's config generator needs to know about a site.
 
-Runs on the site's login node with the system Python and the standard library
-only. Every fact comes from structured scheduler output (Slurm `scontrol -o`
-key=value records, PBS Pro `-F json`), `ip -o`, /proc and the pinned env's own
-Python; nothing on the site is changed. The parsers live in the collection's
-module_utils (site_facts_scheduler, _network, _sshd, _env: plain functions that pwgen's
-tests feed sample output); this file gathers and answers.
+Runs on the site's login node with the system Python and the standard library only. Every
+fact comes from structured scheduler output (Slurm `scontrol -o` key=value records, PBS Pro
+`-F json`), `ip -o`, /proc, `mpiexec --version` and the pinned env's own Python; nothing on the
+site is changed. The parsers live in module_utils (site_facts_scheduler, _network, _sshd, _env,
+_flux, _mpi: plain functions that pwgen's tests feed sample output); this file gathers them.
 """
 
 from __future__ import annotations
@@ -177,6 +176,13 @@ pwgen_site_facts:
         mpi_default: {description: "Slurm's MpiDefault (scontrol show config), or null", type: str}
         srun_args: {description: "srun's arguments to start Flux over a block's nodes:
             V([--mpi=pmi2]) unless MpiDefault is pmi2; null off Slurm", type: list, elements: str}
+    mpi:
+      description: "The C(mpiexec) first on PATH (after the site's ~/.bashrc), or null when none."
+      type: dict
+      contains:
+        mpiexec: {description: Its path as PATH finds it, type: str}
+        flavor: {description: "mpich, intel, openmpi, cray or unknown (its --version)", type: str}
+        version: {description: "The first line of its --version with a digit, or null", type: str}
     gateway_ports:
       description: Whether the sshd serving this session lets remote forwards bind non-loopback.
       type: dict
@@ -200,6 +206,7 @@ import socket  # noqa: E402
 from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.pwgen.hpc.plugins.module_utils import site_facts_mpi  # noqa: E402
 from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_env import (  # noqa: E402
     env_facts,
     env_mismatch,
@@ -229,9 +236,6 @@ from ansible_collections.pwgen.hpc.plugins.module_utils.site_facts_sshd import (
 )
 
 FACTS_VERSION = 1
-
-
-# ------------------------------------------------------------------ the module
 
 
 class _Gatherer:
@@ -317,13 +321,8 @@ class _Gatherer:
             self.warn("`ip` not found: the subnet method is skipped")
 
         def route_src(address: ipaddress.IPv4Address) -> str | None:
-            src: str | None = None
-            if ip:
-                rc, out, _err = self.run([ip, "-4", "route", "get", str(address)])
-                if rc == 0:
-                    src = parse_route_src(out)
-                    return src
-            src = udp_route_src(address)
+            rc, out, _e = self.run([ip, "-4", "route", "get", str(address)]) if ip else (1, "", "")
+            src: str | None = parse_route_src(out) if rc == 0 else udp_route_src(address)
             return src
 
         computes = resolve_ipv4(compute_names)
@@ -371,6 +370,7 @@ class _Gatherer:
             self.module.fail_json(msg=" ".join([mismatch, *detail]))
         facts.update(env)
         facts["flux"] = flux_facts(self.run, probed.get("flux"), self.scontrol, self.warn)
+        facts["mpi"] = site_facts_mpi.mpi_facts(self.warn)
         facts["gateway_ports"] = gateway_ports(self.run, *listener_cmdline())
         facts["warnings"] = self.warnings
         return facts
