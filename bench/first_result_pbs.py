@@ -5,10 +5,12 @@ Brings up a lab of its own (lab1 OpenPBS, lab2 Slurm, 1 compute node each, prefi
 `pwfp`, 10.228.0.0/16; OpenPBS from $PWGEN_PBS_TARBALL or ../shared/pbs/, built once
 per machine) in a scratch project, provisions both, then runs `pwgen run` of a
 workflow that sends one task to one site and prints when its result is back, RUNS
-times per site, the sites alternating. Reported per site: the median of process
-start -> first result, of the run manifest's step times, and of process start ->
-block submitted (Parsl's log) and -> manager registered (the interchange's log). The
-lab is always taken down.
+times per site, the sites alternating, each run once the site's previous block has
+left the scheduler (a qdel'ed PBS job holds its node until its obit, up to the queue's
+kill_delay: a user's run right after another would wait for it). Reported per site:
+the median of process start -> first result, of the run manifest's step times, and of
+process start -> block submitted (Parsl's log) and -> manager registered (the
+interchange's log). The lab is always taken down.
 
     sudo .venv/bin/python bench/first_result_pbs.py [--runs 5]
 """
@@ -16,6 +18,7 @@ lab is always taken down.
 import argparse
 import os
 import statistics
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -24,11 +27,27 @@ from first_result import WORKFLOW, one_run
 from rich.console import Console
 from rich.table import Table
 
+from pwgen.poll import poll
+
 PREFIX, SUBNET = "pwfp", "10.228.0.0/16"
 SITES = {"lab1": "PBS (OpenPBS 23.06)", "lab2": "Slurm"}
+#: The user's jobs not finished yet, per site: empty output when none.
+JOBS = {"lab1": 'qselect -u "$(id -un)"', "lab2": 'squeue -h -u "$(id -un)"'}
 TARBALL = Path(__file__).resolve().parents[2] / "shared" / "pbs" / "openpbs-v23.06.06.tar.gz"
 
 out = Console()
+
+
+def wait_until_idle(project: Path, label: str) -> None:
+    """Until the site lists no job of the user (at most 60 s)."""
+    argv = project_ssh(project).command(label).remote(JOBS[label])
+
+    def idle() -> bool:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        return done.returncode == 0 and done.stdout.strip() == ""
+
+    if poll(idle, 60, interval=0.2) is None:
+        raise SystemExit(f"bench: {label} still lists jobs after 60 s")
 
 
 def main() -> None:
@@ -52,6 +71,7 @@ def main() -> None:
             one_run(project, sites, {}, label)
         for number in range(args.runs):
             for label in SITES:
+                wait_until_idle(project, label)
                 first, timings = one_run(project, sites, {}, label)
                 firsts[label].append(first)
                 for step, seconds in timings.items():
