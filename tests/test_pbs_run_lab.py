@@ -207,6 +207,9 @@ def test_mpich_apps_in_one_two_node_pbs_block(lab: tuple[LabState, Path], tmp_pa
     (tmp_path / "mpi_run.py").write_text(_mpi_workflow())
     known_hosts = str(LAB_DIR / "known_hosts")
     pwgen_provision(tmp_path, "--sites", SITES, "--known-hosts", known_hosts)
+    # The facts saw the site's MPICH, which takes Parsl's PBS prefix (pwgen.configgen.mpi).
+    facts = json.loads((tmp_path / ".pwgen" / "facts" / "lab1.json").read_text())
+    assert facts["mpi"]["flavor"] == "mpich", facts["mpi"]
     with masters_stopped(tmp_path, ["lab1"]):
         done = run_pwgen("run", "mpi_run.py", "--sites", SITES, cwd=tmp_path, timeout=400)
         assert done.returncode == 0, done.stdout + done.stderr
