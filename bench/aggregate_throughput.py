@@ -42,7 +42,6 @@ from run_throughput import (
     MARKER,
     leftovers,
     load_module,
-    noop,
     one_round,
     pgrep,
     wait_for_workers,
@@ -54,6 +53,11 @@ LOCAL_LABEL = "loopback"
 TARGET = 0.9
 
 err = Console(stderr=True)
+
+
+def noop() -> None:
+    """Defined here, in __main__: Parsl ships it by value (the sites lack this directory)."""
+    return None
 
 
 def round_robin(apps: list[Callable[[], Any]]) -> Callable[[], Any]:

@@ -14,8 +14,8 @@ sites' own processes (the lab's sshd, Slurm, worker pools) are not the controlle
 One run per variant, in one lab:
 - `poll 10 ms`: the config with Parsl's default `poll_period=10` (pwgen's before);
 - `generated`: the config as `pwgen config` writes it;
-- `generated, no SQLAlchemy`: the same with SQLAlchemy unimportable (a what-if: every
-  interchange imports all of Parsl, and Parsl's monitoring imports SQLAlchemy if present).
+- `generated, no SQLAlchemy`: the same with SQLAlchemy unimportable in `pwgen run` too
+  (a what-if; the interchanges run without it anyway, see pwgen.interchange_guard).
 
 Printed, per variant and kind of process: how many, CPU % of one core over the window,
 RSS and PSS at its end; the total and the total per site. The lab is always taken down.
