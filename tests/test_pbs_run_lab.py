@@ -9,6 +9,7 @@ machine, see tests/test_pbs_lab.py), lab2 Slurm, 2 compute nodes each, provision
   each, then one across both nodes, in one 2-node PBS job (`mpiexec -n -ppn -hosts`,
   Parsl's PBS prefix; the lab's PBS sites have MPICH first on PATH, see
   pwgen/lab/pbs_mpich.py).
+- A 2-node HTEX block: `place=scatter`, a worker pool on each node (MpiExecLauncher).
 - Failover both ways: PBS's queue stopped (`qmgr ... started = False`) sends every task
   to the Slurm site within the queue-wait budget and the queued PBS job is qdel'ed; a
   Slurm partition down sends them to the PBS site; the PBS site lost mid-run (moms and
@@ -227,6 +228,44 @@ def test_mpich_apps_in_one_two_node_pbs_block(lab: tuple[LabState, Path], tmp_pa
     assert a["start"] < b["end"] and b["start"] < a["end"], (a, b)
     assert across["command"].startswith("mpiexec -n 2 -ppn 1 -hosts lab1-c"), across
     assert {rank["host"] for rank in across["ranks"]} == {"lab1-c1", "lab1-c2"}, across
+    _assert_nothing_left(project)
+
+
+HOSTS = """\
+import json
+from parsl import python_app
+
+@python_app(executors=["lab1"])
+def where(pause):
+    import os, socket, time
+    time.sleep(pause)
+    return socket.gethostname(), os.environ.get("PBS_JOBID")
+
+print(json.dumps(sorted(set(f.result() for f in [where(1) for _ in range(8)]))))
+"""
+
+
+def test_a_two_node_htex_block_has_a_pool_on_each_node(
+    lab: tuple[LabState, Path], tmp_path: Path
+) -> None:
+    _, project = lab
+    sites = yaml.safe_load((project / SITES).read_text())
+    (tmp_path / SITES).write_text(
+        yaml.safe_dump({"sites": [{**sites["sites"][0], "nodes_per_block": 2}]})
+    )
+    (tmp_path / "hosts.py").write_text(HOSTS)
+    known_hosts = str(LAB_DIR / "known_hosts")
+    pwgen_provision(tmp_path, "--sites", SITES, "--known-hosts", known_hosts)
+    with masters_stopped(tmp_path, ["lab1"]):
+        done = run_pwgen("run", "hosts.py", "--sites", SITES, cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    # place=scatter, and MpiExecLauncher started a pool on both nodes of one PBS job.
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [host for host, _ in seen] == ["lab1-c1", "lab1-c2"], seen
+    assert len({job for _, job in seen}) == 1 and seen[0][1].endswith(".lab1-login"), seen
+    run_dir = max((tmp_path / ".pwgen" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    config = (run_dir / "parsl_config.py").read_text()
+    assert "scheduler_options='#PBS -l place=scatter'" in config
     _assert_nothing_left(project)
 
 

@@ -226,6 +226,8 @@ def test_pbspro_and_mpi_sites(tmp_path: Path, state_dir: Path, recorder: Recorde
     assert type(pbs) is SiteHighThroughputExecutor
     assert type(pbs.provider) is SSHPBSProProvider
     assert isinstance(pbs.provider.launcher, MpiExecLauncher)
+    # Two chunks of a block on two nodes, whatever the nodes' cpus.
+    assert pbs.provider.scheduler_options == "#PBS -l place=scatter"
     assert (pbs.provider.queue, pbs.provider.account, pbs.provider.cpus_per_node) == (
         "compute",
         "a1",

@@ -246,11 +246,13 @@ def _slurm_settings(partition: Partition, origin: SiteOrigin) -> Settings:
     return settings
 
 
-def _scheduler_options(settings: Settings, origin: SiteOrigin) -> None:
-    """The site's directive lines, in every block's batch script."""
-    if origin.site.scheduler_options:
-        lines = "\n".join(origin.site.scheduler_options)
-        settings["scheduler_options"] = Setting(lines, origin.label)
+def _scheduler_options(settings: Settings, origin: SiteOrigin, ours: tuple[str, ...] = ()) -> None:
+    """pwgen's directive lines (`ours`), then the site's (a later one wins), in every
+    block's batch script."""
+    theirs = origin.site.scheduler_options
+    if ours or theirs:
+        source = " + ".join([*(["default"] if ours else []), *([origin.label] if theirs else [])])
+        settings["scheduler_options"] = Setting("\n".join([*ours, *theirs]), source)
 
 
 def _pbspro_settings(partition: Partition, origin: SiteOrigin) -> Settings:
@@ -268,7 +270,10 @@ def _pbspro_settings(partition: Partition, origin: SiteOrigin) -> Settings:
     chunk += [f"mem={site.mem_per_node}gb"] if site.mem_per_node else []
     if chunk:  # added to each chunk of the block's `-l select=`
         settings["select_options"] = Setting(":".join(chunk), origin.label)
-    _scheduler_options(settings, origin)
+    # A block's chunks (one per node) on distinct nodes: PBS's default place, free, may
+    # put them all on one node that has the cpus of several.
+    scatter = ("#PBS -l place=scatter",) if site.nodes_per_block > 1 else ()
+    _scheduler_options(settings, origin, scatter)
     return settings
 
 

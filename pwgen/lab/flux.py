@@ -152,16 +152,24 @@ def build_once(root: Path, sha256: str, build: Callable[[], None]) -> bool:
 
 
 def _checked_tarball(path: Path) -> Path:
+    return checked_tarball(path, "--flux ", "a flux-core release tarball", "flux-core/configure")
+
+
+def checked_tarball(path: Path, prefix: str, what: str, member: str) -> Path:
+    """`path`, absolute, if it is a .tar.gz of `what`: `member` ("project/file") is in it
+    as project-<version>/file; else one LabError starting with `prefix`."""
     path = path.expanduser().absolute()
     if not path.is_file():
-        raise LabError(f"--flux {path}: no such file (a flux-core release tarball)")
+        raise LabError(f"{prefix}{path}: no such file ({what})")
     try:
         with tarfile.open(path, "r:gz") as archive:
             names = archive.getnames()
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise LabError(f"--flux {path}: not a .tar.gz archive ({err})") from None
-    if not any(re.fullmatch(r"flux-core-[^/]+/configure", name) for name in names):
-        raise LabError(f"--flux {path}: not a flux-core release tarball (no flux-core-*/configure)")
+        raise LabError(f"{prefix}{path}: not a .tar.gz archive ({err})") from None
+    project, file = member.split("/")
+    pattern = rf"{re.escape(project)}-[^/]+/{re.escape(file)}"
+    if not any(re.fullmatch(pattern, name) for name in names):
+        raise LabError(f"{prefix}{path}: not {what} (no {project}-*/{file})")
     return path
 
 

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pwgen.lab.errors import LabError
-from pwgen.lab.flux import FluxBuild, build_once, prefix_for, run_step, sha256_of
+from pwgen.lab.flux import (
+    FluxBuild,
+    build_once,
+    checked_tarball,
+    prefix_for,
+    run_step,
+    sha256_of,
+)
 from pwgen.lab.system import ensure_packages
 
 PBS_ROOT = Path("/opt/pwgen-lab/pbs")
@@ -54,16 +61,8 @@ class PbsBuild(FluxBuild):
 
 def check_tarball(source: str) -> tuple[Path, str]:
     """The tarball and its sha256, checked before anything is built: one LabError if wrong."""
-    path = Path(source).expanduser().absolute()
-    if not path.is_file():
-        raise LabError(f"{path}: no such file (an OpenPBS source tarball; set ${TARBALL_ENV})")
-    try:
-        with tarfile.open(path, "r:gz") as archive:
-            names = archive.getnames()
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise LabError(f"{path}: not a .tar.gz archive ({err})") from None
-    if not any(re.fullmatch(r"openpbs-[^/]+/autogen\.sh", name) for name in names):
-        raise LabError(f"{path}: not an OpenPBS source tarball (no openpbs-*/autogen.sh)")
+    what = f"an OpenPBS source tarball; set ${TARBALL_ENV}"
+    path = checked_tarball(Path(source), "", what, "openpbs/autogen.sh")
     sha256 = sha256_of(path)
     pinned = PINNED_SHA256.get(path.name)
     if pinned is not None and sha256 != pinned:
