@@ -19,8 +19,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 from helpers import PWGEN, run_pwgen
 from lab_helpers import on_project_site, project_ssh, provisioned_lab, wait_for
@@ -464,10 +466,39 @@ def test_teardown_after_a_run_killed_with_sigkill(project: Path) -> None:
     try:
         assert wait_for(lambda: _submitted(out), timeout=60), out.read_text()
         assert wait_for(lambda: "process_worker_pool" in _live_on_site(project), timeout=60)
-    finally:
+    except BaseException:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        raise
+    with _guards_held(project):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        _teardown_after_sigkill(project, state, sites)
 
+
+@contextmanager
+def _guards_held(project: Path) -> Iterator[None]:
+    """The interchange guards of `project`'s runs stopped (SIGSTOP) meanwhile. A guard
+    stops its interchange and tears its run down within a second of the controller's
+    death (pwgen.interchange_guard); held, it leaves all of it to `teardown`, as when
+    the guard died with the controller. Continued, a guard whose interchange is gone exits."""
+    guards = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or ())
+        if "interchange_guard.py" in cmdline and str(project) in cmdline:
+            guards.append(proc)
+    assert guards, "no interchange guard"
+    for guard in guards:
+        guard.suspend()
+    try:
+        yield
+    finally:
+        for guard in guards:
+            guard.resume()
+
+
+def _teardown_after_sigkill(project: Path, state: Path, sites: list[Site]) -> None:
+    """What status shows of the killed run, and all that teardown then stops and removes."""
     report = gather_status(state, sites)
     (run,) = [r for r in report.runs]
     assert run.state == "crashed", run
@@ -532,13 +563,13 @@ def test_teardown_leaves_a_live_run_alone(project: Path) -> None:
             return [job.state for job in blocks] == ["RUNNING", "RUNNING"]
 
         assert wait_for(both_running, timeout=60)
-        crash_proc.send_signal(signal.SIGKILL)
-        crash_proc.wait()
-        runs = {run.run_id: run for run in list_runs(state) if run.run_id not in before}
-        (live_id,) = [run_id for run_id, run in runs.items() if run.state == "running"]
-        (crashed_id,) = [run_id for run_id, run in runs.items() if run.state == "crashed"]
-
-        done = teardown(state)
+        with _guards_held(project):
+            crash_proc.send_signal(signal.SIGKILL)
+            crash_proc.wait()
+            runs = {run.run_id: run for run in list_runs(state) if run.run_id not in before}
+            (live_id,) = [run_id for run_id, run in runs.items() if run.state == "running"]
+            (crashed_id,) = [run_id for run_id, run in runs.items() if run.state == "crashed"]
+            done = teardown(state)
         print_teardown(done)
         assert done.clean and done.torn_down == [crashed_id], done
         assert f"run {live_id} is running: left alone" in done.notes
