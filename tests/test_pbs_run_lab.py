@@ -1,7 +1,8 @@
 """`pwgen run` on a real OpenPBS site next to a Slurm site: what works on Slurm, on PBS.
 
 Lab (marked `lab`, root; prefix pwpj, 10.219.0.0/16): lab1 runs OpenPBS (built once per
-machine, see tests/test_pbs_lab.py), lab2 Slurm, 2 compute nodes each, provisioned.
+machine, see tests/test_pbs_lab.py; blocks of 2 nodes), lab2 Slurm, 2 compute nodes
+each, provisioned.
 
 - Staging: a File in and out of a python app and a bash app's `stdout=`/`stderr=` on
   the PBS site, which shares no filesystem with the controller.
@@ -52,7 +53,7 @@ PREFIX, SUBNET = "pwpj", "10.219.0.0/16"
 LAB_DIR = Path(tempfile.gettempdir()) / "pwgen-test-pbs-run-lab"
 SCHEDULERS = ("pbspro", "slurm")
 SITES = "sites.yaml"
-TASKS = 300
+TASKS = 200
 
 WORKFLOW = """\
 import concurrent.futures, json, sys
@@ -80,7 +81,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabState, Pa
     """The PBS + Slurm lab and a project provisioned on both sites."""
     project = tmp_path_factory.mktemp("project")
     with running_lab(PREFIX, SUBNET, LAB_DIR, 2, 2, SCHEDULERS) as state:
-        (project / SITES).write_text((LAB_DIR / "sites.yaml").read_text())
+        sites = yaml.safe_load((LAB_DIR / "sites.yaml").read_text())
+        sites["sites"][0]["nodes_per_block"] = 2  # PBS blocks of 2 nodes: place=scatter
+        (project / SITES).write_text(yaml.safe_dump(sites))
         (project / "squares.py").write_text(WORKFLOW)
         known_hosts = str(LAB_DIR / "known_hosts")
         pwgen_provision(project, "--sites", SITES, "--known-hosts", known_hosts)
@@ -245,25 +248,16 @@ print(json.dumps(sorted(set(f.result() for f in [where(1) for _ in range(8)]))))
 """
 
 
-def test_a_two_node_htex_block_has_a_pool_on_each_node(
-    lab: tuple[LabState, Path], tmp_path: Path
-) -> None:
+def test_a_two_node_htex_block_has_a_pool_on_each_node(lab: tuple[LabState, Path]) -> None:
     _, project = lab
-    sites = yaml.safe_load((project / SITES).read_text())
-    (tmp_path / SITES).write_text(
-        yaml.safe_dump({"sites": [{**sites["sites"][0], "nodes_per_block": 2}]})
-    )
-    (tmp_path / "hosts.py").write_text(HOSTS)
-    known_hosts = str(LAB_DIR / "known_hosts")
-    pwgen_provision(tmp_path, "--sites", SITES, "--known-hosts", known_hosts)
-    with masters_stopped(tmp_path, ["lab1"]):
-        done = run_pwgen("run", "hosts.py", "--sites", SITES, cwd=tmp_path, timeout=300)
-        assert done.returncode == 0, done.stdout + done.stderr
+    (project / "hosts.py").write_text(HOSTS)
+    done = run_pwgen("run", "hosts.py", "--sites", SITES, cwd=project, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
     # place=scatter, and MpiExecLauncher started a pool on both nodes of one PBS job.
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert [host for host, _ in seen] == ["lab1-c1", "lab1-c2"], seen
     assert len({job for _, job in seen}) == 1 and seen[0][1].endswith(".lab1-login"), seen
-    run_dir = max((tmp_path / ".pwgen" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    run_dir = max((project / ".pwgen" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
     config = (run_dir / "parsl_config.py").read_text()
     assert "scheduler_options='#PBS -l place=scatter'" in config
     _assert_nothing_left(project)
