@@ -156,11 +156,21 @@ def run(
     """Run a workflow on the sites; its apps name sites by label in executors=[...]."""
     if monitor:
         _require_monitoring()
-    from pwgen.preflight import PreflightError
+    from pwgen.preflight import PreflightError, start_preflight, stop_preflight_masters
     from pwgen.report import print_version_table
-    from pwgen.run import RunOptions, run_workflow
+    from pwgen.userfiles import check_workflow
 
     loaded = load_site_list(sites)
+    check_workflow(workflow)
+    remote = any(not site.is_local for site in loaded)
+    trusted = trusted_known_hosts(sites, known_hosts) if remote else []  # no prompt
+    # The sites answer the preflight while pwgen.run imports Parsl (half a second).
+    preflight = start_preflight(loaded, STATE_DIR.resolve(), trusted, require_all_sites)
+    try:
+        from pwgen.run import RunOptions, run_workflow
+    except BaseException:
+        stop_preflight_masters(preflight, loaded)
+        raise
     options = RunOptions(
         failover=failover,
         retries=retries,
@@ -178,9 +188,9 @@ def run(
         rerun_apps=tuple(rerun_app or ()),
     )
     try:
-        remote = any(not site.is_local for site in loaded)
-        trusted = trusted_known_hosts(sites, known_hosts) if remote else []  # no prompt
-        code = run_workflow(workflow, args or [], loaded, sites, STATE_DIR, options, trusted)
+        code = run_workflow(
+            workflow, args or [], loaded, sites, STATE_DIR, options, trusted, preflight
+        )
     except PreflightError as err:
         if err.rows:
             print_version_table(err.rows)

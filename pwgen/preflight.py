@@ -11,20 +11,23 @@ A site that does not answer at all is not a mismatch: `pwgen run` goes on withou
 it unless told to require every site (`require_all`).
 """
 
+import importlib.util
 import platform
 import shlex
 import subprocess
+import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pwgen_worker
 from pwgen.errors import PwgenError
 from pwgen.facts import read_facts
 from pwgen.layout import StateLayout
 from pwgen.sites import Site
-from pwgen.ssh import SshSetup
+from pwgen.ssh import SshSetup, prepare_ssh
 
 # Parsl, Python major.minor, and pwgen's worker helpers ("-": missing) of the site env.
 # Parsl's version is read from the module that sets `parsl.__version__` (parsl/version.py),
@@ -80,9 +83,65 @@ class SiteVersions:
 
 
 def controller_versions() -> tuple[str, str]:
-    import parsl
+    """This Parsl's version and Python's major.minor; Parsl's read as the sites' is (its
+    version.py), so a preflight can run while another thread imports Parsl."""
+    spec = importlib.util.find_spec("parsl")
+    if spec is None or not spec.origin:
+        raise PreflightError("Parsl is not installed here")
+    names: dict[str, Any] = {}
+    exec(Path(spec.origin).with_name("version.py").read_text(encoding="utf-8"), names)
+    return str(names["VERSION"]), ".".join(platform.python_version_tuple()[:2])
 
-    return parsl.__version__, ".".join(platform.python_version_tuple()[:2])
+
+@dataclass(frozen=True)
+class Preflight:
+    """The remote sites' ssh setup and versions, and how long getting them took."""
+
+    ssh: SshSetup | None
+    versions: list["SiteVersions"]
+    seconds: float
+
+
+def start_preflight(
+    sites: Sequence[Site], state_dir: Path, known_hosts: Sequence[Path], require_all: bool
+) -> "Future[Preflight]":
+    """`prepare_ssh` and `check_versions` of the remote sites, in a thread: they mostly
+    wait on ssh, so they cost nothing while `pwgen run` imports Parsl. The future raises
+    what they raised; masters it started are stopped then."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pwgen-preflight")
+    future = pool.submit(_preflight, sites, state_dir, known_hosts, require_all)
+    pool.shutdown(wait=False)
+    return future
+
+
+def stop_preflight_masters(preflight: "Future[Preflight]", sites: Sequence[Site]) -> None:
+    """Once the preflight is over, stop the masters it started (none if it failed: it
+    stopped its own)."""
+    try:
+        ssh = preflight.result().ssh
+    except BaseException:
+        return
+    if ssh is not None:
+        for site in sites:
+            if not site.is_local:
+                ssh.stop_master(site.label)
+
+
+def _preflight(
+    sites: Sequence[Site], state_dir: Path, known_hosts: Sequence[Path], require_all: bool
+) -> Preflight:
+    started = time.monotonic()
+    remote = [site for site in sites if not site.is_local]
+    if not remote:
+        return Preflight(None, [], 0.0)
+    ssh = prepare_ssh(remote, state_dir, known_hosts)
+    try:
+        versions = check_versions(remote, state_dir, ssh, require_all=require_all)
+    except BaseException:
+        for site in remote:
+            ssh.stop_master(site.label)
+        raise
+    return Preflight(ssh, versions, time.monotonic() - started)
 
 
 def check_versions(

@@ -20,13 +20,13 @@ import platform
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
 
-from pwgen.errors import WorkflowError
 from pwgen.executors.blocks import cancel_active_blocks
 from pwgen.executors.site import start_together
 from pwgen.failover.defaults import AVOID_AFTER, COOL_DOWN, QUEUE_WAIT
@@ -44,12 +44,18 @@ from pwgen.manifest import (
     write_manifest,
 )
 from pwgen.placement import Placement
-from pwgen.preflight import PreflightError, check_versions, unreachable_reasons
+from pwgen.preflight import (
+    Preflight,
+    PreflightError,
+    start_preflight,
+    stop_preflight_masters,
+    unreachable_reasons,
+)
 from pwgen.progress import Mode, RunProgress, Sample, json_report, summary_line
 from pwgen.resume import ResumePlan, install_memoizer, plan_resume, prepare_monitoring_db
 from pwgen.run_config import load_run_config
 from pwgen.sites import Site
-from pwgen.ssh import prepare_ssh
+from pwgen.userfiles import check_workflow
 from pwgen_script import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_WORKFLOW_FAILED, run_script
 
 
@@ -81,33 +87,28 @@ def run_workflow(
     state_dir: Path = DEFAULT_STATE_DIR,
     options: RunOptions = RunOptions(),
     known_hosts: Sequence[Path] = (),
+    preflight: "Future[Preflight] | None" = None,
 ) -> int:
     """Run `workflow` on `sites`; returns the exit code the CLI should exit with.
 
     `known_hosts`: files whose host keys the user trusts (pwgen.ssh.trust).
+    `preflight`: the sites' preflight, started by the caller once it checked `workflow`
+    (pwgen.preflight.start_preflight, before importing this module: it imports Parsl);
+    None: started here.
     """
-    _check_workflow(workflow)
     state_dir = state_dir.resolve()  # the workflow may change the working directory
-    import parsl  # slow import: only when a run really starts
-
-    resume = plan_resume(
-        state_dir, workflow, options.resume, options.checkpoint, options.rerun_apps
-    )
-    run = new_run_dir(state_dir)
-    manifest = start_manifest(
-        run.run_id,
-        workflow,
-        list(args),
-        sites=[site.model_dump(mode="json") for site in sites],
-        parsl_version=parsl.__version__,
-        python_version=platform.python_version(),
-        options=asdict(options),
-        resumed_from=resume.resumed_from,
-    )
-    # Written now (finished: null) and again at the end: a run killed -9 still has one.
-    write_manifest(run.path, manifest)
+    if preflight is None:
+        check_workflow(workflow)
+        preflight = start_preflight(sites, state_dir, known_hosts, options.require_all_sites)
     try:
-        config = _prepare(sites, sites_file, state_dir, run, manifest, options, known_hosts)
+        run, manifest, resume = _new_run(workflow, args, sites, state_dir, options)
+    except BaseException:
+        stop_preflight_masters(preflight, sites)
+        raise
+    try:
+        config = _prepare(
+            sites, sites_file, state_dir, run, manifest, preflight, options.config_file
+        )
     except BaseException:
         finish_manifest(run.path, manifest, EXIT_BAD_INPUT)
         raise
@@ -224,46 +225,64 @@ def _unload(dfk: Any, guards: _Guards, manifest: RunManifest) -> None:
             guards.placement.correct_monitoring(endpoint, dfk.run_id)
 
 
+def _new_run(
+    workflow: Path, args: Sequence[str], sites: Sequence[Site], state_dir: Path, options: RunOptions
+) -> tuple[RunLayout, RunManifest, ResumePlan]:
+    """The run's directory and its first manifest (finished: null, written now: a run
+    killed -9 still has one), and what it resumes."""
+    import parsl
+
+    resume = plan_resume(
+        state_dir, workflow, options.resume, options.checkpoint, options.rerun_apps
+    )
+    run = new_run_dir(state_dir)
+    manifest = start_manifest(
+        run.run_id,
+        workflow,
+        list(args),
+        sites=[site.model_dump(mode="json") for site in sites],
+        parsl_version=parsl.__version__,
+        python_version=platform.python_version(),
+        options=asdict(options),
+        resumed_from=resume.resumed_from,
+    )
+    write_manifest(run.path, manifest)
+    return run, manifest, resume
+
+
 def _prepare(
     sites: Sequence[Site],
     sites_file: Path,
     state_dir: Path,
     run: RunLayout,
     manifest: RunManifest,
-    options: RunOptions,
-    known_hosts: Sequence[Path],
+    preflight: "Future[Preflight]",
+    config_file: Path | None,
 ) -> Any:
-    """ssh config, preflight and the generated config; returns the loaded Parsl Config.
+    """The preflight's outcome and the generated config; returns the loaded Parsl Config.
 
     Sites preflight found unreachable are left out of the generated config and stand
     in as `UnavailableExecutor`s, so apps naming them still resolve.
     """
-    remote = [site for site in sites if not site.is_local]
-    ssh = None
+    done = preflight.result()  # raises what the preflight raised
     try:
-        if remote:
-            ssh = prepare_ssh(remote, state_dir, known_hosts)
-            with manifest.timed("preflight"):
-                versions = check_versions(
-                    remote, state_dir, ssh, require_all=options.require_all_sites
-                )
+        if done.ssh is not None:
+            manifest.timings["preflight"] = done.seconds
             manifest.unavailable_sites = {
-                row.label: row.unreachable for row in versions if row.unreachable
+                row.label: row.unreachable for row in done.versions if row.unreachable
             }
             manifest.site_versions = {
-                row.label: [row.parsl, row.python] for row in versions if not row.unreachable
+                row.label: [row.parsl, row.python] for row in done.versions if not row.unreachable
             }
-            _report_unavailable(versions, sites)
+            _report_unavailable(done.versions, sites)
         live = [site for site in sites if site.label not in manifest.unavailable_sites]
         remote_live = [site.label for site in live if not site.is_local]
         manifest.facts = facts_snapshot(state_dir, remote_live)
         return load_run_config(
-            live, sites_file, state_dir, run, manifest.unavailable_sites, options.config_file
+            live, sites_file, state_dir, run, manifest.unavailable_sites, config_file
         )
     except BaseException:
-        if ssh is not None:  # masters the providers or preflight opened
-            for site in remote:
-                ssh.stop_master(site.label)
+        stop_preflight_masters(preflight, sites)
         raise
 
 
@@ -332,20 +351,6 @@ def _log_to(path: Path) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         handler.close()
-
-
-def _check_workflow(workflow: Path) -> None:
-    if not workflow.exists():
-        raise WorkflowError(f"{workflow}: workflow script not found")
-    if not workflow.is_file():
-        raise WorkflowError(f"{workflow}: not a regular file: a workflow script is a Python file")
-    try:
-        compile(workflow.read_bytes(), str(workflow), "exec")
-    except SyntaxError as err:
-        where = f"{workflow}:{err.lineno}" if err.lineno else str(workflow)  # null bytes: None
-        raise WorkflowError(f"{where}: not valid Python: {err.msg}") from None
-    except (OSError, ValueError) as err:
-        raise WorkflowError(f"{workflow}: cannot read workflow script: {err}") from None
 
 
 @contextmanager

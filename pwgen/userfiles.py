@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from pwgen.errors import PwgenError
+from pwgen.errors import PwgenError, WorkflowError
 
 MAX_BYTES = 1 << 20
 
@@ -58,3 +58,18 @@ def _check_size(size: int, limit: int) -> None:
 def describe_size(size: int) -> str:
     """`1048576` -> `1 MiB`; other sizes in bytes."""
     return f"{size >> 20} MiB" if size and size % (1 << 20) == 0 else f"{size} bytes"
+
+
+def check_workflow(workflow: Path) -> None:
+    """A workflow script: a readable regular file of valid Python; else a WorkflowError."""
+    if not workflow.exists():
+        raise WorkflowError(f"{workflow}: workflow script not found")
+    if not workflow.is_file():
+        raise WorkflowError(f"{workflow}: not a regular file: a workflow script is a Python file")
+    try:
+        compile(workflow.read_bytes(), str(workflow), "exec")
+    except SyntaxError as err:
+        where = f"{workflow}:{err.lineno}" if err.lineno else str(workflow)  # null bytes: None
+        raise WorkflowError(f"{where}: not valid Python: {err.msg}") from None
+    except (OSError, ValueError) as err:
+        raise WorkflowError(f"{workflow}: cannot read workflow script: {err}") from None
