@@ -4,6 +4,7 @@ Every probe targets lab addresses only; the lab's `unreachable` route keeps a
 failed one on this machine.
 """
 
+import contextlib
 import json
 import os
 import shlex
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from helpers import REPO, run_pwgen
 
@@ -292,3 +294,26 @@ def netns_processes(netns: str, marker: str) -> list[str]:
         if marker in cmdline and alive(int(pid)):
             found.append(f"{pid}: {cmdline}")
     return found
+
+
+@contextmanager
+def guards_held(project: Path) -> Iterator[None]:
+    """The interchange guards of `project`'s runs stopped (SIGSTOP) meanwhile. A guard
+    stops its interchange and tears its run down within a second of the controller's
+    death (pwgen.interchange_guard); held, it leaves all of it to `teardown`, as when
+    the guard died with the controller. Continued, a guard whose interchange is gone exits."""
+    guards = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or ())
+        if "interchange_guard.py" in cmdline and str(project) in cmdline:
+            guards.append(proc)
+    assert guards, "no interchange guard"
+    for guard in guards:
+        with contextlib.suppress(psutil.NoSuchProcess):  # an earlier run's, just ending
+            guard.suspend()
+    try:
+        yield
+    finally:
+        for guard in guards:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                guard.resume()

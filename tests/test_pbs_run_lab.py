@@ -33,6 +33,7 @@ import yaml
 from background_run import BackgroundRun
 from helpers import PWGEN, REPO, parsl_processes, run_pwgen
 from lab_helpers import (
+    guards_held,
     masters_stopped,
     netns_processes,
     on_project_site,
@@ -333,9 +334,20 @@ def test_status_shows_and_teardown_cancels_a_killed_runs_pbs_job(
         assert wait_for(lambda: "submitted" in out.read_text(), timeout=60), out.read_text()
         running = lambda: any(j["job_state"] == "R" for j in _live_pbs_jobs(project).values())  # noqa: E731
         assert wait_for(running, timeout=60), _live_pbs_jobs(project)
-    finally:
+    except BaseException:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        raise
+    # Held, the run's interchange guard leaves it all to `pwgen teardown` (lab_helpers).
+    with guards_held(project):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        _status_then_teardown(project)
+    _assert_nothing_left(project)  # the guards, continued, found their interchange gone
+
+
+def _status_then_teardown(project: Path) -> None:
+    """`pwgen status` shows the killed run's PBS job; `pwgen teardown` qdel's it."""
     (job_id,) = _live_pbs_jobs(project)
     shown = run_pwgen("status", "--json", cwd=project)
     assert shown.returncode == 0, shown.stderr
@@ -351,7 +363,6 @@ def test_status_shows_and_teardown_cancels_a_killed_runs_pbs_job(
     assert report["clean"] and report["torn_down"] == [run["run_id"]], report
     actions = [(action["where"], action["what"], action["ok"]) for action in report["actions"]]
     assert ("lab1", f"cancelled job {job_id}", True) in actions, actions
-    _assert_nothing_left(project)
 
 
 # ---------------------------------------------------------------- site lost (last: it kills)

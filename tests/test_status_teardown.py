@@ -19,13 +19,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import psutil
 import pytest
 from helpers import PWGEN, run_pwgen
-from lab_helpers import on_project_site, project_ssh, provisioned_lab, wait_for
+from lab_helpers import guards_held, on_project_site, project_ssh, provisioned_lab, wait_for
 
 from pwgen.layout import StateLayout
 from pwgen.sites import Site, load_sites
@@ -470,31 +468,10 @@ def test_teardown_after_a_run_killed_with_sigkill(project: Path) -> None:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
         raise
-    with _guards_held(project):
+    with guards_held(project):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         _teardown_after_sigkill(project, state, sites)
-
-
-@contextmanager
-def _guards_held(project: Path) -> Iterator[None]:
-    """The interchange guards of `project`'s runs stopped (SIGSTOP) meanwhile. A guard
-    stops its interchange and tears its run down within a second of the controller's
-    death (pwgen.interchange_guard); held, it leaves all of it to `teardown`, as when
-    the guard died with the controller. Continued, a guard whose interchange is gone exits."""
-    guards = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or ())
-        if "interchange_guard.py" in cmdline and str(project) in cmdline:
-            guards.append(proc)
-    assert guards, "no interchange guard"
-    for guard in guards:
-        guard.suspend()
-    try:
-        yield
-    finally:
-        for guard in guards:
-            guard.resume()
 
 
 def _teardown_after_sigkill(project: Path, state: Path, sites: list[Site]) -> None:
@@ -563,7 +540,7 @@ def test_teardown_leaves_a_live_run_alone(project: Path) -> None:
             return [job.state for job in blocks] == ["RUNNING", "RUNNING"]
 
         assert wait_for(both_running, timeout=60)
-        with _guards_held(project):
+        with guards_held(project):
             crash_proc.send_signal(signal.SIGKILL)
             crash_proc.wait()
             runs = {run.run_id: run for run in list_runs(state) if run.run_id not in before}
