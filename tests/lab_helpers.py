@@ -9,6 +9,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -297,21 +298,24 @@ def netns_processes(netns: str, marker: str) -> list[str]:
 
 
 @contextmanager
-def guards_held(project: Path) -> Iterator[None]:
-    """The interchange guards of `project`'s runs stopped (SIGSTOP) meanwhile. A guard
-    stops its interchange and tears its run down within a second of the controller's
-    death (pwgen.interchange_guard); held, it leaves all of it to `teardown`, as when
-    the guard died with the controller. Continued, a guard whose interchange is gone exits."""
+def killed_with_guards_held(proc: "subprocess.Popen[Any]", project: Path) -> Iterator[None]:
+    """`proc` (a `pwgen run` in `project`) killed with SIGKILL and reaped, its interchange
+    guards stopped (SIGSTOP) meanwhile. A guard stops its interchange and tears its run
+    down within a second of the controller's death (pwgen.interchange_guard); held, it
+    leaves all of it to `teardown`, as when the guard died with the controller.
+    Continued, a guard whose interchange is gone exits."""
     guards = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or ())
+    for found in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(found.info["cmdline"] or ())
         if "interchange_guard.py" in cmdline and str(project) in cmdline:
-            guards.append(proc)
+            guards.append(found)
     assert guards, "no interchange guard"
     for guard in guards:
         with contextlib.suppress(psutil.NoSuchProcess):  # an earlier run's, just ending
             guard.suspend()
     try:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
         yield
     finally:
         for guard in guards:
