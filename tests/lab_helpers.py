@@ -27,6 +27,7 @@ from pwgen.layout import StateLayout
 from pwgen.poll import poll
 from pwgen.ssh.command import Master, SshCommand
 from pwgen.ssh.prepare import SshSetup
+from pwgen.status.processes import process_kind
 
 #: The flux-core release tarball of ../shared/flux (issue 16).
 FLUX_TARBALL_NAME = "flux-core-0.88.0.tar.gz"
@@ -298,26 +299,25 @@ def netns_processes(netns: str, marker: str) -> list[str]:
 
 
 @contextmanager
-def killed_with_guards_held(proc: "subprocess.Popen[Any]", project: Path) -> Iterator[None]:
-    """`proc` (a `pwgen run` in `project`) killed with SIGKILL and reaped, its interchange
-    guards stopped (SIGSTOP) meanwhile. A guard stops its interchange and tears its run
-    down within a second of the controller's death (pwgen.interchange_guard); held, it
-    leaves all of it to `teardown`, as when the guard died with the controller.
-    Continued, a guard whose interchange is gone exits."""
-    guards = []
-    for found in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(found.info["cmdline"] or ())
-        if "interchange_guard.py" in cmdline and str(project) in cmdline:
-            guards.append(found)
-    assert guards, "no interchange guard"
-    for guard in guards:
-        with contextlib.suppress(psutil.NoSuchProcess):  # an earlier run's, just ending
-            guard.suspend()
+def killed_with_interchanges_held(proc: "subprocess.Popen[Any]") -> Iterator[None]:
+    """`proc` (a `pwgen run`) killed with SIGKILL and reaped, its interchanges stopped
+    (SIGSTOP) meanwhile. An interchange's guard ends it and tears its run down within a
+    second of the controller's death (pwgen.interchange_guard); held, it leaves all of
+    that to `teardown`, as when the interchange hung with its controller. Continued, an
+    interchange that `teardown` did not stop goes on (and its guard ends it)."""
+    interchanges = []
+    for child in psutil.Process(proc.pid).children():
+        with contextlib.suppress(psutil.Error):  # a short-lived one (ssh check) ended
+            if process_kind(" ".join(child.cmdline())) == "interchange":
+                interchanges.append(child)
+    assert interchanges, "no interchange"
+    for interchange in interchanges:
+        interchange.suspend()
     try:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         yield
     finally:
-        for guard in guards:
+        for interchange in interchanges:
             with contextlib.suppress(psutil.NoSuchProcess):
-                guard.resume()
+                interchange.resume()

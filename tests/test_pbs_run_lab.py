@@ -33,7 +33,7 @@ import yaml
 from background_run import BackgroundRun
 from helpers import PWGEN, REPO, parsl_processes, run_pwgen
 from lab_helpers import (
-    killed_with_guards_held,
+    killed_with_interchanges_held,
     masters_stopped,
     netns_processes,
     on_project_site,
@@ -338,7 +338,7 @@ def test_status_shows_and_teardown_cancels_a_killed_runs_pbs_job(
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
         raise
-    with killed_with_guards_held(proc, project):
+    with killed_with_interchanges_held(proc):
         _status_then_teardown(project)
     _assert_nothing_left(project)  # the guards, continued, found their interchange gone
 

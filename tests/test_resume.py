@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 from helpers import PWGEN, assert_one_line_error, run_pwgen
 
-from pwgen.interchange_guard import guard_launch_cmd, lean_interchange_command
 from pwgen.layout import RunLayout, StateLayout
 from pwgen.manifest import load_manifest
 from pwgen.poll import poll
@@ -38,7 +37,6 @@ from pwgen.resume import (
     read_checkpoint,
 )
 from pwgen.resume.checkpoint import HEADER, encode_record
-from pwgen.status.processes import process_kind
 
 needs_memoizer = pytest.mark.skipif(
     not memoizer_supported(), reason="this Parsl has no memoizer plug-in"
@@ -149,90 +147,6 @@ def test_the_memoizer_reuses_results_per_call_not_per_value(tmp_path: Path) -> N
     assert again == results and reused == 4
     assert (ran("plain"), ran("cached"), ran("rerun")) == (3, 1, 2)  # only never_reused
     assert records_two == records  # carried over: the next resume has them too
-
-
-def test_the_guard_stops_an_orphaned_interchange_and_cleans_up(tmp_path: Path) -> None:
-    mark = tmp_path / "cleaned"
-    launcher = f"""
-import subprocess, sys, time
-sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
-from pwgen.interchange_guard import lean_interchange_command, guard_launch_cmd
-cmd = guard_launch_cmd(["sleep", "1000"], None)
-cmd = [*cmd[:2], "2", "touch", {str(mark)!r}, *cmd[3:]]
-proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
-print(proc.pid, flush=True)
-if sys.argv[1] == "exit":
-    proc.terminate(); proc.wait(); sys.exit(0)
-time.sleep(1000)
-"""
-    for how in ("exit", "kill"):
-        mark.unlink(missing_ok=True)
-        dfk = subprocess.Popen(
-            [sys.executable, "-c", launcher, how], stdout=subprocess.PIPE, text=True
-        )
-        assert dfk.stdout is not None
-        interchange = int(dfk.stdout.readline())
-        if how == "kill":
-            time.sleep(0.5)
-            dfk.send_signal(signal.SIGKILL)
-        dfk.wait()
-        assert poll(lambda pid=interchange: not _alive(pid), 5) is not None
-        assert poll(lambda: not _guards(str(mark)), 3) is not None, _guards(str(mark))
-        assert mark.exists() == (how == "kill")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _guards(marker: str) -> list[int]:
-    """Live guard watchers whose command line names `marker`."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if "interchange_guard" in cmdline and marker in cmdline and _alive(int(proc.name)):
-                found.append(int(proc.name))
-    return found
-
-
-def test_guard_launch_cmd_names_the_run_teardown(tmp_path: Path) -> None:
-    run = StateLayout(tmp_path / ".pwgen").run("20261205-000000-abcdef")
-    command = guard_launch_cmd(["interchange.py"], run)
-    assert command[2:] == [
-        "5",
-        *(sys.executable, "-m", "pwgen.teardown", str(run.path.parent.parent), run.run_id),
-        "--",
-        "interchange.py",
-    ]
-    assert guard_launch_cmd(["interchange.py"], None)[2:] == ["0", "--", "interchange.py"]
-
-
-def test_the_guarded_interchange_runs_without_sqlalchemy(tmp_path: Path) -> None:
-    """Parsl's interchange script, run by the guard: SQLAlchemy (monitoring's, 16 MB per
-    site) cannot be imported, argv is the script's, and status still sees an interchange."""
-    script = tmp_path / "interchange.py"
-    script.write_text(
-        "import sys\n"
-        "try:\n    import sqlalchemy\nexcept ImportError:\n    sqlalchemy = None\n"
-        "print(sys.argv, sqlalchemy is None, __name__)\n"
-    )
-    script.chmod(0o755)
-    command = lean_interchange_command([str(script), "--x"])
-    assert command[:2] == [sys.executable, "-c"] and command[3:] == [str(script), "--x"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True)
-    assert done.stdout.strip() == f"{[str(script), '--x']} True __main__"
-    assert process_kind(" ".join(command)) == "interchange"
-    # The guard's watcher names the interchange after `--`: not an interchange itself.
-    assert process_kind(" ".join(guard_launch_cmd([str(script)], None))) != "interchange"
-    assert lean_interchange_command(["other.py", "a"]) == ["other.py", "a"]
 
 
 WRITER = """

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from helpers import PWGEN, run_pwgen
 from lab_helpers import (
-    killed_with_guards_held,
+    killed_with_interchanges_held,
     on_project_site,
     project_ssh,
     provisioned_lab,
@@ -474,7 +474,7 @@ def test_teardown_after_a_run_killed_with_sigkill(project: Path) -> None:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
         raise
-    with killed_with_guards_held(proc, project):
+    with killed_with_interchanges_held(proc):
         _teardown_after_sigkill(project, state, sites)
 
 
@@ -544,7 +544,7 @@ def test_teardown_leaves_a_live_run_alone(project: Path) -> None:
             return [job.state for job in blocks] == ["RUNNING", "RUNNING"]
 
         assert wait_for(both_running, timeout=60)
-        with killed_with_guards_held(crash_proc, project):
+        with killed_with_interchanges_held(crash_proc):
             runs = {run.run_id: run for run in list_runs(state) if run.run_id not in before}
             (live_id,) = [run_id for run_id, run in runs.items() if run.state == "running"]
             (crashed_id,) = [run_id for run_id, run in runs.items() if run.state == "crashed"]

@@ -25,10 +25,12 @@ def process_kind(command: str) -> str:
     """What a process is, from its command line (`/proc/<pid>/cmdline`, spaces for NULs)."""
     argv = command.split()
     first = os.path.basename(argv[0]) if argv else ""
-    # Run as a script, or by pwgen's interchange guard through `python -c ...runpy...`.
-    lean = argv[1:2] == ["-c"] and "runpy.run_path" in command
+    # Run as a script, or by pwgen's guard (`interchange_guard.py N CLEANUP... -- SCRIPT`),
+    # until Parsl renames the process "parsl: HTEX interchange".
+    guarded = [os.path.basename(arg) for arg in argv[1:2]] == ["interchange_guard.py"]
+    script = argv[argv.index("--") + 1 : argv.index("--") + 2] if "--" in argv else []
     if "HTEX interchange" in command or any(
-        os.path.basename(arg) == "interchange.py" for arg in (argv if lean else argv[:3])
+        os.path.basename(arg) == "interchange.py" for arg in (script if guarded else argv[:3])
     ):
         return "interchange"
     if command.startswith("parsl:") or "process_worker_pool" in command:
