@@ -10,9 +10,11 @@ the same machine load:
 - the 1,000-site front end: `pwgen inventory` and `pwgen config` for 100 and 1,000
   synthetic sites whose facts are present (as `pwgen provision` leaves them).
 
-No lab, no root. Printed: medians in ms and the after/before ratio.
+With --before-path DIR, "before" also imports first from DIR (e.g. another typer,
+installed there with `pip install --target DIR`). No lab, no root. Printed: medians in
+ms and the after/before ratio.
 
-    .venv/bin/python bench/frontend.py [--runs 7] [--base REV]
+    .venv/bin/python bench/frontend.py [--runs 7] [--base REV] [--before-path DIR]
 """
 
 import argparse
@@ -120,10 +122,21 @@ Times = dict[tuple[str, str], list[tuple[float, float]]]  # (row, column) -> (wa
 def pwgen_jobs(cases: dict[str, list[str]], trees: dict[str, Path]) -> list[Job]:
     """Each case (row) under each source tree (column)."""
     return [
-        (name, tree, [sys.executable, "-c", RUNNER, *args], {"PWGEN_BENCH_SRC": str(source)})
+        (name, tree, [sys.executable, "-c", RUNNER, *args], tree_env(tree, source))
         for name, args in cases.items()
         for tree, source in trees.items()
     ]
+
+
+#: --before-path: a directory "before" imports from first (another typer, say).
+BEFORE_PATH: str | None = None
+
+
+def tree_env(tree: str, source: Path) -> dict[str, str]:
+    env = {"PWGEN_BENCH_SRC": str(source)}
+    if tree == "before" and BEFORE_PATH:
+        env["PYTHONPATH"] = BEFORE_PATH
+    return env
 
 
 def measure(jobs: list[Job], runs: int, cwd: Path) -> Times:
@@ -183,7 +196,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--base", default=None, help="the 'before' revision (default: fork)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--before-path", default=None, help="imported first by 'before'")
     args = parser.parse_args()
+    global BEFORE_PATH
+    BEFORE_PATH = args.before_path
     scratch = Path(tempfile.mkdtemp(prefix="pwgen-frontend-bench-"))
     try:
         base, trees = source_trees(args.base, scratch)

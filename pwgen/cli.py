@@ -6,6 +6,7 @@ stderr, never a traceback), 130 interrupted.
 
 import importlib
 import json
+import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -30,6 +31,15 @@ from pwgen.lab.cli import app as lab_app
 
 #: `pwgen run --placement`: pwgen.placement, or Parsl's random pick.
 Placement = Literal["capacity", "random"]
+
+
+def _seconds(value: float) -> float:
+    """A float option's value, refused when not finite: typer (click) takes 'nan' and
+    'inf' for floats and its `min=` lets both through."""
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number of seconds")
+    return value
+
 
 if TYPE_CHECKING:  # the CLI imports the steps lazily, to start fast
     from pwgen.provision import PlayOptions, SiteReport
@@ -89,6 +99,7 @@ def run(
         float,
         typer.Option(
             min=0,
+            callback=_seconds,
             help="Seconds a site may keep tasks waiting with no worker connected before "
             "its tasks move elsewhere and its blocks are cancelled (0: no limit).",
         ),
@@ -107,7 +118,8 @@ def run(
         int, typer.Option(min=1, help="Avoid a site after this many site failures in a row.")
     ] = AVOID_AFTER,
     cool_down: Annotated[
-        float, typer.Option(min=0, help="Seconds an avoided site is left alone.")
+        float,
+        typer.Option(min=0, callback=_seconds, help="Seconds an avoided site is left alone."),
     ] = COOL_DOWN,
     monitor: Annotated[
         bool,

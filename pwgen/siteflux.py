@@ -32,6 +32,10 @@ _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # What Flux's Python bindings import (Parsl's FluxExecutor needs them in the env).
 FLUX_PYTHON_PACKAGES = ("cffi", "pyyaml", "ply")
+#: srun's PMI for a Flux instance's brokers (pwgen.providers.FluxInstanceLauncher):
+#: without pmi2 (Slurm's MpiDefault none or pmix) srun still exits 0, but every node
+#: starts a 1-node instance of its own.
+DEFAULT_SRUN_ARGS = ("--mpi=pmi2",)
 # Per method: the keys it needs, and the keys it does not use.
 _NEEDS = {"conda": (), "system": ("path", "version"), "source": ("tarball", "sha256", "version")}
 _UNUSED = {"conda": ("path", "tarball", "sha256"), "system": ("tarball", "sha256"), "source": ()}

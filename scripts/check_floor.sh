@@ -38,7 +38,7 @@ pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" check
 echo "check_floor.sh: parsl $PARSL, typer $TYPER in $VENV"
 
-"$VENV/bin/python" -c 'from pwgen.parsl_internals import check_parsl_internals as c; c()'
+"$VENV/bin/python" -c 'from pwgen.parsl_checks import check_parsl_internals as c; c()'
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m "not lab" \
   tests/test_parsl_internals.py tests/test_run_local.py tests/test_staging.py \
   tests/test_streams.py tests/test_failover.py tests/test_cli.py

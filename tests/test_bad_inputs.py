@@ -193,18 +193,21 @@ CASES: dict[str, Case] = {
     "cli_option_without_value": Case(("config", "-o"), ("Option '-o' requires an argument",)),
     "cli_missing_workflow_argument": Case(("run",), ("Missing argument 'workflow'",)),
     "cli_missing_required_option": Case(("inventory",), ("Missing option '--from'",)),
-    "cli_not_a_number": Case(("status", "--last", "abc"), ("'--last'", "integer")),
+    "cli_not_a_number": Case(("status", "--last", "abc"), ("'--last'", "not a valid int")),
     "cli_negative_count": Case(("status", "--last", "-1"), ("--last -1", "negative")),
-    "cli_run_negative_retries": Case(
-        ("run", "wf.py", "--retries", "-1"), ("'--retries'", "greater than or equal to 0")
-    ),
+    "cli_run_negative_retries": Case(("run", "wf.py", "--retries", "-1"), ("'--retries'", "x>=0")),
     "cli_run_queue_wait_not_a_number": Case(
-        ("run", "wf.py", "--queue-wait", "10m"), ("'--queue-wait'", "number")
+        ("run", "wf.py", "--queue-wait", "10m"), ("'--queue-wait'", "not a valid float")
     ),
     "cli_run_avoid_after_zero": Case(
-        ("run", "wf.py", "--avoid-after", "0"), ("'--avoid-after'", "greater than or equal to 1")
+        ("run", "wf.py", "--avoid-after", "0"), ("'--avoid-after'", "x>=1")
     ),
-    "cli_run_cool_down_nan": Case(("run", "wf.py", "--cool-down", "nan"), ("'--cool-down'",)),
+    "cli_run_cool_down_nan": Case(
+        ("run", "wf.py", "--cool-down", "nan"), ("'--cool-down'", "not a number of seconds")
+    ),
+    "cli_run_queue_wait_inf": Case(
+        ("run", "wf.py", "--queue-wait", "inf"), ("'--queue-wait'", "not a number of seconds")
+    ),
     "cli_run_flag_with_a_value": Case(
         ("run", "wf.py", "--no-failover=1"), ("'--no-failover' does not take a value",)
     ),

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from facts_samples import provisioned_facts
 from helpers import run_pwgen
 
 from pwgen import inventory, yamlload
@@ -43,10 +44,11 @@ sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
 """
 
 
-def _modules_after(*args: str) -> set[str]:
+def _modules_after(*args: str, cwd: Path | None = None) -> set[str]:
     """The modules loaded once `pwgen ARGS` is done, in a fresh interpreter."""
     done = subprocess.run(
         [sys.executable, "-c", _MODULES_AFTER, *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
@@ -72,6 +74,28 @@ def test_a_command_still_imports_what_it_needs(tmp_path: Path) -> None:
     assert "pwgen.lab.state" in _modules_after("lab", "status", "--state-dir", str(tmp_path))
     done = run_pwgen("lab", "status", "--state-dir", str(tmp_path / "none"), cwd=tmp_path)
     assert done.returncode == 2 and "no lab in" in done.stderr, done.stderr
+
+
+def test_config_and_inventory_write_parsl_code_without_importing_parsl(tmp_path: Path) -> None:
+    """Parsl's import (0.5 s) is the run's: `pwgen config` only writes Python that uses
+    it (for a Slurm and a PBS Pro site with their facts), `pwgen inventory` none."""
+    facts = tmp_path / ".pwgen" / "facts"
+    facts.mkdir(parents=True)
+    (tmp_path / ".pwgen" / "ssh").mkdir()
+    (tmp_path / ".pwgen" / "ssh" / "config").write_text("# written by pwgen provision\n")
+    lines = ["sites:"]
+    for label, scheduler in (("a", "slurm"), ("b", "pbspro")):
+        lines.append(f"  - {{label: {label}, scheduler: {scheduler}, host: h, partition: compute}}")
+        record = provisioned_facts(label, scheduler=scheduler)
+        (facts / f"{label}.json").write_text(json.dumps(record))
+    (tmp_path / "sites.yaml").write_text("\n".join(lines) + "\n")
+    for args, written in (
+        (("config", "-o", "c.py"), "c.py"),
+        (("inventory", "--from", "sites.yaml", "-o", "i.yml"), "i.yml"),
+    ):
+        modules = _modules_after(*args, cwd=tmp_path)
+        assert (tmp_path / written).is_file(), f"pwgen {args[0]} wrote nothing"
+        assert "parsl" not in modules, f"pwgen {args[0]} imported Parsl"
 
 
 # ------------------------------------------------------------ sites.yaml via libyaml

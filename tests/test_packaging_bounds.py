@@ -102,3 +102,16 @@ def test_build_gives_an_sdist_and_a_wheel_that_twine_accepts(tmp_path: Path) -> 
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.count("PASSED") == 2
+
+
+def test_check_floor_runs_checks_and_tests_that_exist() -> None:
+    """scripts/check_floor.sh is not part of this suite: what it runs must not rot. Its
+    `python -c` check runs here, and every test file it names exists."""
+    script = (REPO / "scripts" / "check_floor.sh").read_text()
+    checks = re.findall(r"python\" -c '([^']+)'", script)
+    assert checks, "check_floor.sh runs no python -c check"
+    for check in checks:
+        done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+        assert done.returncode == 0, (check, done.stderr)
+    named = re.findall(r"tests/\S+\.py", script)
+    assert named and all((REPO / path).is_file() for path in named), named

@@ -23,7 +23,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
 from helpers import PWGEN, assert_one_line_error, run_pwgen
 
 from pwgen.layout import RunLayout, StateLayout
@@ -31,16 +30,10 @@ from pwgen.manifest import load_manifest
 from pwgen.poll import poll
 from pwgen.resume import (
     CheckpointWriter,
-    ResumeError,
-    memoizer_supported,
     plan_resume,
     read_checkpoint,
 )
 from pwgen.resume.checkpoint import HEADER, encode_record
-
-needs_memoizer = pytest.mark.skipif(
-    not memoizer_supported(), reason="this Parsl has no memoizer plug-in"
-)
 
 
 def _written(path: Path, records: dict[str, Any]) -> bytes:
@@ -110,7 +103,6 @@ def _thread_run(run_dir: Path, earlier: dict[str, bytes], script: Any) -> Any:
     return result, read_checkpoint(RunLayout(run_dir).checkpoint).results, memoizer.reused
 
 
-@needs_memoizer
 def test_the_memoizer_reuses_results_per_call_not_per_value(tmp_path: Path) -> None:
     from parsl import python_app
 
@@ -191,12 +183,8 @@ def test_kill_9_while_writing_never_leaves_a_torn_file(tmp_path: Path) -> None:
         assert manifest is not None and manifest.run_id == run.name
         read = read_checkpoint(run / "checkpoint.log")
         assert read.problem is None or "torn at byte" in read.problem
-        try:
-            plan = plan_resume(state.root, workflow, run.name)
-        except ResumeError as err:  # this Parsl cannot resume: one line, not a traceback
-            assert "\n" not in str(err) and not memoizer_supported()
-        else:
-            assert plan.earlier.keys() == read.results.keys()
+        plan = plan_resume(state.root, workflow, run.name)
+        assert plan.earlier.keys() == read.results.keys()
     shown = run_pwgen("status", "--json", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert len(json.loads(shown.stdout)["runs"]) == 10
@@ -221,7 +209,6 @@ with open("total.txt", "w") as out:
 """
 
 
-@needs_memoizer
 def test_a_local_run_killed_9_resumes(tmp_path: Path) -> None:
     (tmp_path / "wf.py").write_text(LOCAL_WORKFLOW)
     sites = Path(__file__).parent.parent / "examples" / "sites.local.yaml"

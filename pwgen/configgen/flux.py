@@ -13,7 +13,7 @@ from pwgen.configgen.settings import FACTS, Setting, Settings, SiteOrigin
 from pwgen.configgen.source import Call
 from pwgen.errors import ConfigError
 from pwgen.facts import Partition, SiteFacts
-from pwgen.providers.flux_launcher import DEFAULT_SRUN_ARGS
+from pwgen.siteflux import DEFAULT_SRUN_ARGS
 from pwgen.sites import Site
 
 

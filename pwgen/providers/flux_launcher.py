@@ -5,9 +5,7 @@ from collections.abc import Sequence
 
 from parsl.launchers.base import Launcher
 
-#: srun's PMI for the brokers: without pmi2 (when Slurm's MpiDefault is none or pmix)
-#: srun still exits 0, but every node starts a 1-node instance of its own.
-DEFAULT_SRUN_ARGS = ("--mpi=pmi2",)
+from pwgen.siteflux import DEFAULT_SRUN_ARGS
 
 
 class FluxInstanceLauncher(Launcher):

@@ -17,7 +17,6 @@ from pwgen.resume.plan import (
     ResumeError,
     ResumePlan,
     install_memoizer,
-    memoizer_supported,
     offer_resume,
     plan_resume,
 )
@@ -28,7 +27,6 @@ __all__ = [
     "ResumeError",
     "ResumePlan",
     "install_memoizer",
-    "memoizer_supported",
     "offer_resume",
     "plan_resume",
     "prepare_monitoring_db",

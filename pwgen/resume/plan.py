@@ -35,13 +35,6 @@ class ResumePlan:
     earlier: dict[str, bytes] = field(default_factory=dict)
 
 
-def memoizer_supported() -> bool:
-    """Parsl lets a config bring its own memoizer (`parsl.dataflow.memoization.BasicMemoizer`)."""
-    import parsl.dataflow.memoization as memoization
-
-    return hasattr(memoization, "BasicMemoizer")
-
-
 def plan_resume(
     state_dir: Path,
     workflow: Path,
@@ -50,13 +43,13 @@ def plan_resume(
     rerun_apps: Sequence[str] = (),
 ) -> ResumePlan:
     """The run's plan; with `resume`, the dead run is torn down and its checkpoint read."""
-    plan = ResumePlan(checkpoint and memoizer_supported(), tuple(rerun_apps))
+    plan = ResumePlan(checkpoint, tuple(rerun_apps))
     if resume is None:
         if plan.checkpoint:
             offer_resume(state_dir, workflow)
         return plan
     if not plan.checkpoint:
-        raise ResumeError(_why_no_checkpoint(checkpoint, "--resume"))
+        raise ResumeError("--resume reuses a checkpoint: it cannot go with --no-checkpoint")
     run = _resumable_run(state_dir, workflow, resume)
     read = read_checkpoint(run.checkpoint)
     if read.problem:
@@ -67,17 +60,6 @@ def plan_resume(
         file=sys.stderr,
     )
     return plan
-
-
-def _why_no_checkpoint(asked: bool, option: str) -> str:
-    if not asked:
-        return f"{option} reuses a checkpoint: it cannot go with --no-checkpoint"
-    import parsl
-
-    return (
-        f"{option}: this Parsl ({parsl.__version__}) has no memoizer plug-in "
-        "(parsl.dataflow.memoization.BasicMemoizer); resuming needs a newer Parsl"
-    )
 
 
 def _resumable_run(state_dir: Path, workflow: Path, run_id: str) -> RunLayout:
