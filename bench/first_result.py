@@ -80,10 +80,17 @@ def logged_at(path: Path, text: str, label: str = "lab1") -> float | None:
 
 
 def one_run(
-    project: Path, sites: Path, env: dict[str, str], label: str = "lab1"
+    project: Path,
+    sites: Path,
+    env: dict[str, str],
+    label: str = "lab1",
+    config: Path | None = None,
 ) -> tuple[float, dict[str, float]]:
-    """process start -> first result (s) of a task on `label`, and the manifest's timings."""
-    argv = [str(PWGEN), "run", "first.py", "--sites", str(sites), "--", label]
+    """process start -> first result (s) of a task on `label` (with the `config` module
+    instead of pwgen's, if given), and the manifest's timings."""
+    argv = [str(PWGEN), "run", "first.py", "--sites", str(sites)]
+    argv += ["--config", str(config)] if config else []
+    argv += ["--", label]
     started = time.time()
     done = subprocess.run(
         argv, cwd=project, capture_output=True, text=True, env={**os.environ, **env}, timeout=300

@@ -3,34 +3,31 @@
 HTEX starts its interchange as a child of the DataFlowKernel's process. A controller
 killed with -9 leaves it behind: it keeps dispatching its queue, and the sites' workers
 keep computing results nobody will read. pwgen launches the interchange through this
-program (a file run by path, standard library only, as Parsl's own launch command is):
+program (a file run by path, as Parsl's own launch command is; standard library and
+pwgen_worker only):
 
     python interchange_guard.py N CLEANUP... -- INTERCHANGE_SCRIPT ARGS...
 
 It starts a new session (out of reach of the terminal's Ctrl-C, see pwgen.executors)
-and a watcher thread, then runs the interchange script in this same process (same pid,
-same stdin: HTEX talks to and stops it as if it had launched the script itself). Twice
-a second the watcher checks that the DataFlowKernel's process (the one that launched
-us) still runs. Once it is gone, the watcher starts the N words CLEANUP in a session of
-their own (pwgen: the run's teardown, which cancels its blocks and stops its relays,
-and writes what it did into the run's `teardown.log`) and ends the process at once, so
-the interchange dispatches nothing more.
+and a watcher thread, then runs the interchange script in this same process, lean
+(pwgen_worker.run_script; same pid, same stdin: HTEX talks to and stops it as if it
+had launched the script itself). Twice a second the watcher checks that the
+DataFlowKernel's process (the one that launched us) still runs. Once it is gone, the
+watcher starts the N words CLEANUP in a session of their own (pwgen: the run's
+teardown, which cancels its blocks and stops its relays, and writes what it did into
+the run's `teardown.log`) and ends the process at once, so the interchange dispatches
+nothing more.
 
 Only the death of the controller's process triggers it: a tunnel being repaired does
 not, since the DataFlowKernel's process lives on. The watcher is a thread rather than
 a process of its own: that is one Python (11 MB) less per site.
 """
 
-import importlib
-import importlib.util
 import os
-import runpy
-import shutil
 import subprocess
 import sys
 import threading
 import time
-import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,47 +101,6 @@ def _watch(dfk_pid: int, dfk_started: str | None, cleanup: Sequence[str]) -> Non
     os._exit(0)
 
 
-# Parsl's package __init__s re-export the DataFlowKernel, every executor and the
-# monitoring hub (SQLAlchemy with it): none of which the interchange uses, and 16 MB and
-# 0.2 s of imports per site. The interchange's own modules are imported without them.
-_SKIPPED_INITS = ("parsl", "parsl.executors", "parsl.monitoring")
-_INTERCHANGE = "parsl.executors.high_throughput.interchange"
-
-
-def import_lean_interchange() -> bool:
-    """Import Parsl's interchange module without the re-exports of Parsl's package
-    __init__s (and without SQLAlchemy). False, with nothing of Parsl left imported, when
-    this Parsl's interchange needs them: it then imports as Parsl imports it."""
-    sys.modules["sqlalchemy"] = None  # type: ignore[assignment]  # blocks its import
-    spec = importlib.util.find_spec("parsl")
-    if spec is None or not spec.submodule_search_locations:
-        return False
-    root = next(iter(spec.submodule_search_locations))
-    before = set(sys.modules)
-    for name in _SKIPPED_INITS:
-        package = types.ModuleType(name)
-        package.__path__ = [os.path.join(root, *name.split(".")[1:])]
-        sys.modules[name] = package
-    try:
-        importlib.import_module(_INTERCHANGE)
-    except Exception:
-        for name in set(sys.modules) - before:
-            del sys.modules[name]
-        return False
-    return True
-
-
-def run_script(command: Sequence[str]) -> None:
-    """Run the Python script `command[0]` (found on PATH like a command) with its
-    arguments in this process, as `python SCRIPT ARGS...` would; Parsl's interchange lean."""
-    script = shutil.which(command[0]) or command[0]
-    if Path(script).name == "interchange.py":
-        import_lean_interchange()
-    sys.argv = [script, *command[1:]]
-    sys.path[0] = os.path.dirname(os.path.abspath(script))  # not pwgen's package dir
-    runpy.run_path(script, run_name="__main__")
-
-
 def main(argv: Sequence[str]) -> int:
     count = int(argv[1]) if len(argv) > 1 and argv[1].isdigit() else -1
     if count < 0 or len(argv) <= 3 + count or argv[2 + count] != "--":
@@ -158,6 +114,8 @@ def main(argv: Sequence[str]) -> int:
         target=_watch, args=(dfk_pid, dfk_started, cleanup), name="guard", daemon=True
     )
     watcher.start()
+    from pwgen_worker import run_script  # once the watcher runs: it imports Parsl's
+
     run_script(argv[3 + count :])
     return 0
 

@@ -79,7 +79,7 @@ def test_flux_site_config_text(tmp_path: Path) -> None:
         tmp_path, flux_site(", flux: {method: system, version: 0.88.0, path: /opt/flux}")
     )
     ast.parse(source)
-    assert "from pwgen.executors import SiteFluxExecutor\n" in source
+    assert "from pwgen.executors import SiteFluxExecutor, lean_worker_pool\n" in source
     assert "from pwgen.providers import FluxInstanceLauncher, SSHSlurmProvider\n" in source
     for line in (
         "site_f1 = SiteFluxExecutor(\n",

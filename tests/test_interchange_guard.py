@@ -117,9 +117,8 @@ def test_the_guarded_interchange_runs_lean(tmp_path: Path) -> None:
 def test_a_parsl_whose_interchange_needs_the_package_inits_imports_it_whole() -> None:
     """When the lean import fails, nothing of it stays behind: Parsl imports as usual."""
     probe = (
-        "import sys, pwgen.interchange_guard as guard\n"
-        "guard._INTERCHANGE = 'parsl.no_such_module'\n"
-        "print(guard.import_lean_interchange(), 'parsl' in sys.modules)\n"
+        "import sys, pwgen_worker\n"
+        "print(pwgen_worker.import_lean('parsl.no_such_module'), 'parsl' in sys.modules)\n"
         "import parsl.executors.high_throughput.interchange, parsl.dataflow.dflow\n"
         "print(type(sys.modules['parsl'].DataFlowKernel).__name__)\n"
     )

@@ -243,7 +243,9 @@ from parsl import python_app
 def where(pause):
     import os, socket, time
     time.sleep(pause)
-    return socket.gethostname(), os.environ.get("PBS_JOBID")
+    with open(f"/proc/{os.getppid()}/cmdline", "rb") as pool:  # the worker's pool
+        lean = pool.read().split(b"\\0")[1:4] == [b"-m", b"pwgen_worker", b"run"]
+    return socket.gethostname(), os.environ.get("PBS_JOBID"), lean
 
 print(json.dumps(sorted(set(f.result() for f in [where(1) for _ in range(8)]))))
 """
@@ -254,10 +256,12 @@ def test_a_two_node_htex_block_has_a_pool_on_each_node(lab: tuple[LabState, Path
     (project / "hosts.py").write_text(HOSTS)
     done = run_pwgen("run", "hosts.py", "--sites", SITES, cwd=project, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    # place=scatter, and MpiExecLauncher started a pool on both nodes of one PBS job.
+    # place=scatter, and MpiExecLauncher started a pool on both nodes of one PBS job,
+    # each started lean (pwgen.executors.pool_launch).
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert [host for host, _ in seen] == ["lab1-c1", "lab1-c2"], seen
-    assert len({job for _, job in seen}) == 1 and seen[0][1].endswith(".lab1-login"), seen
+    assert [host for host, _, _ in seen] == ["lab1-c1", "lab1-c2"], seen
+    assert len({job for _, job, _ in seen}) == 1 and seen[0][1].endswith(".lab1-login"), seen
+    assert all(lean for _, _, lean in seen), seen
     run_dir = max((project / ".pwgen" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
     config = (run_dir / "parsl_config.py").read_text()
     assert "scheduler_options='#PBS -l place=scatter'" in config

@@ -88,6 +88,7 @@ IMPORTS: Mapping[str, str] = {
     "SiteHighThroughputExecutor": "pwgen.executors",
     "SiteMPIExecutor": "pwgen.executors",
     "SiteFluxExecutor": "pwgen.executors",
+    "lean_worker_pool": "pwgen.executors",
     "FluxInstanceLauncher": "pwgen.providers",
     "SSHSlurmProvider": "pwgen.providers",
     "SSHPBSProProvider": "pwgen.providers",

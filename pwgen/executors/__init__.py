@@ -45,6 +45,7 @@ from pwgen.certificates import certificate_bundle
 from pwgen.executors.flux import SiteFluxExecutor
 from pwgen.executors.htex import SiteHighThroughputExecutor
 from pwgen.executors.mpi import SiteMPIExecutor
+from pwgen.executors.pool_launch import lean_worker_pool
 from pwgen.executors.site import SiteExecutor
 
 __all__ = [
@@ -53,4 +54,5 @@ __all__ = [
     "SiteHighThroughputExecutor",
     "SiteMPIExecutor",
     "certificate_bundle",
+    "lean_worker_pool",
 ]

@@ -11,19 +11,27 @@ is raised (Parsl raises AppTimeout but leaves the command running).
 `run_in_flux` runs a task as a job of the Flux instance the worker pool lives in (a
 pwgen Flux site's block): `flux run` with the task's ranks, each rank running Parsl's
 own FluxExecutor task runner, and rank 0's result returned.
+
+`python -m pwgen_worker run SCRIPT ARGS...` runs a Python script as `python SCRIPT
+ARGS...` would, Parsl's worker pool and interchange lean (`run_script`): a block's
+pool starts 0.3 s sooner, and the controller's interchanges take 16 MB less each.
 """
 
 import contextlib
+import importlib
+import importlib.util
 import os
+import runpy
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__version__ = "2"
+__version__ = "3"
 
 #: Seconds between SIGTERM and SIGKILL for a command over its walltime.
 KILL_GRACE_SECONDS = 2.0
@@ -180,3 +188,60 @@ def _tail(path: str) -> str:
         handle.seek(max(0, handle.tell() - OUTPUT_TAIL))
         text = handle.read().decode(errors="replace").strip()
     return text.replace("\n", " | ") or "(no output)"
+
+
+# Parsl's package __init__s re-export the DataFlowKernel, every executor and the
+# monitoring hub (SQLAlchemy with it), none of which its worker pool and interchange
+# use: 0.3 s and 16 MB of imports. These scripts import their own modules without them.
+PARSL_PACKAGE_INITS = ("parsl", "parsl.executors", "parsl.monitoring")
+LEAN_SCRIPTS = {
+    "process_worker_pool.py": "parsl.executors.high_throughput.process_worker_pool",
+    "interchange.py": "parsl.executors.high_throughput.interchange",
+}
+
+
+def import_lean(module: str) -> bool:
+    """Import Parsl's `module` without the imports of Parsl's package __init__s (and
+    without SQLAlchemy). False, with nothing of Parsl left imported, when this Parsl's
+    module needs them: it is then imported as usual, when the script runs."""
+    sys.modules["sqlalchemy"] = None  # type: ignore[assignment]  # refuses its import
+    spec = importlib.util.find_spec("parsl")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    root = next(iter(spec.submodule_search_locations))
+    before = set(sys.modules)
+    for name in PARSL_PACKAGE_INITS:
+        package = types.ModuleType(name)
+        package.__path__ = [os.path.join(root, *name.split(".")[1:])]
+        sys.modules[name] = package
+    try:
+        importlib.import_module(module)
+    except Exception:
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+        return False
+    return True
+
+
+def run_script(command: Sequence[str]) -> None:
+    """Run the Python script `command[0]` (found on PATH as a shell finds a command)
+    with its arguments in this process, as `python SCRIPT ARGS...` would."""
+    script = shutil.which(command[0]) or command[0]
+    module = LEAN_SCRIPTS.get(os.path.basename(script))
+    if module is not None:
+        import_lean(module)
+    sys.argv = [script, *command[1:]]
+    sys.path[0] = os.path.dirname(os.path.abspath(script))  # as for `python SCRIPT`
+    runpy.run_path(script, run_name="__main__")
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) < 2 or argv[0] != "run":
+        print("usage: python -m pwgen_worker run SCRIPT ARGS...", file=sys.stderr)
+        return 2
+    run_script(argv[1:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
