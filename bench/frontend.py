@@ -119,23 +119,22 @@ Job = tuple[str, str, list[str], dict[str, str]]  # row, column, argv, environme
 Times = dict[tuple[str, str], list[tuple[float, float]]]  # (row, column) -> (wall, cpu)s
 
 
-def pwgen_jobs(cases: dict[str, list[str]], trees: dict[str, Path]) -> list[Job]:
-    """Each case (row) under each source tree (column)."""
+def pwgen_jobs(
+    cases: dict[str, list[str]], trees: dict[str, Path], before_path: str | None
+) -> list[Job]:
+    """Each case (row) under each source tree (column); "before" imports from
+    `before_path` first, if given."""
     return [
-        (name, tree, [sys.executable, "-c", RUNNER, *args], tree_env(tree, source))
+        (name, tree, [sys.executable, "-c", RUNNER, *args], tree_env(tree, source, before_path))
         for name, args in cases.items()
         for tree, source in trees.items()
     ]
 
 
-#: --before-path: a directory "before" imports from first (another typer, say).
-BEFORE_PATH: str | None = None
-
-
-def tree_env(tree: str, source: Path) -> dict[str, str]:
+def tree_env(tree: str, source: Path, before_path: str | None) -> dict[str, str]:
     env = {"PWGEN_BENCH_SRC": str(source)}
-    if tree == "before" and BEFORE_PATH:
-        env["PYTHONPATH"] = BEFORE_PATH
+    if tree == "before" and before_path:
+        env["PYTHONPATH"] = before_path
     return env
 
 
@@ -171,7 +170,9 @@ def _medians(samples: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.median(w for w, _ in samples), statistics.median(c for _, c in samples)
 
 
-def sites_times(counts: list[int], trees: dict[str, Path], runs: int, scratch: Path) -> Times:
+def sites_times(
+    counts: list[int], trees: dict[str, Path], runs: int, scratch: Path, before_path: str | None
+) -> Times:
     """inventory and config (and the pair) for each count of synthetic sites."""
     times: Times = {}
     for count in counts:
@@ -182,7 +183,7 @@ def sites_times(counts: list[int], trees: dict[str, Path], runs: int, scratch: P
             f"inventory, {count:,} sites": ["inventory", "--from", "sites.yaml", "-o", "inv.yml"],
             f"config, {count:,} sites": ["config", "--sites", "sites.yaml", "-o", "config.py"],
         }
-        measured = measure(pwgen_jobs(cases, trees), runs, project)
+        measured = measure(pwgen_jobs(cases, trees, before_path), runs, project)
         for tree in trees:  # the pair, run by run
             pairs = zip(*(measured[(name, tree)] for name in cases), strict=True)
             both = [(a[0] + b[0], a[1] + b[1]) for a, b in pairs]
@@ -198,16 +199,15 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--before-path", default=None, help="imported first by 'before'")
     args = parser.parse_args()
-    global BEFORE_PATH
-    BEFORE_PATH = args.before_path
     scratch = Path(tempfile.mkdtemp(prefix="pwgen-frontend-bench-"))
     try:
         base, trees = source_trees(args.base, scratch)
         err.print("start-up ...")
         cases = {f"pwgen {' '.join(a)}": a for a in START_UP}
         floor_jobs: list[Job] = [(name, "floor", argv, {}) for name, argv in FLOORS.items()]
-        start_up = measure(pwgen_jobs(cases, trees) + floor_jobs, args.runs, scratch)
-        sites = sites_times(args.sizes, trees, max(args.runs // 2, 3), scratch)
+        jobs = pwgen_jobs(cases, trees, args.before_path) + floor_jobs
+        start_up = measure(jobs, args.runs, scratch)
+        sites = sites_times(args.sizes, trees, max(args.runs // 2, 3), scratch, args.before_path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     columns = list(trees)
