@@ -6,13 +6,13 @@ keep computing results nobody will read. pwgen launches the interchange through 
 program (a file run by path, as Parsl's own launch command is; standard library and
 pwgen_worker only):
 
-    python interchange_guard.py N CLEANUP... -- INTERCHANGE_SCRIPT ARGS...
+    python interchange_guard.py PID N CLEANUP... -- INTERCHANGE_SCRIPT ARGS...
 
 It starts a new session (out of reach of the terminal's Ctrl-C, see pwgen.executors)
 and a watcher thread, then runs the interchange script in this same process, lean
 (pwgen_worker.run_script; same pid, same stdin: HTEX talks to and stops it as if it
 had launched the script itself). Twice a second the watcher checks that the
-DataFlowKernel's process (the one that launched us) still runs. Once it is gone, the
+DataFlowKernel's process (PID, the one that launched us) still runs. Once it is gone, the
 watcher starts the N words CLEANUP in a session of their own (pwgen: the run's
 teardown, which cancels its blocks and stops its relays, and writes what it did into
 the run's `teardown.log`) and ends the process at once, so the interchange dispatches
@@ -46,7 +46,8 @@ def guard_launch_cmd(interchange: Sequence[str], run: "RunLayout | None") -> lis
     if run is not None:
         state_dir = run.path.parent.parent  # <state>/runs/<id>
         cleanup = [sys.executable, "-m", "pwgen.teardown", str(state_dir), run.run_id]
-    return [sys.executable, __file__, str(len(cleanup)), *cleanup, "--", *interchange]
+    launcher = str(os.getpid())  # HTEX launches its interchange from this process
+    return [sys.executable, __file__, launcher, str(len(cleanup)), *cleanup, "--", *interchange]
 
 
 def run_of_parsl_dir(parsl_run_dir: str | None) -> "RunLayout | None":
@@ -101,14 +102,26 @@ def _watch(dfk_pid: int, dfk_started: str | None, cleanup: Sequence[str]) -> Non
     os._exit(0)
 
 
+def _parse(argv: Sequence[str]) -> tuple[int, list[str], list[str]] | None:
+    """PID, CLEANUP and the script's command from `argv`; None when malformed."""
+    words = list(argv[1:])
+    if len(words) < 2 or not (words[0].isdigit() and words[1].isdigit()):
+        return None
+    count = int(words[1])
+    if len(words) <= 3 + count or words[2 + count] != "--":
+        return None
+    return int(words[0]), words[2 : 2 + count], words[3 + count :]
+
+
 def main(argv: Sequence[str]) -> int:
-    count = int(argv[1]) if len(argv) > 1 and argv[1].isdigit() else -1
-    if count < 0 or len(argv) <= 3 + count or argv[2 + count] != "--":
-        print("interchange_guard: usage: N CLEANUP... -- SCRIPT ARGS...", file=sys.stderr)
+    parsed = _parse(argv)
+    if parsed is None:
+        print("interchange_guard: usage: PID N CLEANUP... -- SCRIPT ARGS...", file=sys.stderr)
         return 2
-    cleanup = list(argv[2 : 2 + count])
-    dfk_pid = os.getppid()
-    dfk_started = _start_time(dfk_pid)
+    dfk_pid, cleanup, command = parsed
+    # Launched by a process that has died already (we were handed to another parent):
+    # no start time to watch for, so the watcher acts at once.
+    dfk_started = _start_time(dfk_pid) if os.getppid() == dfk_pid else None
     os.setsid()
     watcher = threading.Thread(
         target=_watch, args=(dfk_pid, dfk_started, cleanup), name="guard", daemon=True
@@ -116,7 +129,7 @@ def main(argv: Sequence[str]) -> int:
     watcher.start()
     from pwgen_worker import run_script  # once the watcher runs: it imports Parsl's
 
-    run_script(argv[3 + count :])
+    run_script(command)
     return 0
 
 

@@ -2,6 +2,7 @@
 HTEX launched, it ends with its controller, and Parsl's interchange runs lean in it."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,17 +16,20 @@ from pwgen.status.processes import process_kind
 REPO = Path(__file__).parent.parent
 
 # A controller: launches the guarded `sleeper` (cleanup: touch MARK), prints its pid,
-# then either stops it as HTEX does (terminate) or waits to be killed.
+# then either stops it as HTEX does (terminate), waits to be killed, or exits at once
+# (before the guard even looked at it).
 CONTROLLER = """
-import subprocess, sys, time
+import os, subprocess, sys, time
 sys.path.insert(0, {repo!r})
 from pwgen.interchange_guard import guard_launch_cmd
 cmd = guard_launch_cmd([{sleeper!r}], None)
-cmd = [*cmd[:2], "2", "touch", {mark!r}, *cmd[3:]]
+cmd = [*cmd[:3], "2", "touch", {mark!r}, *cmd[4:]]
 proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
 print(proc.pid, flush=True)
 if sys.argv[1] == "exit":
     time.sleep(0.5); proc.terminate(); proc.wait(); sys.exit(0)
+if sys.argv[1] == "gone":
+    os._exit(0)
 time.sleep(1000)
 """
 
@@ -44,7 +48,7 @@ def test_the_guard_ends_an_orphaned_interchange_and_cleans_up(tmp_path: Path) ->
         f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(1000)\n"
     )
     launcher = CONTROLLER.format(repo=str(REPO), sleeper=str(sleeper), mark=str(mark))
-    for how in ("exit", "kill"):
+    for how in ("exit", "kill", "gone"):
         mark.unlink(missing_ok=True)
         started.unlink(missing_ok=True)
         dfk = subprocess.Popen(
@@ -57,22 +61,23 @@ def test_the_guard_ends_an_orphaned_interchange_and_cleans_up(tmp_path: Path) ->
             dfk.send_signal(signal.SIGKILL)
         dfk.wait()
         assert poll(lambda pid=interchange: not _alive(pid), 5) is not None
-        if how == "kill":
-            assert poll(mark.exists, 10), "the cleanup never ran"
-        else:
+        if how == "exit":
             assert not mark.exists(), "a normal shutdown ran the cleanup"
+        else:
+            assert poll(mark.exists, 10), f"{how}: the cleanup never ran"
 
 
 def test_guard_launch_cmd_names_the_run_teardown(tmp_path: Path) -> None:
     run = StateLayout(tmp_path / ".pwgen").run("20261205-000000-abcdef")
     command = guard_launch_cmd(["interchange.py"], run)
     assert command[2:] == [
+        str(os.getpid()),
         "5",
         *(sys.executable, "-m", "pwgen.teardown", str(run.path.parent.parent), run.run_id),
         "--",
         "interchange.py",
     ]
-    assert guard_launch_cmd(["interchange.py"], None)[2:] == ["0", "--", "interchange.py"]
+    assert guard_launch_cmd(["interchange.py"], None)[3:] == ["0", "--", "interchange.py"]
     assert process_kind(" ".join(command)) == "interchange"
     assert process_kind(" ".join(guard_launch_cmd(["other.py"], run))) == "controller"
 
@@ -131,7 +136,7 @@ def test_a_parsl_whose_interchange_needs_the_package_inits_imports_it_whole() ->
 
 def test_the_guard_refuses_a_malformed_command_in_one_line() -> None:
     guard = guard_launch_cmd(["x"], None)[:2]
-    for args in (["two", "--", "x"], ["1", "a"], ["0", "x", "--"], []):
+    for args in (["1", "two", "--", "x"], ["1", "1", "a"], ["1", "0", "x", "--"], ["0"], []):
         done = subprocess.run([*guard, *args], capture_output=True, text=True, timeout=30)
         assert done.returncode == 2 and done.stderr.count("\n") == 1, (args, done.stderr)
-        assert "usage: N CLEANUP... -- SCRIPT ARGS..." in done.stderr
+        assert "usage: PID N CLEANUP... -- SCRIPT ARGS..." in done.stderr

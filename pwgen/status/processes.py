@@ -25,7 +25,7 @@ def process_kind(command: str) -> str:
     """What a process is, from its command line (`/proc/<pid>/cmdline`, spaces for NULs)."""
     argv = command.split()
     first = os.path.basename(argv[0]) if argv else ""
-    # Run as a script, or by pwgen's guard (`interchange_guard.py N CLEANUP... -- SCRIPT`),
+    # Run as a script, or by pwgen's guard (`interchange_guard.py PID N ... -- SCRIPT`),
     # until Parsl renames the process "parsl: HTEX interchange".
     guarded = [os.path.basename(arg) for arg in argv[1:2]] == ["interchange_guard.py"]
     script = argv[argv.index("--") + 1 : argv.index("--") + 2] if "--" in argv else []
