@@ -77,3 +77,48 @@ def test_a_generated_config_launches_pools_lean_where_pwgen_worker_is(tmp_path: 
     python = provisioned_facts("new")["python"]["path"]
     assert f"launch_cmd=lean_worker_pool(\n        python={python!r}," in new
     assert "launch_cmd" not in old  # Parsl's own launch command
+
+
+# Records each run of itself (as __main__ or as a spawned child's __mp_main__).
+SPAWNER = """
+import multiprocessing, os, sys
+with open(sys.argv[1], "a") as runs:
+    runs.write(__name__ + "\\n")
+
+def work(queue):
+    queue.put(os.getpid())
+
+if __name__ == "__main__":
+    import pwgen_worker
+    if sys.argv[2] == "patched":
+        pwgen_worker.spawn_without_main(pwgen_worker.MANAGER_PROCESSES)
+    spawn = multiprocessing.get_context("spawn")
+    manager = spawn.Manager()  # a server process, as the worker pool starts one
+    shared = manager.dict(a=1)
+    queue = spawn.Queue()
+    worker = spawn.Process(target=work, args=(queue,), name="HTEX-Worker-0")
+    worker.start()
+    assert queue.get(timeout=30) != os.getpid() and shared["a"] == 1
+    worker.join()
+    manager.shutdown()
+"""
+
+
+def test_the_pools_manager_process_skips_the_pool_script_and_workers_do_not(
+    tmp_path: Path,
+) -> None:
+    """spawn_without_main: multiprocessing's manager server starts without running the
+    main script again (all of Parsl, for the pool); a worker still runs it."""
+    script, runs = tmp_path / "spawner.py", tmp_path / "runs"
+    script.write_text(SPAWNER)
+    for mode, expected in (("plain", 3), ("patched", 2)):
+        runs.unlink(missing_ok=True)
+        done = subprocess.run(
+            [sys.executable, str(script), str(runs), mode],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        names = runs.read_text().split()
+        assert len(names) == expected and names.count("__main__") == 1, (mode, names)
