@@ -6,6 +6,7 @@ documentation), `provisioned_facts()` the file `pwgen provision` writes from it 
 test's own values stand next to it.
 """
 
+from pathlib import Path
 from typing import Any
 
 #: The default partition: 4 nodes of 8 CPUs and 16 GiB, no time limit.
@@ -104,3 +105,21 @@ def _home(label: str) -> str:
 
 def _env_dir(home: str) -> str:
     return f"{home}/.pwgen/envs/abc123"
+
+
+def provisioned_project(project: Path, records: dict[str, dict[str, Any]]) -> None:
+    """`project` as `pwgen provision` leaves it: `sites.yaml` with one remote site per
+    facts record (label -> record, its scheduler from the record), each record in
+    `.pwgen/facts/` (pwgen.facts.write_facts), and an ssh config."""
+    from pwgen.facts import write_facts
+
+    state = project / ".pwgen"
+    (state / "ssh").mkdir(parents=True)
+    (state / "facts").mkdir()
+    (state / "ssh" / "config").write_text("# written by pwgen provision\n")
+    lines = ["sites:"]
+    for label, record in records.items():
+        scheduler = record["scheduler"]
+        lines.append(f"  - {{label: {label}, scheduler: {scheduler}, host: h, partition: compute}}")
+        write_facts(state / "facts", label, record)
+    (project / "sites.yaml").write_text("\n".join(lines) + "\n")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from facts_samples import provisioned_facts
+from facts_samples import provisioned_facts, provisioned_project
 from helpers import run_pwgen
 
 from pwgen import inventory, yamlload
@@ -76,19 +76,15 @@ def test_a_command_still_imports_what_it_needs(tmp_path: Path) -> None:
     assert done.returncode == 2 and "no lab in" in done.stderr, done.stderr
 
 
+SCHEDULERS = (("a", "slurm"), ("b", "pbspro"))
+
+
 def test_config_and_inventory_write_parsl_code_without_importing_parsl(tmp_path: Path) -> None:
     """Parsl's import (0.5 s) is the run's: `pwgen config` only writes Python that uses
     it (for a Slurm and a PBS Pro site with their facts), `pwgen inventory` none."""
-    facts = tmp_path / ".pwgen" / "facts"
-    facts.mkdir(parents=True)
-    (tmp_path / ".pwgen" / "ssh").mkdir()
-    (tmp_path / ".pwgen" / "ssh" / "config").write_text("# written by pwgen provision\n")
-    lines = ["sites:"]
-    for label, scheduler in (("a", "slurm"), ("b", "pbspro")):
-        lines.append(f"  - {{label: {label}, scheduler: {scheduler}, host: h, partition: compute}}")
-        record = provisioned_facts(label, scheduler=scheduler)
-        (facts / f"{label}.json").write_text(json.dumps(record))
-    (tmp_path / "sites.yaml").write_text("\n".join(lines) + "\n")
+    provisioned_project(
+        tmp_path, {label: provisioned_facts(label, scheduler=kind) for label, kind in SCHEDULERS}
+    )
     for args, written in (
         (("config", "-o", "c.py"), "c.py"),
         (("inventory", "--from", "sites.yaml", "-o", "i.yml"), "i.yml"),

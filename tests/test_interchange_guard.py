@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import REPO
+
 from pwgen.interchange_guard import guard_launch_cmd
 from pwgen.layout import StateLayout
 from pwgen.poll import poll
 from pwgen.status.processes import process_kind
-
-REPO = Path(__file__).parent.parent
 
 # A controller: launches the guarded `sleeper` (cleanup: touch MARK), prints its pid,
 # then either stops it as HTEX does (terminate), waits to be killed, or exits at once

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from facts_samples import provisioned_facts
+from facts_samples import provisioned_facts, provisioned_project
 from helpers import run_pwgen
 from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
 
@@ -58,18 +58,9 @@ def test_pwgen_worker_refuses_a_command_without_a_script() -> None:
 
 
 def test_a_generated_config_launches_pools_lean_where_pwgen_worker_is(tmp_path: Path) -> None:
-    facts = tmp_path / ".pwgen" / "facts"
-    facts.mkdir(parents=True)
-    (tmp_path / ".pwgen" / "ssh").mkdir()
-    (tmp_path / ".pwgen" / "ssh" / "config").write_text("# written by pwgen provision\n")
-    lines = ["sites:"]
-    for label in ("new", "old"):
-        lines.append(f"  - {{label: {label}, scheduler: slurm, host: h, partition: compute}}")
-        record = provisioned_facts(label)
-        if label == "old":  # provisioned before the relay role installed pwgen_worker
-            record["worker_helpers"] = None
-        (facts / f"{label}.json").write_text(json.dumps(record))
-    (tmp_path / "sites.yaml").write_text("\n".join(lines) + "\n")
+    old = provisioned_facts("old")
+    old["worker_helpers"] = None  # provisioned before the relay role installed pwgen_worker
+    provisioned_project(tmp_path, {"new": provisioned_facts("new"), "old": old})
     done = run_pwgen("config", "-o", "c.py", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     source = (tmp_path / "c.py").read_text()

@@ -11,7 +11,7 @@ import shlex
 
 from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
 
-POOL_SCRIPT = "process_worker_pool.py"
+from pwgen_worker import POOL_SCRIPT
 
 
 def lean_worker_pool(python: str) -> str:
