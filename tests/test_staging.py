@@ -782,8 +782,10 @@ def test_zip_members_to_both_sites_and_back(project: Path) -> None:
         members.writestr("in/text.txt", "zipped text")
     done = pwgen_run(project, "zips.py", str(source), str(results))
     assert done.returncode == 1, done.stdout + done.stderr
+    printed = done.stdout.splitlines()[-2:]
+    assert [line.split()[0] for line in printed] == list(LABELS), done.stdout + done.stderr
     run_dir_on = {}
-    for line in done.stdout.splitlines()[-2:]:
+    for line in printed:
         label, host, seen_in, seen_out = line.split()
         assert host == f"{label}-c1" and seen_in.endswith("/text.txt")
         run_dir, _, staged_in = seen_in.partition(f"/{label}/staging/")

@@ -28,6 +28,7 @@ T = TypeVar("T")
 # Parsl's final task states, by how a user reads them.
 DONE_STATES = {"exec_done", "memo_done"}
 FAILED_STATES = {"failed", "dep_fail"}
+FINAL_STATES = DONE_STATES | FAILED_STATES
 
 
 class MonitoringError(PwgenError):
@@ -100,13 +101,15 @@ def query_monitoring(run_dir: Path, read: Callable[[sqlite3.Connection], T]) -> 
 
 
 def final_states(conn: sqlite3.Connection) -> dict[int, str]:
-    """Each task's last state in the monitoring database (its `status` rows)."""
-    return dict(
-        conn.execute(
-            "SELECT task_id, task_status_name FROM status s WHERE timestamp = "
-            "(SELECT MAX(timestamp) FROM status WHERE task_id = s.task_id)"
-        ).fetchall()
-    )
+    """Each task's final state: its terminal one (done or failed) if it has one, else its
+    latest. Not simply the latest row: a try left behind on a lost site still reports
+    `running`/`running_ended` from its worker, sometimes after the task is done elsewhere."""
+    finals: dict[int, str] = {}
+    rows = conn.execute("SELECT task_id, task_status_name FROM status ORDER BY timestamp")
+    for task_id, state in rows:
+        if finals.get(task_id) not in FINAL_STATES:
+            finals[task_id] = state
+    return finals
 
 
 def _summarise(
