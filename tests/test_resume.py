@@ -34,6 +34,7 @@ from pwgen.resume import (
     read_checkpoint,
 )
 from pwgen.resume.checkpoint import HEADER, encode_record
+from pwgen.status import scan_processes
 
 
 def _written(path: Path, records: dict[str, Any]) -> bytes:
@@ -230,6 +231,9 @@ def test_a_local_run_killed_9_resumes(tmp_path: Path) -> None:
     stopped = done()
     time.sleep(1)
     assert done() == stopped, "tasks ran after the teardown"
+    # Nothing of the run is left here: its pool's workers, manager and tracker went too.
+    left = [proc for proc in scan_processes(tmp_path / ".pwgen" / "runs") if proc.run_id == run_id]
+    assert left == [], left
     for argv, error in (
         (["wf.py", "--resume", "nope"], "--resume nope: no such run"),
         (["other.py", "--resume", run_id], f"--resume {run_id}: that run ran wf.py, not other.py"),

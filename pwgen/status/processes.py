@@ -158,11 +158,12 @@ def scan_processes(runs_dir: Path) -> list[LocalProcess]:
     found = []
     for pid, (ppid, command) in table.items():
         kind = process_kind(command)
-        run = owner.get(pid)
-        if run is None:
-            run = _helper_ancestor_run(ppid, table, owner)
-            if kind == "controller":
-                kind = "parsl"  # a worker process of a local pool, say
+        helper_run = _helper_ancestor_run(ppid, table, owner)
+        run = owner.get(pid) or helper_run
+        if kind == "controller" and helper_run is not None:
+            # A local pool's worker, multiprocessing manager or resource tracker: it writes
+            # to the block's stdout too, but it is the pool's, and outlives a TERMed pool.
+            kind = "parsl"
         if run is not None:
             found.append(LocalProcess(pid, ppid, kind, run, command))
     return sorted(found, key=lambda proc: proc.pid)
