@@ -5,14 +5,15 @@ Brings up a lab of its own (lab1 OpenPBS, lab2 Slurm, 1 compute node each, prefi
 `pwfp`, 10.228.0.0/16; OpenPBS from $PWGEN_PBS_TARBALL or ../shared/pbs/, built once
 per machine) in a scratch project, provisions both, then runs `pwgen run` of a
 workflow that sends one task to one site and prints when its result is back, RUNS
-times per site, the sites alternating, each run once the site's previous block has
-left the scheduler (a qdel'ed PBS job holds its node until its obit, up to the queue's
-kill_delay: a user's run right after another would wait for it). Reported per site:
-the median of process start -> first result, of the run manifest's step times, and of
-process start -> block submitted (Parsl's log) and -> manager registered (the
-interchange's log). Each site twice: its pools started lean (pwgen's config:
-pwgen.executors.pool_launch) and by Parsl's own launch command (the same config
-without `launch_cmd`, through `pwgen run --config`). The lab is always taken down.
+times per site, the sites alternating (every other round in reverse), each run once
+the site's previous block has left the scheduler (a qdel'ed PBS job holds its node
+until its obit, up to the queue's kill_delay: a user's run right after another would
+wait for it). Reported per site: the median of process start -> first result, of the
+run manifest's step times, and of process start -> block submitted (Parsl's log) and
+-> manager registered (the interchange's log). Each site twice: its pools started lean
+(pwgen's config: pwgen.executors.pool_launch) and by Parsl's own launch command (the
+same config without `launch_cmd`, through `pwgen run --config`). The lab is always
+taken down.
 
     sudo .venv/bin/python bench/first_result_pbs.py [--runs 5]
 """
@@ -89,7 +90,9 @@ def main() -> None:
         for label in SITES:  # warm: the sites' file caches, as for a user's 2nd run
             one_run(project, sites, {}, label)
         for number in range(args.runs):
-            for label, launch in COLUMNS:
+            # Every other round in reverse: a run right after another shares the machine
+            # with that one's cleanup (a PBS job's obit), so no column always follows one.
+            for label, launch in COLUMNS if number % 2 == 0 else COLUMNS[::-1]:
                 wait_until_idle(project, label)
                 first, timings = one_run(project, sites, {}, label, configs[launch])
                 firsts[(label, launch)].append(first)
