@@ -1,6 +1,7 @@
 """`pwgen run` of a workflow in the background, for lab tests that act on it mid-run."""
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -8,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from helpers import PWGEN
+
+from pwgen.poll import poll
+from pwgen.tunnels.links import established_to_loopback
 
 
 class BackgroundRun:
@@ -44,6 +48,21 @@ class BackgroundRun:
                 self.proc.communicate(timeout=60)
         assert self.proc.returncode == 0, self.stderr.read_text()
         return stdout
+
+    def wait_until_watched(self, label: str, timeout: float = 60) -> None:
+        """Until the site's workers are connected here (through its tunnel's worker port)
+        and the run's site watch, which checks every 0.2 s until it has counted a site's
+        new connections, has had 1 s to count them: a loss after this is one it sees."""
+        tunnel_up = rf"site {label}: tunnel up: \S+ -> 127\.0\.0\.1:(\d+) here"
+
+        def worker_port() -> int | None:
+            found = re.search(tunnel_up, (self.run_dir() / "pwgen.log").read_text())
+            return int(found[1]) if found else None
+
+        port = poll(worker_port, timeout)
+        assert port is not None, f"no tunnel for {label} in time"
+        assert poll(lambda: (established_to_loopback([port]) or {}).get(port), timeout)
+        time.sleep(1)
 
     def run_dir(self) -> Path:
         runs = self.project / ".pwgen" / "runs"

@@ -288,6 +288,7 @@ def test_site_lost_mid_run(project: Path) -> None:
     streams = project / "streams-lost"
     run = Run(project, "--queue-wait", "20", pause=0.05, streams=streams)
     run.wait_for_line("progress")
+    run.wait_until_watched("lab1")
     for node in _lab().site("lab1").computes:  # type: ignore[union-attr]
         _kill_in_node(node.netns, "slurmd", "process_worker_pool")
     stdout = run.finish()

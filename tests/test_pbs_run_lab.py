@@ -382,6 +382,7 @@ def test_pbs_site_lost_mid_run_sends_the_rest_to_slurm(lab: tuple[LabState, Path
     try:
         run = Run(project, pause=0.1)
         run.wait_for_line("progress")
+        run.wait_until_watched("lab1")
         _kill_pbs_site_workers(state)
         hosts = run.hosts()
     finally:

@@ -13,6 +13,7 @@ from test_failover import _Executor
 
 from pwgen.failover import watch as watch_module
 from pwgen.failover.errors import SiteLost, is_site_failure
+from pwgen.failover.loss import CLOSE_FOR
 from pwgen.failover.policy import Failover
 from pwgen.failover.watch import SiteWatch
 from pwgen.tunnels.links import established_to_loopback
@@ -109,6 +110,26 @@ def test_a_site_whose_connections_were_never_counted_is_never_lost(
     for now in (1.0, 5.0, 10.0, 20.0):
         watch.check_once(now)
     assert not site.bad_state_is_set
+
+
+def test_new_workers_are_watched_closely_until_counted(links: Counter[int]) -> None:
+    """Managers listed before their connections were counted: the watch checks more
+    often (a site lost in that second is caught), but not forever."""
+    site = _Site()
+    watch, _ = _watch(site)
+    links[PORT] = 0
+    watch.check_once(1.0)
+    assert watch.loss.watching_closely(1.5)
+    assert not watch.loss.watching_closely(1.0 + CLOSE_FOR)  # connections never visible
+    links[PORT] = 2
+    watch.check_once(1.2)
+    assert not watch.loss.watching_closely(1.5)
+    # Counted once, the site's loss is told as usual.
+    links[PORT] = 0
+    site.tunnel.healthy_checked_at = 1.5
+    for now in (1.4, 3.0, 4.5):
+        watch.check_once(now)
+    assert isinstance(site.failed_with, SiteLost)
 
 
 @pytest.mark.parametrize("state", ["starting", "idle", "held"])

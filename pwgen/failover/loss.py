@@ -8,7 +8,8 @@ and the ssh forward, and a worker's end closes it here within a round trip
 
 - the interchange lists active managers, yet no connection to its worker port has
   been established for `confirm` seconds (and some were before: a site whose
-  connections were never seen here, wherever they are, is never declared lost), and
+  connections were never seen here, wherever they are, is never declared lost; the
+  watch checks every 0.2 s until a new site's are counted, for at most CLOSE_FOR), and
 - the tunnel supervisor found master, forward and relay healthy in a check begun after
   the connections went (a broken tunnel closes them too, and the workers reconnect
   once it is repaired; a repair starts the clock again).
@@ -25,6 +26,9 @@ from typing import Any
 
 #: Seconds with no connection (and a healthy tunnel) before a site is declared lost.
 CONFIRM = 3.0
+#: Seconds the watch looks closely at a site whose new managers' connections it has not
+#: counted yet (a site whose connections it cannot see at all is not looked at forever).
+CLOSE_FOR = 10.0
 
 
 @dataclass
@@ -44,6 +48,15 @@ class LossDetector:
         self.confirm = confirm
         self._gone: dict[str, _Gone] = {}
         self._seen: set[str] = set()  # sites whose workers' connections were counted
+        # Sites listing managers whose connections were not counted yet: since when.
+        self._unseen: dict[str, float] = {}
+
+    def watching_closely(self, now: float) -> bool:
+        """Whether a site has listed managers for less than CLOSE_FOR seconds without
+        their connections counted: until they are, its loss cannot be told, so the watch
+        looks more often (a site lost in the second its workers connected would
+        otherwise be left to the heartbeat threshold)."""
+        return any(now - since < CLOSE_FOR for since in self._unseen.values())
 
     def check(
         self, label: str, tunnel: Any, links: int | None, active_managers: int, now: float
@@ -59,6 +72,10 @@ class LossDetector:
         """
         if links:
             self._seen.add(label)
+        if active_managers and label not in self._seen and links is not None:
+            self._unseen.setdefault(label, now)
+        else:
+            self._unseen.pop(label, None)
         if links is None or links > 0 or active_managers == 0 or label not in self._seen:
             self._gone.pop(label, None)
             return None

@@ -47,6 +47,8 @@ from pwgen.tunnels.links import established_to_loopback
 logger = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 1.0
+#: Seconds between checks while a site lists managers whose connections were not counted.
+CLOSE_INTERVAL = 0.2
 #: Set to 0: no site-loss detection (lost sites wait for the heartbeat threshold, as
 #: before it; benchmarks compare the two).
 LOSS_DETECTION_ENV = "PWGEN_SITE_LOSS_DETECTION"
@@ -139,8 +141,15 @@ class SiteWatch:
         self._check_in_flight(label, executor, now)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(self._next_check()):
             self.check_once(time.monotonic())
+
+    def _next_check(self) -> float:
+        """Seconds to the next check: CLOSE_INTERVAL while a site's new workers have not
+        been counted yet (the loss detector cannot tell their loss before), else `interval`."""
+        if self.loss.watching_closely(time.monotonic()):
+            return min(self.interval, CLOSE_INTERVAL)
+        return self.interval
 
     # --- queue-wait budget --------------------------------------------------------------
 
