@@ -13,9 +13,9 @@ pwgen Flux site's block): `flux run` with the task's ranks, each rank running Pa
 own FluxExecutor task runner, and rank 0's result returned.
 
 `python -m pwgen_worker run SCRIPT ARGS...` runs a Python script as `python SCRIPT
-ARGS...` would, Parsl's worker pool and interchange lean (`run_script`): on the lab's
-Slurm site a block's pool registered 0.8 s sooner (1.46 s after `pwgen run` started,
-against 2.28 s), and the controller's interchanges take 16 MB less each.
+ARGS...` would, Parsl's worker pool and interchange lean (`run_script`): the pool's own
+import takes 0.12 s on a lab node instead of 0.45 s, and the controller's interchanges
+take 16 MB less each (README, "Benchmarks", for the first result).
 """
 
 import contextlib
